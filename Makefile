@@ -1,0 +1,36 @@
+# miakit: every target sets up what it needs (venv, pinned CPU torch, the package) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= cpu
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.miakit-installed
+
+.PHONY: venv test book notebooks bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[book,test]"
+	touch $(STAMP)
+
+## make test: the whole test suite (unit tests, papermill smoke runs, strict book build)
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+## make book [PROFILE=cpu|smoke|paper]: execute every notebook and build the HTML book
+book: $(STAMP)
+	$(PY) -m miakit.book --profile $(PROFILE)
+
+## make notebooks: regenerate the outputs-free .ipynb twins from the jupytext sources
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9][0-9]_*.py
+
+## make bench: speed benchmarks (ratios measured side by side)
+bench: $(STAMP)
+	PYTHONPATH=. $(PY) benchmarks/loss_attack.py
+
+clean:
+	rm -rf _staging _build

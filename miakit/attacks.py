@@ -1,0 +1,71 @@
+"""White-box membership inference attacks: model signals -> member scores.
+
+Convention, stated once for the whole package: **members are the positive class and every score
+is oriented so that higher means "more likely a member"**. The loss attack's raw signal (the
+denoising loss, lower for members) is negated here and nowhere else.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .diffusion import Family
+from .models import autocast
+from .progress import progress
+
+
+def member_score_from_loss(loss: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Orient a loss (lower = member) as a member score (higher = member)."""
+    return -np.asarray(loss, dtype=np.float64)
+
+
+def _device_of(model, fallback: torch.device) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return fallback
+
+
+def image_noise(seed: int, image_index: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The noise the loss attack uses for one image: fixed by (seed, image index) alone, so scores
+    do not depend on batch size or on which other images are scored in the same call."""
+    state = np.random.SeedSequence([seed, image_index]).generate_state(2, dtype=np.uint64)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(int(state[0] >> 1)))
+
+
+@torch.inference_mode()
+def losses(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed: int = 0,
+           batch_size: int = 512, progress_bar: bool = True) -> np.ndarray:
+    """The family's training loss per image, step and noise draw: array [n_images, n_steps, n_noise]."""
+    steps_t = torch.as_tensor(np.asarray(steps))
+    n_images, n_steps = x.shape[0], steps_t.shape[0]
+    if n_images == 0 or n_steps == 0:
+        raise ValueError("loss attack needs at least one image and one step")
+    per_image = n_steps * n_noise
+    device = _device_of(model, x.device)
+    images_per_block = max(1, batch_size // per_image)
+    out = np.empty((n_images, n_steps, n_noise), dtype=np.float64)
+    bar = progress(total=n_images * per_image, desc="loss attack", unit="eval", enabled=progress_bar)
+    for start in range(0, n_images, images_per_block):
+        stop = min(n_images, start + images_per_block)
+        noise = torch.stack([image_noise(seed, i, (n_steps, n_noise, *x.shape[1:])) for i in range(start, stop)])
+        noise = noise.flatten(0, 2)  # [(image, step, draw), C, H, W]
+        x0 = x[start:stop].repeat_interleave(per_image, dim=0)
+        t = steps_t.repeat_interleave(n_noise).repeat(stop - start)
+        values = []
+        for b in range(0, x0.shape[0], batch_size):
+            sl = slice(b, b + batch_size)
+            with autocast(device):
+                values.append(family.loss(model, x0[sl].to(device), t[sl].to(device), noise[sl].to(device)).float().cpu())
+            bar.update(values[-1].shape[0])
+        out[start:stop] = torch.cat(values).reshape(stop - start, n_steps, n_noise).double().numpy()
+    bar.close()
+    return out
+
+
+def loss_scores(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed: int = 0,
+                batch_size: int = 512, progress_bar: bool = True) -> np.ndarray:
+    """Loss attack (Hu & Pang 2023): member score = -(training loss at step t), averaged over
+    ``n_noise`` draws. Returns [n_images, n_steps]; higher = more likely a member."""
+    raw = losses(model, family, x, steps, n_noise, seed, batch_size, progress_bar)
+    return member_score_from_loss(raw.mean(axis=2))

@@ -1,0 +1,113 @@
+"""Execute the notebooks with papermill and build the Jupyter Book, offline and strict.
+
+    python -m miakit.book --profile cpu                 # what `make book` runs
+    python -m miakit.book --profile smoke -p runs_dir=/tmp/runs --stage /tmp/stage
+
+The committed, outputs-free ``notebooks/NN_*.ipynb`` (twins of the jupytext ``.py`` sources)
+are executed into a staging copy of the book at the same paths, so the rendered pages and the
+Colab launch buttons point at notebooks that exist in the repository. Papermill never writes
+into the committed notebooks. Unknown parameters are rejected before anything runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import PARAMETERS, PROFILES
+
+ROOT_FILES = ("_config.yml", "_toc.yml")
+ROOT_DIRS = ("book",)
+
+
+def notebooks(root: Path) -> list[Path]:
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def check_parameters(profile: str, parameters: dict) -> None:
+    if profile not in PROFILES:
+        raise SystemExit(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    unknown = sorted(set(parameters) - set(PARAMETERS))
+    if unknown:
+        raise SystemExit(f"unknown parameter(s) {unknown}; valid: {', '.join(PARAMETERS)}")
+
+
+def execute(root: Path, stage: Path, profile: str, parameters: dict, only: list[str] | None = None) -> dict:
+    """Run every notebook into ``stage``; return seconds per notebook."""
+    import papermill
+
+    check_parameters(profile, parameters)
+    timings = {}
+    for nb in notebooks(root):
+        if only and nb.stem not in only:
+            continue
+        out = stage / "notebooks" / nb.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[book] executing {nb.name} (profile {profile})", flush=True)
+        began = time.perf_counter()
+        papermill.execute_notebook(str(nb), str(out), parameters={"profile": profile, **parameters},
+                                   cwd=str(root), kernel_name="python3", progress_bar=False)
+        timings[nb.stem] = round(time.perf_counter() - began, 1)
+        print(f"[book] {nb.name} took {timings[nb.stem]} s", flush=True)
+    return timings
+
+
+def stage_sources(root: Path, stage: Path) -> None:
+    stage.mkdir(parents=True, exist_ok=True)
+    for name in ROOT_FILES:
+        shutil.copy2(root / name, stage / name)
+    for name in ROOT_DIRS:
+        shutil.rmtree(stage / name, ignore_errors=True)
+        shutil.copytree(root / name, stage / name)
+
+
+def build_html(stage: Path) -> Path:
+    """Strict offline Jupyter Book 1 build of the staged book; returns the HTML folder."""
+    shutil.rmtree(stage / "_build", ignore_errors=True)
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "-W", "-n", "--keep-going"]
+    result = subprocess.run(cmd)
+    if result.returncode:
+        raise SystemExit(f"jupyter-book build failed (exit {result.returncode})")
+    return stage / "_build" / "html"
+
+
+def parse_parameter(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"parameter {text!r} is not key=value")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key, parsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("-p", "--parameter", action="append", type=parse_parameter, default=[],
+                        help="notebook parameter key=value (JSON values), any number of times")
+    parser.add_argument("--root", type=Path, default=Path.cwd())
+    parser.add_argument("--stage", type=Path, default=None, help="staging folder (default: <root>/_staging)")
+    parser.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
+    parser.add_argument("--no-html", action="store_true", help="execute only, do not build HTML")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    stage = (args.stage or root / "_staging").resolve()
+    parameters = dict(args.parameter)
+    check_parameters(args.profile, parameters)
+    stage_sources(root, stage)
+    timings = execute(root, stage, args.profile, parameters, args.only)
+    (stage / "timings.json").write_text(json.dumps({"profile": args.profile, "seconds": timings}, indent=1))
+    if not args.no_html:
+        html = build_html(stage)
+        print(f"[book] HTML: {html / 'index.html'}")
+    print(f"[book] seconds per notebook: {timings}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Frozen configuration, the three profiles, and the stable hash that keys the run store.
+
+A notebook (or a user) names a profile and overrides any flat parameter; ``None`` means "take it
+from the profile". Unknown profiles and unknown parameters are errors, never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, at which size, and how they are split into members and nonmembers."""
+
+    dataset: str  # "digits", "fashion-mnist", "fashion-mnist:<dir>" or "folder:<path>"
+    resolution: int
+    n_members: int
+    n_nonmembers: int
+    split_seed: int
+    val_fraction: float  # share of members/nonmembers used to choose attack settings
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """How the target diffusion model is built and trained."""
+
+    family: str
+    model: str  # UNet preset: tiny / small / paper
+    iterations: int
+    batch_size: int
+    lr: float
+    warmup: int
+    ema_decay: float
+    grad_clip: float
+    random_flip: bool
+    train_seed: int
+    checkpoint_every: int  # does not change the trained weights; excluded from the hash
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """How the attacks query the target."""
+
+    attack_steps: int  # number of diffusion steps the loss attack evaluates
+    n_noise: int  # noise draws per (image, step), losses averaged
+    attack_seed: int
+    attack_batch: int
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How many images to generate from a target for inspection, and with how many steps."""
+
+    n_samples: int
+    sample_steps: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    data: DataConfig
+    target: TargetConfig
+    attack: AttackConfig
+    sampling: SampleConfig
+    device: str  # "auto", "cpu" or "cuda"
+    runs_dir: str
+
+    def target_hash(self) -> str:
+        """Stable hash of everything that determines the trained weights."""
+        payload = {
+            "data": dataclasses.asdict(self.data),
+            "target": {k: v for k, v in dataclasses.asdict(self.target).items() if k != "checkpoint_every"},
+        }
+        return stable_hash(payload)
+
+    def flat(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"profile": self.profile, "device": self.device, "runs_dir": self.runs_dir}
+        for section in (self.data, self.target, self.attack, self.sampling):
+            out.update(dataclasses.asdict(section))
+        return out
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "target": TargetConfig, "attack": AttackConfig,
+                             "sampling": SampleConfig}
+RUN_KEYS = ("device", "runs_dir")
+PARAMETERS: tuple[str, ...] = tuple(
+    [f.name for cls in SECTIONS.values() for f in fields(cls)] + list(RUN_KEYS)
+)
+
+_COMMON = dict(split_seed=0, val_fraction=0.5, family="ddpm", train_seed=0, attack_seed=0,
+               grad_clip=1.0, device="auto", runs_dir="runs")
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # seconds: exercises every code path on a few tiny images
+    "smoke": dict(_COMMON, dataset="digits", resolution=8, n_members=16, n_nonmembers=48,
+                  model="tiny", iterations=30, batch_size=16, lr=1e-3, warmup=0, ema_decay=0.9,
+                  random_flip=False, checkpoint_every=10,
+                  attack_steps=6, n_noise=1, attack_batch=256, n_samples=8, sample_steps=20),
+    # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
+    # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
+    "cpu": dict(_COMMON, dataset="digits", resolution=16, n_members=100, n_nonmembers=1000,
+                model="small", iterations=2000, batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995,
+                random_flip=False, checkpoint_every=250,
+                attack_steps=41, n_noise=4, attack_batch=512,
+                n_samples=32, sample_steps=1000),
+    # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
+    "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
+                  n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
+                  warmup=5000, ema_decay=0.9999, random_flip=True, checkpoint_every=5000,
+                  attack_steps=1000, n_noise=1, attack_batch=1000, n_samples=64, sample_steps=1000),
+}
+
+
+def stable_hash(payload: Mapping[str, Any], length: int = 12) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def resolve(profile: str = "cpu", **overrides: Any) -> Settings:
+    """Settings of ``profile`` with every non-None override applied.
+
+    Raises ValueError for an unknown profile or parameter name, naming the valid ones.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    unknown = sorted(set(overrides) - set(PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; valid parameters: profile, {', '.join(PARAMETERS)}")
+    values = dict(PROFILES[profile])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    sections = {}
+    for name, cls in SECTIONS.items():
+        kwargs = {}
+        for f in fields(cls):
+            kwargs[f.name] = _coerce(f.name, values[f.name], PROFILES[profile][f.name])
+        sections[name] = cls(**kwargs)
+    settings = Settings(profile=profile, device=values["device"], runs_dir=str(values["runs_dir"]), **sections)
+    _validate(settings)
+    return settings
+
+
+def from_namespace(namespace: Mapping[str, Any]) -> Settings:
+    """Settings from a notebook's globals: every public, non-module name is a parameter.
+
+    Papermill injects parameters as plain assignments, so a misspelt parameter shows up here as
+    an unknown name and is rejected instead of being silently ignored.
+    """
+    ignored = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+    params = {
+        k: v for k, v in namespace.items()
+        if not k.startswith("_") and k not in ignored and not isinstance(v, types.ModuleType)
+        and not callable(v)
+    }
+    profile = params.pop("profile", "cpu")
+    return resolve(profile, **params)
+
+
+def _coerce(name: str, value: Any, reference: Any) -> Any:
+    """Cast papermill/CLI values (often strings or ints) to the profile's type."""
+    if isinstance(reference, bool):
+        if isinstance(value, str):
+            if value.lower() in ("true", "1", "yes"):
+                return True
+            if value.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError(f"parameter {name}={value!r} is not a boolean")
+        return bool(value)
+    try:
+        return type(reference)(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"parameter {name}={value!r} is not a valid {type(reference).__name__}") from err
+
+
+def _validate(s: Settings) -> None:
+    d, t, a = s.data, s.target, s.attack
+    checks = [
+        (d.resolution >= 4, "resolution must be at least 4"),
+        (d.n_members >= 2 and d.n_nonmembers >= 2, "need at least 2 members and 2 nonmembers"),
+        (0.0 < d.val_fraction < 1.0, "val_fraction must lie strictly between 0 and 1"),
+        (t.iterations >= 1 and t.batch_size >= 1, "iterations and batch_size must be positive"),
+        (0.0 <= t.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),
+        (t.lr > 0, "lr must be positive"),
+        (t.checkpoint_every >= 1, "checkpoint_every must be positive"),
+        (s.sampling.n_samples >= 1 and s.sampling.sample_steps >= 1, "n_samples and sample_steps must be positive"),
+        (a.attack_steps >= 1 and a.n_noise >= 1 and a.attack_batch >= 1,
+         "attack_steps, n_noise and attack_batch must be positive"),
+        (s.device in ("auto", "cpu", "cuda") or s.device.startswith("cuda:"),
+         "device must be auto, cpu or cuda"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)

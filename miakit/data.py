@@ -1,0 +1,209 @@
+"""Image datasets as float tensors in [-1, 1], and the disjoint member/nonmember split.
+
+Datasets (the ``dataset`` parameter):
+
+- ``digits`` — scikit-learn's 1797 handwritten digits (8x8, grayscale), always available.
+- ``fashion-mnist`` or ``fashion-mnist:<dir>`` — the 70,000 Fashion-MNIST images (28x28) from
+  the IDX files of Debian's ``dataset-fashion-mnist`` package, or any folder holding them.
+- ``folder:<path>`` — every readable image under a folder (FFHQ thumbnails, retina images),
+  centre-cropped to a square and resized; grayscale when every image is grayscale, else RGB.
+"""
+from __future__ import annotations
+
+import gzip
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .store import read_json, write_json
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+class DatasetError(ValueError):
+    """The requested dataset is missing, empty or malformed."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    images: torch.Tensor  # [N, C, H, W], float32 in [-1, 1]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def load(name: str, resolution: int) -> Dataset:
+    """Load dataset ``name`` at ``resolution`` x ``resolution`` pixels, scaled to [-1, 1]."""
+    if name == "digits":
+        unit = _digits()
+    elif name == "fashion-mnist" or name.startswith("fashion-mnist:"):
+        folder = Path(name.split(":", 1)[1]) if ":" in name else FASHION_MNIST_DIR
+        unit = _fashion_mnist(folder)
+    elif name.startswith("folder:"):
+        return Dataset(name, _folder(Path(name.split(":", 1)[1]), resolution) * 2.0 - 1.0)
+    else:
+        raise DatasetError(
+            f"unknown dataset {name!r}; use 'digits', 'fashion-mnist[:<dir>]' or 'folder:<path>'")
+    return Dataset(name, resize(unit, resolution) * 2.0 - 1.0)
+
+
+def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Resize [N, C, H, W] images in [0, 1] to a square ``resolution`` (bilinear, antialiased)."""
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    out = F.interpolate(images, size=(resolution, resolution), mode="bilinear",
+                        align_corners=False, antialias=True)
+    return out.clamp(0.0, 1.0)
+
+
+def _digits() -> torch.Tensor:
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().images.astype(np.float32) / 16.0
+    return torch.from_numpy(pixels)[:, None]
+
+
+def read_idx_images(path: Path) -> np.ndarray:
+    """Read an (optionally gzipped) IDX3 image file into a uint8 array [N, H, W]."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 16 or int.from_bytes(raw[:4], "big") != 0x00000803:
+        raise DatasetError(f"{path} is not an IDX3 image file")
+    n, h, w = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
+    if len(raw) != 16 + n * h * w:
+        raise DatasetError(f"{path} is truncated: expected {n}x{h}x{w} pixels")
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, h, w)
+
+
+def _fashion_mnist(folder: Path) -> torch.Tensor:
+    parts = []
+    for stem in FASHION_MNIST_FILES:
+        candidates = [folder / stem, folder / stem.removesuffix(".gz")]
+        found = next((p for p in candidates if p.exists()), None)
+        if found is None:
+            raise DatasetError(
+                f"Fashion-MNIST file {stem} not found in {folder}. Install it with "
+                "`apt-get install -y dataset-fashion-mnist` or pass "
+                "dataset='fashion-mnist:<folder holding the IDX files>'")
+        parts.append(read_idx_images(found))
+    pixels = np.concatenate(parts).astype(np.float32) / 255.0
+    return torch.from_numpy(pixels)[:, None]
+
+
+def _folder(folder: Path, resolution: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    if not folder.is_dir():
+        raise DatasetError(f"image folder {folder} does not exist; pass dataset='folder:<path to images>'")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images, skipped = [], []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                images.append(img.copy())
+        except (UnidentifiedImageError, OSError):
+            skipped.append(path.name)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {folder}, e.g. {skipped[:3]}")
+    if not images:
+        raise DatasetError(f"no readable images in {folder} (looked for {sorted(IMAGE_SUFFIXES)})")
+    gray = all(img.mode in ("1", "L", "LA", "I", "I;16", "F") for img in images)
+    mode = "L" if gray else "RGB"
+    arrays = [np.asarray(_square(img.convert(mode), resolution), dtype=np.float32) / 255.0 for img in images]
+    stacked = np.stack(arrays)
+    stacked = stacked[:, None] if gray else stacked.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(stacked))
+
+
+def _square(img, resolution: int):
+    from PIL import Image
+
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return img.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BICUBIC)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Disjoint index sets into one dataset.
+
+    ``members`` train the target; ``nonmembers`` are held out. Each is cut again into a
+    validation part (to choose attack settings such as the step) and a test part (to report).
+    """
+
+    dataset: str
+    n_total: int
+    seed: int
+    members_val: np.ndarray
+    members_test: np.ndarray
+    nonmembers_val: np.ndarray
+    nonmembers_test: np.ndarray
+
+    @property
+    def members(self) -> np.ndarray:
+        return np.sort(np.concatenate([self.members_val, self.members_test]))
+
+    @property
+    def nonmembers(self) -> np.ndarray:
+        return np.sort(np.concatenate([self.nonmembers_val, self.nonmembers_test]))
+
+    def check(self) -> None:
+        """Raise if any two parts share an index or an index lies outside the dataset."""
+        parts = [self.members_val, self.members_test, self.nonmembers_val, self.nonmembers_test]
+        joined = np.concatenate(parts)
+        if len(np.unique(joined)) != len(joined):
+            raise AssertionError("split parts overlap: a member is also a nonmember or appears twice")
+        if len(joined) and (joined.min() < 0 or joined.max() >= self.n_total):
+            raise AssertionError("split index outside the dataset")
+
+    def to_json(self) -> dict:
+        return {"dataset": self.dataset, "n_total": self.n_total, "seed": self.seed,
+                **{k: getattr(self, k).tolist() for k in
+                   ("members_val", "members_test", "nonmembers_val", "nonmembers_test")}}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> "Split":
+        split = cls(payload["dataset"], int(payload["n_total"]), int(payload["seed"]),
+                    **{k: np.asarray(payload[k], dtype=np.int64) for k in
+                       ("members_val", "members_test", "nonmembers_val", "nonmembers_test")})
+        split.check()
+        return split
+
+
+def make_split(dataset: str, n_total: int, n_members: int, n_nonmembers: int,
+               val_fraction: float, seed: int) -> Split:
+    """Draw disjoint members and nonmembers, each cut into validation and test parts."""
+    if n_members + n_nonmembers > n_total:
+        raise DatasetError(
+            f"split asks for {n_members} members + {n_nonmembers} nonmembers but {dataset!r} "
+            f"has only {n_total} images")
+    perm = np.random.default_rng(seed).permutation(n_total)
+    members, nonmembers = perm[:n_members], perm[n_members:n_members + n_nonmembers]
+    m_val, n_val = _n_val(n_members, val_fraction), _n_val(n_nonmembers, val_fraction)
+    split = Split(dataset, n_total, seed,
+                  np.sort(members[:m_val]), np.sort(members[m_val:]),
+                  np.sort(nonmembers[:n_val]), np.sort(nonmembers[n_val:]))
+    split.check()
+    return split
+
+
+def _n_val(n: int, fraction: float) -> int:
+    return min(max(1, int(round(n * fraction))), n - 1)
+
+
+def save_split(split: Split, path) -> None:
+    write_json(path, split.to_json())
+
+
+def load_split(path) -> Split:
+    return Split.from_json(read_json(path))

@@ -1,0 +1,81 @@
+"""The denoiser: diffusers' ``UNet2DModel`` in three sizes, an EMA of its weights, and the device.
+
+Presets (channels per resolution level, res blocks per level, where attention sits):
+
+- ``tiny``  (16, 32), 1 block, no attention — for tests (~0.16M parameters at 8x8).
+- ``small`` (32, 64, 64), 1 block, attention at the deepest level — the ``cpu`` profile (~1.1M).
+- ``paper`` (128, 256, 256, 256), 2 blocks, attention at 16x16, dropout 0.1 — the paper's
+  score_sde DDPM configuration for 64x64 images (nf=128, ch_mult (1, 2, 2, 2)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+
+@dataclass(frozen=True)
+class Preset:
+    block_out_channels: tuple[int, ...]
+    layers_per_block: int
+    attention: tuple[int, ...] | str  # resolutions with attention, or "deepest"
+    norm_num_groups: int
+    dropout: float
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset((16, 32), 1, (), 8, 0.0),
+    "small": Preset((32, 64, 64), 1, "deepest", 8, 0.0),
+    "paper": Preset((128, 256, 256, 256), 2, (16,), 32, 0.1),
+}
+
+# discrete families embed the step index with sinusoids; continuous ones use Fourier features
+TIME_EMBEDDING = {"ddpm": "positional", "smld": "positional", "vpsde": "fourier", "vesde": "fourier"}
+
+
+def build_unet(preset: str, family: str, resolution: int, channels: int):
+    """A fresh ``UNet2DModel`` of ``preset`` size for ``family`` at ``resolution``."""
+    from diffusers import UNet2DModel
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    levels = len(p.block_out_channels)
+    if resolution % (2 ** (levels - 1)):
+        raise ValueError(f"preset {preset!r} halves the image {levels - 1} times: resolution "
+                         f"{resolution} must be divisible by {2 ** (levels - 1)}")
+    level_res = [resolution // 2 ** i for i in range(levels)]
+    attn = [i == levels - 1 for i in range(levels)] if p.attention == "deepest" else \
+        [r in p.attention for r in level_res]
+    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn)
+    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn))
+    return UNet2DModel(
+        sample_size=resolution, in_channels=channels, out_channels=channels,
+        block_out_channels=p.block_out_channels, layers_per_block=p.layers_per_block,
+        down_block_types=down, up_block_types=up, norm_num_groups=p.norm_num_groups,
+        dropout=p.dropout, time_embedding_type=TIME_EMBEDDING.get(family, "positional"),
+    )
+
+
+def n_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def ema(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """Exponential moving average of ``model``'s weights (torch's AveragedModel); ``.module`` is the averaged copy."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for but CUDA is not available here; use device='auto' or 'cpu'")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (safe for the UNet: losses are computed in float32); off on the CPU."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")

@@ -1,0 +1,75 @@
+"""What notebooks show: summary tables, glued numbers for the book's prose, and reading them back."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from .train import Run
+
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, value, display: bool = False) -> None:
+    """Glue ``value`` for the book's prose (myst-nb); a no-op where myst-nb is absent (Colab)."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=display)
+
+
+class Stopwatch:
+    """Wall-clock seconds since creation (a notebook's run time, glued for the book)."""
+
+    def __init__(self) -> None:
+        self.began = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return round(time.perf_counter() - self.began, 1)
+
+
+def read_glued(notebook: str | Path) -> dict[str, str]:
+    """Every glued name -> its text/plain value, from an executed notebook."""
+    nb = json.loads(Path(notebook).read_text())
+    found = {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook")
+            if meta:
+                data = out.get("data", {})
+                found[meta["name"]] = data.get(meta.get("mime_prefix", "") + "text/plain", "")
+    return found
+
+
+def glued_number(text: str) -> float:
+    """A glued text/plain value as a float (NaN for 'nan')."""
+    try:
+        return float(text.strip().strip("'\""))
+    except ValueError:
+        return math.nan
+
+
+def target_summary(run: Run):
+    """One table describing a trained target: data, split sizes, model size and training."""
+    import pandas as pd
+
+    s, h, sp = run.settings, run.history, run.split
+    rows = {
+        "dataset": s.data.dataset,
+        "image shape": "x".join(str(v) for v in run.dataset.images.shape[1:]),
+        "images available": len(run.dataset),
+        "members (train set)": len(sp.members),
+        "nonmembers (held out)": len(sp.nonmembers),
+        "members / nonmembers for choosing settings (validation)": f"{len(sp.members_val)} / {len(sp.nonmembers_val)}",
+        "members / nonmembers for reporting (test)": f"{len(sp.members_test)} / {len(sp.nonmembers_test)}",
+        "family": s.target.family,
+        "UNet preset": f"{s.target.model} ({h['n_parameters']:,} parameters)",
+        "iterations x batch": f"{s.target.iterations} x {s.target.batch_size}",
+        "epochs over the members": f"{s.target.iterations * s.target.batch_size / len(sp.members):.0f}",
+        "final training loss (mean of last 100)": f"{sum(h['loss'][-100:]) / len(h['loss'][-100:]):.4f}",
+        "training time (s, last session)": f"{h['train_seconds_this_session']:.0f} on {h['device']}",
+        "run folder": str(run.dir),
+    }
+    return pd.DataFrame({"value": rows})

@@ -1,0 +1,55 @@
+import types
+
+import pytest
+
+from miakit import config
+
+
+def test_profile_values_and_overrides():
+    s = config.resolve("cpu", n_members=None, iterations=10)
+    assert s.data.n_members == config.PROFILES["cpu"]["n_members"]  # None = from the profile
+    assert s.target.iterations == 10
+    assert s.profile == "cpu"
+
+
+@pytest.mark.parametrize("profile", sorted(config.PROFILES))
+def test_every_profile_resolves(profile):
+    s = config.resolve(profile)
+    assert set(s.flat()) == {"profile", *config.PARAMETERS}
+
+
+def test_unknown_profile_is_an_error():
+    with pytest.raises(ValueError, match="unknown profile 'laptop'.*cpu"):
+        config.resolve("laptop")
+
+
+def test_unknown_parameter_is_an_error_naming_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['n_member'\].*n_members"):
+        config.resolve("smoke", n_member=5)
+
+
+def test_values_are_coerced_or_rejected():
+    s = config.resolve("smoke", iterations="12", lr="0.5", random_flip="true")
+    assert s.target.iterations == 12 and s.target.lr == 0.5 and s.target.random_flip is True
+    with pytest.raises(ValueError, match="iterations"):
+        config.resolve("smoke", iterations="many")
+    with pytest.raises(ValueError, match="val_fraction"):
+        config.resolve("smoke", val_fraction=1.5)
+
+
+def test_hash_keys_only_what_changes_the_weights():
+    base = config.resolve("smoke").target_hash()
+    assert base == config.resolve("smoke").target_hash()
+    assert config.resolve("smoke", n_members=17).target_hash() != base
+    assert config.resolve("smoke", lr=0.01).target_hash() != base
+    # attack settings, checkpoint cadence and the run folder do not change the trained weights
+    assert config.resolve("smoke", n_noise=3, checkpoint_every=3, runs_dir="/elsewhere").target_hash() == base
+
+
+def test_from_namespace_reads_notebook_globals():
+    ns = {"profile": "smoke", "n_members": None, "iterations": 7, "miakit": types, "_private": 1,
+          "In": [], "get_ipython": print}
+    s = config.from_namespace(ns)
+    assert s.target.iterations == 7 and s.profile == "smoke"
+    with pytest.raises(ValueError, match="itterations"):
+        config.from_namespace({"profile": "smoke", "itterations": 7})

@@ -1,0 +1,112 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from miakit import data
+
+
+def test_digits_in_unit_range_at_any_resolution():
+    ds = data.load("digits", 16)
+    assert ds.images.shape == (1797, 1, 16, 16) and ds.images.dtype == torch.float32
+    assert ds.images.min() >= -1 and ds.images.max() <= 1
+    assert ds.images.min() == -1 and ds.images.max() > 0.9  # the full range is used
+    assert data.load("digits", 8).images.shape == (1797, 1, 8, 8)
+
+
+def test_unknown_dataset_is_an_error():
+    with pytest.raises(data.DatasetError, match="unknown dataset 'cifar'"):
+        data.load("cifar", 8)
+
+
+def test_split_is_disjoint_deterministic_and_seeded():
+    a = data.make_split("digits", 1797, 100, 1000, 0.5, seed=0)
+    b = data.make_split("digits", 1797, 100, 1000, 0.5, seed=0)
+    c = data.make_split("digits", 1797, 100, 1000, 0.5, seed=1)
+    assert len(a.members) == 100 and len(a.nonmembers) == 1000
+    assert len(a.members_val) == 50 and len(a.nonmembers_test) == 500
+    assert not set(a.members) & set(a.nonmembers)
+    assert not set(a.members_val) & set(a.members_test)
+    assert np.array_equal(a.members, b.members) and np.array_equal(a.nonmembers, b.nonmembers)
+    assert not np.array_equal(a.members, c.members)
+
+
+def test_split_larger_than_data_is_an_error():
+    with pytest.raises(data.DatasetError, match="has only 100 images"):
+        data.make_split("x", 100, 60, 50, 0.5, 0)
+
+
+def test_overlap_is_caught():
+    bad = data.Split("x", 10, 0, np.array([1, 2]), np.array([3]), np.array([3, 4]), np.array([5]))
+    with pytest.raises(AssertionError, match="overlap"):
+        bad.check()
+    with pytest.raises(AssertionError, match="overlap"):
+        data.Split.from_json(bad.to_json())
+
+
+def test_split_manifest_round_trip(tmp_path):
+    split = data.make_split("digits", 1797, 20, 30, 0.5, 3)
+    data.save_split(split, tmp_path / "split.json")
+    back = data.load_split(tmp_path / "split.json")
+    assert back.to_json() == split.to_json()
+
+
+def write_idx(path, images):
+    n, h, w = images.shape
+    header = (0x803).to_bytes(4, "big") + b"".join(v.to_bytes(4, "big") for v in (n, h, w))
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + images.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_from_idx_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (5, 28, 28)))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.full((3, 28, 28), 255))
+    ds = data.load(f"fashion-mnist:{tmp_path}", 16)
+    assert ds.images.shape == (8, 1, 16, 16)
+    assert torch.allclose(ds.images[-1], torch.ones(1, 16, 16))
+
+
+def test_fashion_mnist_missing_names_the_package(tmp_path):
+    with pytest.raises(data.DatasetError, match="apt-get install -y dataset-fashion-mnist"):
+        data.load(f"fashion-mnist:{tmp_path}", 16)
+
+
+def test_truncated_idx_is_an_error(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    write_idx(path, np.zeros((5, 4, 4)))
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:-3]))
+    with pytest.raises(data.DatasetError, match="truncated"):
+        data.read_idx_images(path)
+
+
+@pytest.mark.skipif(not (data.FASHION_MNIST_DIR / data.FASHION_MNIST_FILES[0]).exists(),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_real_fashion_mnist():
+    ds = data.load("fashion-mnist", 8)
+    assert ds.images.shape == (70000, 1, 8, 8)
+
+
+def test_image_folder_rgb_and_gray(tmp_path):
+    rgb, gray = tmp_path / "rgb", tmp_path / "gray"
+    rgb.mkdir(), gray.mkdir()
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(rgb / "a.png")
+    Image.new("L", (20, 20), 0).save(rgb / "b.jpg")
+    (rgb / "notes.txt").write_text("not an image")
+    Image.new("L", (20, 20), 255).save(gray / "c.png")
+    ds = data.load(f"folder:{rgb}", 8)
+    assert ds.images.shape == (2, 3, 8, 8)
+    assert torch.allclose(ds.images[0, 0], torch.ones(8, 8)) and torch.allclose(ds.images[0, 1], -torch.ones(8, 8))
+    assert data.load(f"folder:{gray}", 8).images.shape == (1, 1, 8, 8)
+
+
+def test_image_folder_without_images_is_an_error(tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match="unreadable"):
+        with pytest.raises(data.DatasetError, match="no readable images"):
+            data.load(f"folder:{tmp_path}", 8)
+    with pytest.raises(data.DatasetError, match="does not exist"):
+        data.load(f"folder:{tmp_path / 'missing'}", 8)

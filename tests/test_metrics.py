@@ -1,0 +1,86 @@
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from miakit import metrics
+
+
+def brute_tpr_at_fpr(scores, positive, level):
+    """Best TPR over all thresholds 'score >= thr' whose FPR <= level."""
+    best = 0.0
+    for thr in np.r_[np.inf, np.unique(scores)]:
+        flagged = scores >= thr
+        fpr = flagged[~positive].mean()
+        if fpr <= level + 1e-12:
+            best = max(best, flagged[positive].mean())
+    return best
+
+
+def test_hand_computed_case():
+    members = np.array([0.9, 0.8, 0.35])
+    nonmembers = np.array([0.7, 0.3, 0.2, 0.1, 0.05, 0.04, 0.03, 0.02, 0.01, 0.0])
+    r = metrics.evaluate_split(members, nonmembers)
+    # pairs (m, n) with m > n: 0.9 and 0.8 beat all 10, 0.35 beats 9 -> 29 of 30
+    assert r.auc == pytest.approx(29 / 30)
+    # at FPR <= 10% (one nonmember may be flagged) threshold 0.7 flags 0.9, 0.8 -> TPR 2/3;
+    # threshold 0.35 would flag 0.7 too: still FPR 0.1, TPR 1
+    assert r.tpr_at_fpr[0.1] == pytest.approx(1.0)
+    assert math.isnan(r.tpr_at_fpr[0.01])  # 10 nonmembers cannot resolve 1% FPR
+    assert any("1%FPR needs >= 100 nonmembers" in n for n in r.notes)
+    # ASR: threshold 0.35 -> TPR 1, FPR 0.1 -> balanced accuracy 0.95
+    assert r.asr == pytest.approx(0.95)
+    assert r.n_members == 3 and r.n_nonmembers == 10
+
+
+def test_perfect_and_reversed_attacks():
+    good = metrics.evaluate_split(np.arange(10, 20), np.arange(10))
+    assert good.auc == 1.0 and good.tpr_at_fpr[0.1] == 1.0
+    bad = metrics.evaluate_split(np.arange(10), np.arange(10, 20))
+    assert bad.auc == 0.0 and bad.tpr_at_fpr[0.1] == 0.0
+
+
+def test_against_sklearn_and_brute_force():
+    rng = np.random.default_rng(0)
+    is_member = rng.random(3000) < 0.3
+    scores = rng.normal(size=3000) + 0.7 * is_member
+    scores[:50] = np.round(scores[:50], 1)  # some ties
+    r = metrics.evaluate(scores, is_member)
+    assert r.auc == pytest.approx(roc_auc_score(is_member, scores))
+    for level in (0.1, 0.01, 0.001):
+        assert r.tpr_at_fpr[level] == pytest.approx(brute_tpr_at_fpr(scores, is_member, level))
+    for level in (0.1, 0.01):
+        # paper convention: nonmembers positive, score = loss = -member score
+        assert r.paper_tpr_at_fpr[level] == pytest.approx(brute_tpr_at_fpr(-scores, ~is_member, level))
+    assert math.isnan(r.paper_tpr_at_fpr[0.001])  # ~900 members cannot resolve 0.1% in that convention
+    assert math.isnan(r.tpr_at_fpr[0.0001])  # ~2100 nonmembers cannot resolve 0.01%
+
+
+def test_conventions_differ_at_low_fpr_but_not_in_auc():
+    rng = np.random.default_rng(1)
+    # members: a few very high scores (a real leak); nonmembers: plain noise
+    members = np.r_[rng.normal(size=900), rng.normal(6, 0.1, size=100)]
+    nonmembers = rng.normal(size=1000)
+    r = metrics.evaluate_split(members, nonmembers)
+    assert r.tpr_at_fpr[0.001] >= 0.1  # the 100 outliers are found
+    assert r.paper_tpr_at_fpr[0.001] < 0.02  # detecting nonmembers finds nothing special
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="scores but"):
+        metrics.evaluate([1.0, 2.0], [True])
+    with pytest.raises(ValueError, match="both members and nonmembers"):
+        metrics.evaluate([1.0, 2.0], [True, True])
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.evaluate([1.0, np.nan], [True, False])
+
+
+def test_bootstrap_interval_brackets_the_auc():
+    rng = np.random.default_rng(2)
+    is_member = np.r_[np.ones(200, bool), np.zeros(200, bool)]
+    scores = rng.normal(size=400) + is_member
+    lo, hi = metrics.bootstrap_auc(scores, is_member, n_boot=300)
+    auc = metrics.evaluate(scores, is_member).auc
+    assert lo < auc < hi and hi - lo < 0.2
+    assert metrics.bootstrap_auc(scores, is_member, n_boot=300) == (lo, hi)  # seeded

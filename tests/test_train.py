@@ -1,0 +1,102 @@
+import json
+
+import pytest
+import torch
+
+from miakit import config, store, train
+
+
+def settings_in(tmp_path, **kw):
+    return config.resolve("smoke", runs_dir=str(tmp_path), iterations=20, checkpoint_every=5, **kw)
+
+
+def final_weights(run_folder):
+    return store.read_tensors(run_folder / train.FINAL)
+
+
+def test_ensure_trains_once_then_loads(tmp_path, monkeypatch):
+    s = settings_in(tmp_path)
+    run = train.ensure(s, progress_bar=False)
+    assert (run.dir / train.FINAL).exists() and not (run.dir / train.CHECKPOINT).exists()
+    assert len(run.history["loss"]) == 20
+    assert json.loads((run.dir / "config.json").read_text())["target_hash"] == s.target_hash()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("ensure retrained a finished run")
+
+    monkeypatch.setattr(train, "_train", no_training)
+    again = train.ensure(s, progress_bar=False)
+    assert again.dir == run.dir
+    for a, b in zip(run.model.parameters(), again.model.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("crash", [KeyboardInterrupt, RuntimeError])
+def test_resume_after_crash_gives_the_uninterrupted_result(tmp_path, monkeypatch, crash):
+    reference = train.ensure(settings_in(tmp_path / "ref"), progress_bar=False)
+
+    s = settings_in(tmp_path / "crash")
+    real_step = train._step
+
+    def crashing_step(fam, model, optimizer, members, gen, t, iteration, device):
+        if iteration == 13:
+            raise crash("simulated crash")
+        return real_step(fam, model, optimizer, members, gen, t, iteration, device)
+
+    monkeypatch.setattr(train, "_step", crashing_step)
+    with pytest.raises(crash):
+        train.ensure(s, progress_bar=False)
+    folder = train.run_dir(s)
+    assert (folder / train.CHECKPOINT).exists() and not (folder / train.FINAL).exists()
+    monkeypatch.setattr(train, "_step", real_step)
+    resumed = train.ensure(s, progress_bar=False)
+    assert resumed.history["resumed_from"] == (13 if crash is KeyboardInterrupt else 10)
+    want, got = final_weights(reference.dir), final_weights(resumed.dir)
+    assert want.keys() == got.keys()
+    for key in want:
+        assert torch.equal(want[key], got[key]), key
+
+
+def test_truncated_checkpoint_is_a_clear_error_and_changes_nothing(tmp_path, monkeypatch):
+    s = settings_in(tmp_path)
+    monkeypatch.setattr(train, "_step", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        train.ensure(s, progress_bar=False)
+    checkpoint = train.run_dir(s) / train.CHECKPOINT
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    before = sorted(p.name for p in train.run_dir(s).iterdir())
+    with pytest.raises(store.CorruptRunError, match="truncated"):
+        train.ensure(s, progress_bar=False)
+    assert sorted(p.name for p in train.run_dir(s).iterdir()) == before
+    assert checkpoint.stat().st_size == 100
+
+
+def test_mismatched_checkpoint_is_a_clear_error(tmp_path):
+    s = settings_in(tmp_path)
+    other = train.ensure(settings_in(tmp_path, lr=0.01), progress_bar=False)
+    folder = train.run_dir(s)
+    folder.mkdir(parents=True)
+    (folder / train.CHECKPOINT).write_bytes((other.dir / train.FINAL).read_bytes())
+    with pytest.raises(store.CorruptRunError, match="belongs to configuration"):
+        train.ensure(s, progress_bar=False)
+    assert not (folder / train.FINAL).exists()
+
+
+def test_samples_are_cached(smoke_run):
+    a = smoke_run.samples(3, n_steps=4)
+    assert a.shape == (3, 1, 8, 8) and a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, smoke_run.samples(3, n_steps=4))
+    assert (smoke_run.dir / "samples-n3-steps4-seed0.safetensors").exists()
+
+
+def test_store_round_trip_and_atomicity(tmp_path):
+    tensors = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.tensor([1, 2], dtype=torch.uint8)}
+    store.write_tensors(tmp_path / "t.safetensors", tensors, {"k": "v"})
+    back = store.read_tensors(tmp_path / "t.safetensors")
+    assert all(torch.equal(tensors[k], back[k]) for k in tensors)
+    store.write_json(tmp_path / "x.json", {"n": 1})
+    assert store.read_json(tmp_path / "x.json") == {"n": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.safetensors", "x.json"]  # no temp files left
+    (tmp_path / "bad.json").write_text('{"n": ')
+    with pytest.raises(store.CorruptRunError, match="truncated"):
+        store.read_json(tmp_path / "bad.json")
