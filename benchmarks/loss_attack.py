@@ -13,7 +13,13 @@ one image at one step pushed through the UNet).
     the UNet in chunks of 200; per-sample losses moved to Python lists with ``.tolist()``;
     under ``torch.no_grad`` (no inference_mode).
 (c) the raw forward throughput of the UNet alone, ``model(x, t)`` on pre-built inputs under
-    ``torch.inference_mode``, at the best of a few batch sizes.
+    ``torch.inference_mode``, at the best of a few batch sizes (64 ... 2048).
+If (c)'s best batch size is not (a)'s default, (a) is also timed at that batch size ("a@best"),
+which separates the attack's own overhead (noising, loss, bookkeeping) from the batch-size effect.
+Each timed call of (a) and (b) scores ``--images`` images (default 1, i.e. 1000 evaluations) and
+the calls are repeated over ``--repeats`` interleaved rounds (default 5), so the main comparison
+covers 5000 evaluations per case; short interleaved calls keep the ratios honest when the load on
+the machine changes during the run.
 
 Then it tries what the ecosystem offers for (a) and (c): ``torch.set_num_threads`` (1 vs 2),
 ``channels_last`` memory format, ``torch.compile`` (in a subprocess with a hard time limit, so a
@@ -21,14 +27,17 @@ slow or failing compile on this CPU is reported rather than hanging the benchmar
 ``batch_size`` values for (a). It also times the per-image noise generation of (a) on its own, and
 the default ``cpu`` profile attack setting (41 steps x 4 noise draws = 164 evaluations per image).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/loss_attack.py            # ~3-5 minutes on 2 cores
+On a machine shared with another CPU-heavy job, torch's multi-threaded (OpenMP) kernels become
+erratic (the same call can run 10x slower from one repeat to the next); compare best with median
+in the output, and consider ``--threads 1`` there.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/loss_attack.py            # ~2.5 minutes on 2 idle cores
     PYTHONPATH=. .venv/bin/python benchmarks/loss_attack.py --quick    # ~1 minute
     ... --out PATH   # all numbers as JSON (default benchmarks/results/loss_attack.json)
 """
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -53,7 +62,7 @@ from miakit.models import build_unet, n_parameters  # noqa: E402
 
 RESOLUTION, CHANNELS, PRESET, FAMILY = 16, 1, "small", "ddpm"
 PAPER_CHUNK = 200  # the paper code's chunk of noisy copies per forward pass
-DEFAULT_BATCH = inspect.signature(attacks.loss_scores).parameters["batch_size"].default  # 512
+DEFAULT_BATCH = attacks.DEFAULT_BATCH["cpu"]  # what loss_scores uses on the CPU when not told
 
 
 # --------------------------------------------------------------------------------------- setup
@@ -183,9 +192,11 @@ def race(cases: dict[str, tuple[Callable, int, Callable | None, int | None]], re
 
 # ------------------------------------------------------------------------- torch.compile probe
 
-def compile_probe(batch: int, n_images: int, repeats: int) -> dict:
-    """Run in a subprocess: eager vs compiled model for (c) at ``batch`` and (a) on ``n_images``."""
-    result: dict = {"torch": torch.__version__}
+def compile_probe(batch: int, n_images: int, repeats: int, threads: int) -> dict:
+    """Run in a subprocess: eager vs compiled model for (c) at ``batch``, then for (a) on
+    ``n_images``; progress goes to stderr as it happens, so a timeout still reports the first part."""
+    torch.set_num_threads(threads)
+    result: dict = {"torch": torch.__version__, "threads": threads}
     model = make_model()
     fam = get_family(FAMILY)
     x = make_images(n_images, "random")
@@ -199,24 +210,27 @@ def compile_probe(batch: int, n_images: int, repeats: int) -> dict:
     fwd_c, n_c, warm_c = forward_case(compiled, batch, batch)
     warm_c()
     note("compile_forward_s", time.perf_counter() - t0)
+    fwd_e, n_e, warm_e = forward_case(model, batch, 1024)
+    fwd_c, n_c, warm_c = forward_case(compiled, batch, 1024)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    rates = race({f"(c) forward eager bs={batch}": (fwd_e, n_e, warm_e, None),
+                  f"(c) forward compiled bs={batch}": (fwd_c, n_c, warm_c, None)}, repeats, log)
+    note("forward_speedup", rates[f"(c) forward compiled bs={batch}"]["best_rate"] /
+         rates[f"(c) forward eager bs={batch}"]["best_rate"])
     t0 = time.perf_counter()
-    run_ours(compiled, fam, x[:1], steps)  # compiles the attack's batch shapes too
+    run_ours(compiled, fam, x[:1], steps)  # compiles the attack's batch shapes (512 and 488)
     note("compile_attack_s", time.perf_counter() - t0)
-    fwd_e, n_e, warm_e = forward_case(model, batch, 4 * batch)
-    fwd_c, n_c, warm_c = forward_case(compiled, batch, 4 * batch)
-    cases = {
-        f"(c) forward eager bs={batch}": (fwd_e, n_e, warm_e, None),
-        f"(c) forward compiled bs={batch}": (fwd_c, n_c, warm_c, None),
+    rates.update(race({
         "(a) loss_scores eager": (lambda: run_ours(model, fam, x, steps), 1000 * n_images, None, None),
         "(a) loss_scores compiled": (lambda: run_ours(compiled, fam, x, steps), 1000 * n_images, None, None),
-    }
-    result["rates"] = race(cases, repeats, log=lambda s: print(s, file=sys.stderr))
+    }, repeats, log))
+    result["rates"] = rates
     return result
 
 
-def try_compile(batch: int, n_images: int, repeats: int, timeout: float, log) -> dict:
+def try_compile(batch: int, n_images: int, repeats: int, threads: int, timeout: float, log) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_compile-probe",
-           json.dumps(dict(batch=batch, n_images=n_images, repeats=repeats))]
+           json.dumps(dict(batch=batch, n_images=n_images, repeats=repeats, threads=threads))]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t0 = time.perf_counter()
     try:
@@ -227,7 +241,7 @@ def try_compile(batch: int, n_images: int, repeats: int, timeout: float, log) ->
         for line in stderr.splitlines():
             if line.startswith("PROGRESS "):
                 done.update(json.loads(line[len("PROGRESS "):]))
-        how_far = ", ".join(f"{k}={v:.0f}" for k, v in done.items()) or "first compile not finished"
+        how_far = ", ".join(f"{k}={v:.2f}" for k, v in done.items()) or "first compile not finished"
         return dict(done, status="timeout", wall_s=time.perf_counter() - t0,
                     detail=f"compile + timing did not finish within {timeout:.0f} s ({how_far})")
     wall = time.perf_counter() - t0
@@ -247,7 +261,7 @@ def try_compile(batch: int, n_images: int, repeats: int, timeout: float, log) ->
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer images, repeats and variants (~1 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and variants (~1 min on idle cores)")
     parser.add_argument("--images", type=int, default=None,
                         help="images per timed call of (a) and (b) in the main comparison (default 1)")
     parser.add_argument("--repeats", type=int, default=None,
@@ -255,7 +269,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data", choices=("random", "digits"), default="random",
                         help="input images: uniform noise in [-1, 1] or the digits data set")
     parser.add_argument("--compile-timeout", type=float, default=None,
-                        help="seconds allowed for the torch.compile probe (default 150; --quick 90)")
+                        help="seconds allowed for the torch.compile probe (default 180; --quick 90)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads for everything except the explicit thread "
+                             "variants (default: torch's own default, normally the core count)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile probe")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "loss_attack.json"),
                         help="where to write all numbers as JSON")
@@ -269,8 +286,10 @@ def main(argv=None) -> int:
 
     quick = args.quick
     n_images = args.images or 1
-    repeats = args.repeats or (2 if quick else 6)
-    compile_timeout = args.compile_timeout or (60.0 if quick else 120.0)
+    repeats = args.repeats or (2 if quick else 5)
+    compile_timeout = args.compile_timeout or (90.0 if quick else 180.0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start_all = time.perf_counter()
     log = print
 
@@ -314,8 +333,12 @@ def main(argv=None) -> int:
               lambda: run_paper(model, fam, one, n_steps=PAPER_CHUNK), None),
         "c": (*forward_case(model, best_bs, 1000 * n_images), None),
     }
+    if best_bs != DEFAULT_BATCH:  # (a) again at the UNet's best batch size: isolates the attack's own overhead
+        main_cases["a@best"] = (lambda: run_ours(model, fam, xs, steps, batch_size=best_bs), 1000 * n_images,
+                                lambda: run_ours(model, fam, one, steps[:best_bs], batch_size=best_bs), None)
     main_res = race(main_cases, repeats, log)
     ra, rb, rc = (main_res[k]["best_rate"] for k in "abc")
+    ra_best = main_res["a@best"]["best_rate"] if "a@best" in main_res else ra
     report["main"] = main_res
 
     # noise generation share of (a): the same image_noise calls loss_scores makes, alone
@@ -333,12 +356,16 @@ def main(argv=None) -> int:
     steps_cpu = fam.attack_steps(n_steps_cpu)
     log(f"\n[3] cpu profile setting: {n_steps_cpu} steps x {n_noise_cpu} draws = {per_image} evals/image, "
         f"batch {batch_cpu}, {n_prof} images")
-    prof = race({"(a) cpu-profile setting": (
-        lambda: run_ours(model, fam, x[:n_prof], steps_cpu, n_noise_cpu, batch_cpu), per_image * n_prof,
-        lambda: run_ours(model, fam, x[:3], steps_cpu, n_noise_cpu, batch_cpu), None)},
+    # loss_scores packs batch_size // 164 whole images per forward pass: 512 -> 492, 328 -> 328 ...
+    prof_batches = [batch_cpu] + ([] if quick else [2 * per_image, per_image])
+    prof = race({f"(a) cpu-profile setting, batch_size={bs}": (
+        lambda bs=bs: run_ours(model, fam, x[:n_prof], steps_cpu, n_noise_cpu, bs), per_image * n_prof,
+        lambda bs=bs: run_ours(model, fam, x[:3], steps_cpu, n_noise_cpu, bs), None) for bs in prof_batches},
         1 if quick else 2, log)
-    report["cpu_profile"] = dict(prof["(a) cpu-profile setting"], evals_per_image=per_image,
-                                 images_in_profile=cpu["n_members"] + cpu["n_nonmembers"])
+    prof_main = prof[f"(a) cpu-profile setting, batch_size={batch_cpu}"]
+    report["cpu_profile"] = dict(prof_main, evals_per_image=per_image, batch_size=batch_cpu,
+                                 images_in_profile=cpu["n_members"] + cpu["n_nonmembers"],
+                                 batch_size_variants=prof)
 
     # --- what helps: batch size, threads, channels_last ----------------------------------------
     log("\n[4] variants for (a) and (c) (each timed side by side with its baseline)")
@@ -353,16 +380,19 @@ def main(argv=None) -> int:
     def warm(m, bs=DEFAULT_BATCH):  # one batch of the attack's shape is enough to warm up
         return lambda: run_ours(m, fam, x[:1], steps[:min(bs, 1000)], batch_size=bs)
 
-    a_base = f"(a) batch_size={DEFAULT_BATCH} (default), {base_threads} threads"
+    a_base = f"(a) batch_size={DEFAULT_BATCH} (default), {base_threads} thread(s)"
+    c_base = f"(c) bs={best_bs}, {base_threads} thread(s)"
+    other_threads = 1 if base_threads != 1 else 2
     variant_cases = {a_base: (lambda: run_ours(model, fam, xv, steps), 1000 * var_images, warm(model), base_threads)}
     for bs in batch_sizes:
         variant_cases[f"(a) batch_size={bs}"] = (
             lambda bs=bs: run_ours(model, fam, xv, steps, batch_size=bs), 1000 * var_images, warm(model, bs), None)
     variant_cases.update({
-        "(a) 1 thread": (lambda: run_ours(model, fam, xv, steps), 1000 * var_images, warm(model), 1),
+        f"(a) {other_threads} thread(s)": (lambda: run_ours(model, fam, xv, steps), 1000 * var_images,
+                                           warm(model), other_threads),
         "(a) channels_last": (lambda: run_ours(cl_model, fam, xv, steps), 1000 * var_images, warm(cl_model), None),
-        f"(c) bs={best_bs}, {base_threads} threads": (*fwd_c, base_threads),
-        f"(c) bs={best_bs}, 1 thread": (*fwd_c, 1),
+        c_base: (*fwd_c, base_threads),
+        f"(c) bs={best_bs}, {other_threads} thread(s)": (*fwd_c, other_threads),
         f"(c) bs={best_bs}, channels_last": (*fwd_cl, None),
     })
     variants = race(variant_cases, var_repeats, log)
@@ -373,7 +403,7 @@ def main(argv=None) -> int:
         comp = dict(status="skipped")
     else:
         log(f"\n[5] torch.compile (subprocess, limit {compile_timeout:.0f} s)")
-        comp = try_compile(best_bs, 1, 1 if quick else 2, compile_timeout, log)
+        comp = try_compile(best_bs, 1, 1 if quick else 2, base_threads, compile_timeout, log)
         if comp["status"] != "ok":
             log(f"    torch.compile {comp['status']}: {comp['detail']}")
         else:
@@ -386,21 +416,25 @@ def main(argv=None) -> int:
     sec_per_image = per_image / ra
     summary = dict(
         a_rate=ra, b_rate=rb, c_rate=rc, a_over_c=ra / rc, a_over_b=ra / rb,
+        a_at_best_batch_rate=ra_best, a_at_best_batch_over_c=ra_best / rc,
         cpu_profile_evals_per_image=per_image,
         cpu_profile_seconds_per_image_at_a_rate=sec_per_image,
-        cpu_profile_seconds_per_image_measured=per_image / prof["(a) cpu-profile setting"]["best_rate"],
+        cpu_profile_seconds_per_image_measured=per_image / prof_main["best_rate"],
         cpu_profile_attack_minutes_at_a_rate=report["cpu_profile"]["images_in_profile"] * sec_per_image / 60,
         total_runtime_s=total,
     )
     base_a = variants[a_base]["best_rate"]
-    base_c = variants[f"(c) bs={best_bs}, {base_threads} threads"]["best_rate"]
+    base_c = variants[c_base]["best_rate"]
     speedups = {k: v["best_rate"] / (base_a if k.startswith("(a)") else base_c) for k, v in variants.items()}
+    if "forward_speedup" in comp:
+        speedups["(c) torch.compile"] = comp["forward_speedup"]
     if comp.get("status") == "ok":
         r = comp["rates"]
-        speedups["(c) torch.compile"] = r[f"(c) forward compiled bs={best_bs}"]["best_rate"] / \
-            r[f"(c) forward eager bs={best_bs}"]["best_rate"]
         speedups["(a) torch.compile"] = r["(a) loss_scores compiled"]["best_rate"] / \
             r["(a) loss_scores eager"]["best_rate"]
+    for bs in prof_batches[1:]:
+        speedups[f"(a) cpu-profile setting, batch_size={bs} (vs {batch_cpu})"] = \
+            prof[f"(a) cpu-profile setting, batch_size={bs}"]["best_rate"] / prof_main["best_rate"]
     summary["variant_speedups"] = speedups
     report["summary"] = summary
 
@@ -410,10 +444,15 @@ def main(argv=None) -> int:
     log(f"{'(a) miakit.attacks.loss_scores, 1000 steps, bs=' + str(DEFAULT_BATCH):<58s}{ra:>14.0f}")
     log(f"{'(b) paper loop, 1 image at a time, chunks of 200, .tolist()':<58s}{rb:>14.0f}")
     log(f"{'(c) bare UNet forward, inference_mode, bs=' + str(best_bs):<58s}{rc:>14.0f}")
+    if "a@best" in main_res:
+        log(f"{'(a) again with batch_size=' + str(best_bs) + ' (the UNet best)':<58s}{ra_best:>14.0f}")
     log("-" * 78)
     log(f"{'(a)/(c)  ours vs the UNet alone':<58s}{ra / rc:>14.2f}")
     log(f"{'(a)/(b)  ours vs the paper loop':<58s}{ra / rb:>14.2f}")
-    log(f"{'noise generation share of (a)':<58s}{noise_s / a_time:>13.1%}")
+    if "a@best" in main_res:
+        log(f"{'(a)/(c)  with batch_size=' + str(best_bs) + ' (overhead of the attack itself)':<58s}"
+            f"{ra_best / rc:>14.2f}")
+    log(f"{'noise generation share of (a)':<58s}{noise_s / a_time:>13.2%}")
     log("-" * 78)
     log(f"cpu profile ({n_steps_cpu} steps x {n_noise_cpu} draws = {per_image} evals/image):")
     log(f"{'  seconds per image at the rate of (a)':<58s}{sec_per_image:>14.3f}")
@@ -426,7 +465,7 @@ def main(argv=None) -> int:
     for k, v in speedups.items():
         log(f"  {k:<56s}{v:>14.2f}")
     if comp.get("status") not in ("ok", "skipped"):
-        log(f"  {'torch.compile':<56s}{comp['status']:>14s}")
+        log(f"  torch.compile: {comp['status']} - {comp['detail']}")
     log("=" * 78)
     log(f"total runtime {total:.0f} s; load avg at end {os.getloadavg()[0]:.2f}")
 

@@ -13,6 +13,10 @@ from .diffusion import Family
 from .models import autocast
 from .progress import progress
 
+# evaluations per forward pass when not given: the fastest size measured for the small UNet on a
+# 2-core CPU (benchmarks/loss_attack.py), and a size that keeps a GPU busy
+DEFAULT_BATCH = {"cpu": 128, "cuda": 1024}
+
 
 def member_score_from_loss(loss: np.ndarray | torch.Tensor) -> np.ndarray:
     """Orient a loss (lower = member) as a member score (higher = member)."""
@@ -35,14 +39,18 @@ def image_noise(seed: int, image_index: int, shape: tuple[int, ...]) -> torch.Te
 
 @torch.inference_mode()
 def losses(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed: int = 0,
-           batch_size: int = 512, progress_bar: bool = True) -> np.ndarray:
-    """The family's training loss per image, step and noise draw: array [n_images, n_steps, n_noise]."""
+           batch_size: int | None = None, progress_bar: bool = True) -> np.ndarray:
+    """The family's training loss per image, step and noise draw: array [n_images, n_steps, n_noise].
+
+    ``batch_size`` (evaluations per forward pass) defaults to ``DEFAULT_BATCH`` of the model's device.
+    """
     steps_t = torch.as_tensor(np.asarray(steps))
     n_images, n_steps = x.shape[0], steps_t.shape[0]
     if n_images == 0 or n_steps == 0:
         raise ValueError("loss attack needs at least one image and one step")
     per_image = n_steps * n_noise
     device = _device_of(model, x.device)
+    batch_size = batch_size or DEFAULT_BATCH.get(device.type, DEFAULT_BATCH["cuda"])
     images_per_block = max(1, batch_size // per_image)
     out = np.empty((n_images, n_steps, n_noise), dtype=np.float64)
     bar = progress(total=n_images * per_image, desc="loss attack", unit="eval", enabled=progress_bar)
@@ -64,7 +72,7 @@ def losses(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed
 
 
 def loss_scores(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed: int = 0,
-                batch_size: int = 512, progress_bar: bool = True) -> np.ndarray:
+                batch_size: int | None = None, progress_bar: bool = True) -> np.ndarray:
     """Loss attack (Hu & Pang 2023): member score = -(training loss at step t), averaged over
     ``n_noise`` draws. Returns [n_images, n_steps]; higher = more likely a member."""
     raw = losses(model, family, x, steps, n_noise, seed, batch_size, progress_bar)
