@@ -75,7 +75,9 @@ plots.training_curve(run.history["loss"]);
 plots.real_vs_generated(run.images(run.split.members[: settings.sampling.n_samples]),
                         run.samples(settings.sampling.n_samples, n_steps=settings.sampling.sample_steps));
 
-# %%
+# %% tags=["remove-cell"]
+report.glue("profile", settings.profile)
+report.glue("train_device", run.history["device"])
 report.glue("n_members", len(run.split.members))
 report.glue("n_nonmembers", len(run.split.nonmembers))
 report.glue("n_parameters", f"{run.history['n_parameters']:,}")
