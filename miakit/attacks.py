@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .diffusion import Family
+from .likelihood import LikelihoodResult, likelihood  # noqa: F401  (log p: higher = member already)
 from .models import autocast
 from .progress import progress
 

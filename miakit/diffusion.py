@@ -63,6 +63,10 @@ class Family(ABC):
         """``n`` evaluation steps spread over the whole process, sorted, including both ends."""
 
     @abstractmethod
+    def from_paper_step(self, t: int) -> float:
+        """This family's step matching step ``t`` of the paper's 1000-step processes."""
+
+    @abstractmethod
     def sample_train_t(self, n: int, generator: torch.Generator | None = None,
                        device: torch.device | str = "cpu") -> torch.Tensor:
         """Training steps drawn uniformly, as the family's trainer does."""
@@ -78,7 +82,87 @@ class Family(ABC):
         """Number of discrete steps N (or the step count of the continuous sampler)."""
 
 
-class DDPM(Family):
+class _Discrete(Family):
+    """Families with N discrete steps; step t = 0 is the least noisy."""
+
+    discrete = True
+
+    def __init__(self, n: int):
+        self._n = n
+
+    @property
+    def n_steps(self) -> int:
+        return self._n
+
+    def attack_steps(self, n):
+        if n >= self._n:
+            return np.arange(self._n)
+        return np.unique(np.round(np.linspace(0, self._n - 1, n)).astype(np.int64))
+
+    def from_paper_step(self, t):
+        return min(round(t * self._n / 1000), self._n - 1)
+
+    def sample_train_t(self, n, generator=None, device="cpu"):
+        return torch.randint(0, self._n, (n,), generator=generator).to(device)
+
+
+class _Continuous(Family):
+    """SDE families with continuous time t in [eps, 1]."""
+
+    discrete = False
+
+    def __init__(self, sampler_steps: int = 1000):
+        self._sampler_steps = sampler_steps
+
+    @property
+    def n_steps(self) -> int:
+        return self._sampler_steps
+
+    def attack_steps(self, n):
+        """A fixed, evenly spaced grid of ``n`` times from eps to 1 (deterministic, so no seed)."""
+        return np.linspace(self.eps, 1.0, n)
+
+    def from_paper_step(self, t):
+        return self.eps + (1 - self.eps) * t / 999
+
+    def sample_train_t(self, n, generator=None, device="cpu"):
+        return (torch.rand(n, generator=generator, dtype=torch.float64) * (1 - self.eps) + self.eps).to(device)
+
+    @abstractmethod
+    def sde(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drift coefficient f(t) (the drift is f(t) x) and squared diffusion g(t)^2 of the forward SDE."""
+
+    def ode_drift(self, model, x, t):
+        f, g2 = self.sde(t)
+        return _expand(f, x) * x - 0.5 * _expand(g2, x) * self.score(model, x, t)
+
+    @torch.no_grad()
+    def sample(self, model, shape, generator=None, n_steps=None, device="cpu"):
+        """Euler-Maruyama on the reverse-time SDE from t = 1 to eps (score_sde's EM predictor)."""
+        n_steps = n_steps or self._sampler_steps
+        x = self.prior_sample(shape, generator).to(device)
+        times = torch.linspace(1.0, self.eps, n_steps + 1, dtype=torch.float64)
+        for i in range(n_steps):
+            t, dt = times[i], float(times[i] - times[i + 1])
+            batch_t = torch.full((shape[0],), float(t), dtype=torch.float64, device=device)
+            f, g2 = self.sde(batch_t)
+            drift = _expand(f, x) * x - _expand(g2, x) * self.score(model, x, batch_t)
+            x = x - drift * dt
+            if i < n_steps - 1:
+                x = x + _expand(g2.sqrt(), x) * math.sqrt(dt) * torch.randn(shape, generator=generator).to(device)
+        return x
+
+    @abstractmethod
+    def prior_sample(self, shape, generator=None) -> torch.Tensor:
+        """A draw from the prior at t = 1."""
+
+
+def _gaussian_logp(z: torch.Tensor, std: float) -> torch.Tensor:
+    dims = z[0].numel()
+    return -0.5 * dims * math.log(2 * math.pi * std ** 2) - 0.5 * z.flatten(1).pow(2).sum(dim=1) / std ** 2
+
+
+class DDPM(_Discrete):
     """Discrete variance-preserving diffusion (Ho et al. 2020) with epsilon prediction.
 
     betas linear from 0.1/N to 20/N; loss ||eps - eps_theta(sqrt(abar_t) x0 + sqrt(1-abar_t) eps, t)||^2
@@ -86,21 +170,17 @@ class DDPM(Family):
     """
 
     name = "ddpm"
-    discrete = True
 
     def __init__(self, n: int = 1000, beta_min: float = 0.1, beta_max: float = 20.0):
         from diffusers import DDPMScheduler
 
-        self.beta_min, self.beta_max, self._n = beta_min, beta_max, n
+        super().__init__(n)
+        self.beta_min, self.beta_max = beta_min, beta_max
         self.scheduler = DDPMScheduler(num_train_timesteps=n, beta_start=beta_min / n,
                                        beta_end=beta_max / n, beta_schedule="linear",
                                        clip_sample=False, prediction_type="epsilon")
         self.betas = self.scheduler.betas.to(torch.float64)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(torch.float64)
-
-    @property
-    def n_steps(self) -> int:
-        return self._n
 
     def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.alphas_cumprod.to(like.device)[t.long().to(like.device)]
@@ -124,23 +204,14 @@ class DDPM(Family):
     def ode_drift(self, model, x, t):
         # DDPM seen as the discretised VP SDE (score_sde): beta(t) linear, the network queried
         # at label t * (N - 1) with the discrete schedule's std.
-        labels = t * (self._n - 1)
+        labels = (t * (self._n - 1)).clamp(0, self._n - 1)  # adaptive solvers may probe past t = 1
         std = _expand((1 - self.alphas_cumprod.to(x.device)[labels.round().long()]).sqrt(), x)
         score = -model_output(model, x, labels) / std
         beta = _expand(self._beta_continuous(t), x)
         return -0.5 * beta * x - 0.5 * beta * score
 
     def prior_logp(self, z):
-        dims = z[0].numel()
-        return -0.5 * dims * math.log(2 * math.pi) - 0.5 * z.flatten(1).pow(2).sum(dim=1)
-
-    def attack_steps(self, n):
-        if n >= self._n:
-            return np.arange(self._n)
-        return np.unique(np.round(np.linspace(0, self._n - 1, n)).astype(np.int64))
-
-    def sample_train_t(self, n, generator=None, device="cpu"):
-        return torch.randint(0, self._n, (n,), generator=generator).to(device)
+        return _gaussian_logp(z, 1.0)
 
     @torch.no_grad()
     def sample(self, model, shape, generator=None, n_steps=None, device="cpu"):
@@ -154,11 +225,149 @@ class DDPM(Family):
         return x
 
 
-FAMILIES: dict[str, type[Family]] = {"ddpm": DDPM}
+class SMLD(_Discrete):
+    """Discrete variance-exploding diffusion (NCSN, Song & Ermon 2019).
+
+    sigma_t geometric from sigma_min (t = 0) to sigma_max (t = N-1). The network output o is
+    divided by sigma to give the score; the loss is sigma^2-weighted denoising score matching,
+    sigma^2 ||o/sigma + z/sigma||^2 = ||o + z||^2, averaged over pixels.
+    """
+
+    name = "smld"
+
+    def __init__(self, n: int = 1000, sigma_min: float = 0.01, sigma_max: float = 50.0):
+        super().__init__(n)
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+        self.sigmas = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), n, dtype=torch.float64))
+
+    def _sigma(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.sigmas.to(like.device)[t.long().to(like.device)]
+
+    def marginal(self, x0, t):
+        return x0, _expand(self._sigma(t, x0), x0).expand_as(x0)
+
+    def loss(self, model, x0, t, noise):
+        sigma = _expand(self._sigma(t, x0), x0)
+        return _per_sample_mean((model_output(model, x0 + sigma * noise, t) + noise) ** 2)
+
+    def score(self, model, x, t):
+        return model_output(model, x, t) / _expand(self._sigma(t, x), x)
+
+    def _sigma_continuous(self, t: torch.Tensor) -> torch.Tensor:
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t.to(torch.float64)
+
+    def ode_drift(self, model, x, t):
+        # the VE SDE that SMLD discretises; the network is queried at label t * (N - 1)
+        t = t.clamp(0.0, 1.0)  # adaptive solvers may probe past t = 1
+        sigma = self._sigma_continuous(t)
+        g2 = 2 * sigma ** 2 * math.log(self.sigma_max / self.sigma_min)
+        score = model_output(model, x, t * (self._n - 1)) / _expand(sigma, x)
+        return -0.5 * _expand(g2, x) * score
+
+    def prior_logp(self, z):
+        return _gaussian_logp(z, self.sigma_max)
+
+    @torch.no_grad()
+    def sample(self, model, shape, generator=None, n_steps=None, device="cpu"):
+        """Ancestral (reverse-diffusion) sampling over the discrete sigmas, then one denoising step."""
+        idx = np.unique(np.round(np.linspace(0, self._n - 1, n_steps or self._n)).astype(np.int64))[::-1]
+        x = (torch.randn(shape, generator=generator) * self.sigma_max).to(device)
+        for i, j in zip(idx[:-1], idx[1:]):
+            t = torch.full((shape[0],), int(i), device=device, dtype=torch.long)
+            var = float(self.sigmas[i] ** 2 - self.sigmas[j] ** 2)
+            x = x + var * self.score(model, x, t) + math.sqrt(var) * torch.randn(shape, generator=generator).to(device)
+        t0 = torch.full((shape[0],), int(idx[-1]), device=device, dtype=torch.long)
+        return x + float(self.sigmas[idx[-1]] ** 2) * self.score(model, x, t0)
+
+
+class VPSDE(_Continuous):
+    """Variance-preserving SDE (Song et al. 2021), beta(t) linear from beta_min to beta_max.
+
+    Epsilon prediction: the network is queried at label t * 999 (score_sde's convention) and
+    the score is -eps_theta / std(t); the loss is ||eps - eps_theta||^2 averaged over pixels.
+    """
+
+    name = "vpsde"
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, sampler_steps: int = 1000):
+        super().__init__(sampler_steps)
+        self.beta_min, self.beta_max = beta_min, beta_max
+
+    def _log_mean_coeff(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(torch.float64)
+        return -0.25 * t ** 2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+    def _std(self, t: torch.Tensor) -> torch.Tensor:
+        return (-torch.expm1(2 * self._log_mean_coeff(t))).sqrt()
+
+    def marginal(self, x0, t):
+        t = t.to(x0.device)
+        return _expand(self._log_mean_coeff(t).exp(), x0) * x0, _expand(self._std(t), x0).expand_as(x0)
+
+    def _eps(self, model, x, t):
+        return model_output(model, x, (t * 999).to(torch.float32))
+
+    def loss(self, model, x0, t, noise):
+        mean, std = self.marginal(x0, t)
+        return _per_sample_mean((self._eps(model, mean + std * noise, t) - noise) ** 2)
+
+    def score(self, model, x, t):
+        return -self._eps(model, x, t) / _expand(self._std(t.to(x.device)), x)
+
+    def sde(self, t):
+        beta = self.beta_min + t.to(torch.float64) * (self.beta_max - self.beta_min)
+        return -0.5 * beta, beta
+
+    def prior_logp(self, z):
+        return _gaussian_logp(z, 1.0)
+
+    def prior_sample(self, shape, generator=None):
+        return torch.randn(shape, generator=generator)
+
+
+class VESDE(_Continuous):
+    """Variance-exploding SDE (Song et al. 2021), sigma(t) = sigma_min (sigma_max/sigma_min)^t.
+
+    The network is queried at sigma(t) and returns the score directly (diffusers' Fourier-
+    embedding UNet divides its output by the timestep it is given, i.e. by sigma, as NCSN++ does).
+    The loss is sigma^2-weighted denoising score matching, ||sigma s_theta + z||^2 over pixels.
+    """
+
+    name = "vesde"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, sampler_steps: int = 1000):
+        super().__init__(sampler_steps)
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+
+    def _sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t.to(torch.float64)
+
+    def marginal(self, x0, t):
+        return x0, _expand(self._sigma(t.to(x0.device)), x0).expand_as(x0)
+
+    def loss(self, model, x0, t, noise):
+        sigma = _expand(self._sigma(t.to(x0.device)), x0)
+        return _per_sample_mean((sigma * self.score(model, x0 + sigma * noise, t) + noise) ** 2)
+
+    def score(self, model, x, t):
+        return model_output(model, x, self._sigma(t.to(x.device)).to(torch.float32))
+
+    def sde(self, t):
+        sigma = self._sigma(t)
+        return torch.zeros_like(sigma), 2 * sigma ** 2 * math.log(self.sigma_max / self.sigma_min)
+
+    def prior_logp(self, z):
+        return _gaussian_logp(z, self.sigma_max)
+
+    def prior_sample(self, shape, generator=None):
+        return torch.randn(shape, generator=generator) * self.sigma_max
+
+
+FAMILIES: dict[str, type[Family]] = {"ddpm": DDPM, "smld": SMLD, "vpsde": VPSDE, "vesde": VESDE}
 
 
 def family(name: str) -> Family:
-    """The diffusion family called ``name`` (ddpm; smld, vpsde, vesde to come)."""
+    """The diffusion family called ``name``: ddpm, smld, vpsde or vesde."""
     try:
         return FAMILIES[name]()
     except KeyError:

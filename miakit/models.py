@@ -30,8 +30,10 @@ PRESETS: dict[str, Preset] = {
     "paper": Preset((128, 256, 256, 256), 2, (16,), 32, 0.1),
 }
 
-# discrete families embed the step index with sinusoids; continuous ones use Fourier features
-TIME_EMBEDDING = {"ddpm": "positional", "smld": "positional", "vpsde": "fourier", "vesde": "fourier"}
+# discrete families and the VP SDE (queried at t * 999, as score_sde's DDPM++) embed the time
+# with sinusoids; the VE SDE is queried at sigma(t) with Gaussian Fourier features, and diffusers
+# then divides the output by sigma (NCSN++'s scale-by-sigma)
+TIME_EMBEDDING = {"ddpm": "positional", "smld": "positional", "vpsde": "positional", "vesde": "fourier"}
 
 
 def build_unet(preset: str, family: str, resolution: int, channels: int):

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import attacks, metrics
 from .config import stable_hash
+from .diffusion import Family
 from .store import read_arrays, write_arrays
 from .train import Run
 
@@ -43,32 +44,32 @@ class LossAttackStudy:
     def result_at(self, step: int) -> metrics.AttackResult:
         return self.test[int(np.argmin(np.abs(self.steps - step)))]
 
-    def at_paper_steps(self, n_steps: int) -> dict[str, metrics.AttackResult]:
+    def at_paper_steps(self, family: Family) -> dict[str, metrics.AttackResult]:
         """Test results at the evaluated steps nearest to the paper's ROC steps, labelled by step."""
-        return {f"t = {t}": self.result_at(t) for t in roc_steps(self.steps, n_steps)}
+        return {step_label(t): self.result_at(t) for t in roc_steps(self.steps, family)}
 
-    def headline_table(self, n_steps: int):
+    def headline_table(self, family: Family):
         """Test metrics at the paper's steps, at the validation-chosen step and (optimistic) the
         best step on the test data itself, in both conventions."""
         s = self.summary()
         return comparison_table({
-            **self.at_paper_steps(n_steps),
-            f"best on validation (t = {s['best_step_val']})": s["result_val_chosen"],
-            f"best on test, optimistic (t = {s['best_step_test']})": s["result_test_chosen"],
+            **self.at_paper_steps(family),
+            f"best on validation ({step_label(s['best_step_val'])})": s["result_val_chosen"],
+            f"best on test, optimistic ({step_label(s['best_step_test'])})": s["result_test_chosen"],
         })
 
     def per_step_table(self):
         import pandas as pd
 
-        rows = [{"step": int(t), "val AUC": v.auc, **r.row()} for t, v, r in zip(self.steps, self.val, self.test)]
+        rows = [{"step": t.item(), "val AUC": v.auc, **r.row()} for t, v, r in zip(self.steps, self.val, self.test)]
         return pd.DataFrame(rows).set_index("step")
 
     def summary(self) -> dict:
         """Test metrics at the validation-chosen step, and the optimistic best-on-test step."""
         bv, bt = self.best_index_val, self.best_index_test
         return {
-            "best_step_val": int(self.steps[bv]), "result_val_chosen": self.test[bv],
-            "best_step_test": int(self.steps[bt]), "result_test_chosen": self.test[bt],
+            "best_step_val": self.steps[bv].item(), "result_val_chosen": self.test[bv],
+            "best_step_test": self.steps[bt].item(), "result_test_chosen": self.test[bt],
         }
 
 
@@ -80,10 +81,14 @@ def _criterion(result: metrics.AttackResult, name: str) -> float:
     raise ValueError(f"unknown step-selection criterion {name!r}; use 'auc' or 'tpr@<fpr>'")
 
 
-def roc_steps(evaluated: np.ndarray, n_steps: int, paper_steps=PAPER_ROC_STEPS) -> list[int]:
-    """The evaluated steps nearest to the paper's ROC steps, scaled from 1000 steps to ``n_steps``."""
-    wanted = [min(round(t * n_steps / 1000), n_steps - 1) for t in paper_steps]
-    return sorted({int(evaluated[np.argmin(np.abs(evaluated - w))]) for w in wanted})
+def roc_steps(evaluated: np.ndarray, family: Family, paper_steps=PAPER_ROC_STEPS) -> list:
+    """The evaluated steps nearest to the paper's ROC steps, mapped into ``family``'s time."""
+    wanted = [family.from_paper_step(t) for t in paper_steps]
+    return sorted({evaluated[np.argmin(np.abs(evaluated - w))].item() for w in wanted})
+
+
+def step_label(t) -> str:
+    return f"t = {t:.3g}" if isinstance(t, float) else f"t = {t}"
 
 
 def loss_attack_study(run: Run, criterion: str = "auc", progress_bar: bool = True) -> LossAttackStudy:

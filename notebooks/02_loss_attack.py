@@ -74,7 +74,7 @@ plots.metrics_vs_step(study.steps, study.test, title="(test split)");
 # for privacy is visible.
 
 # %%
-plots.roc_loglog(study.at_paper_steps(run.family.n_steps));
+plots.roc_loglog(study.at_paper_steps(run.family));
 
 # %% [markdown]
 # ## The most vulnerable step
@@ -87,7 +87,7 @@ plots.roc_loglog(study.at_paper_steps(run.family.n_steps));
 # resolve that FPR.
 
 # %%
-study.headline_table(run.family.n_steps)
+study.headline_table(run.family)
 
 # %% tags=["remove-cell"]
 report.glue("best_step", summary["best_step_val"])
@@ -98,7 +98,7 @@ report.glue("optimistic_auc", summary["result_test_chosen"].auc)
 report.glue("n_test_nonmembers", summary["result_val_chosen"].n_nonmembers)
 report.glue("auc_first_step", study.test[0].auc)
 report.glue("auc_last_step", study.test[-1].auc)
-report.glue("last_step", int(study.steps[-1]))
+report.glue("last_step", study.steps[-1].item())
 report.glue("evaluations_per_image", len(study.steps) * settings.attack.n_noise)
 report.glue("seconds", clock.elapsed())
 

@@ -54,9 +54,15 @@ def test_empty_input_is_an_error(ddpm):
 
 
 def test_roc_steps_scale_with_the_process():
-    assert studies.roc_steps(np.arange(1000), 1000) == [0, 200, 500, 600, 800, 999]
-    assert studies.roc_steps(np.array([0, 100, 250, 500, 750, 999]), 1000) == [0, 250, 500, 750, 999]
-    assert studies.roc_steps(np.arange(100), 100) == [0, 20, 50, 60, 80, 99]
+    ddpm = diffusion.family("ddpm")
+    assert studies.roc_steps(np.arange(1000), ddpm) == [0, 200, 500, 600, 800, 999]
+    assert studies.roc_steps(np.array([0, 100, 250, 500, 750, 999]), ddpm) == [0, 250, 500, 750, 999]
+    short = diffusion.DDPM(n=100)
+    assert studies.roc_steps(np.arange(100), short) == [0, 20, 50, 60, 80, 99]
+    vp = diffusion.family("vpsde")
+    grid = vp.attack_steps(11)
+    assert studies.roc_steps(grid, vp) == pytest.approx([grid[0], grid[2], grid[5], grid[6], grid[8], grid[10]])
+    assert studies.step_label(grid[2].item()) == "t = 0.2" and studies.step_label(7) == "t = 7"
 
 
 def test_loss_attack_study_chooses_on_validation(smoke_run):
@@ -68,7 +74,7 @@ def test_loss_attack_study_chooses_on_validation(smoke_run):
     val_aucs = [r.auc for r in study.val]
     assert summary["best_step_val"] == study.steps[int(np.argmax(val_aucs))]
     assert summary["result_test_chosen"].auc == max(r.auc for r in study.test)
-    table = study.headline_table(smoke_run.family.n_steps)
+    table = study.headline_table(smoke_run.family)
     assert "AUC" in table.columns and "paper TPR@10%FPR" in table.columns
     assert any(label.startswith("best on validation") for label in table.index)
     cached = studies.loss_attack_study(smoke_run, progress_bar=False)  # loaded from the run folder
