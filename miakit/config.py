@@ -61,14 +61,35 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
+class LikelihoodConfig:
+    """How the likelihood attack solves the probability-flow ODE, and on how many images."""
+
+    lik_rtol: float
+    lik_atol: float
+    lik_method: str  # a torchdiffeq method, e.g. dopri5
+    lik_probes: int  # Hutchinson probes per image
+    lik_max_images: int  # at most this many test members and as many test nonmembers
+    lik_batch: int
+
+
+@dataclass(frozen=True)
 class Settings:
     profile: str
     data: DataConfig
     target: TargetConfig
     attack: AttackConfig
     sampling: SampleConfig
+    likelihood: LikelihoodConfig
     device: str  # "auto", "cpu" or "cuda"
     runs_dir: str
+    families: str  # comma-separated families the chapters train and attack side by side
+
+    def family_names(self) -> list[str]:
+        return [name.strip() for name in self.families.split(",") if name.strip()]
+
+    def for_family(self, name: str) -> "Settings":
+        """The same settings with the target trained as ``name``."""
+        return dataclasses.replace(self, target=dataclasses.replace(self.target, family=name))
 
     def target_hash(self) -> str:
         """Stable hash of everything that determines the trained weights."""
@@ -79,40 +100,44 @@ class Settings:
         return stable_hash(payload)
 
     def flat(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"profile": self.profile, "device": self.device, "runs_dir": self.runs_dir}
-        for section in (self.data, self.target, self.attack, self.sampling):
+        out: dict[str, Any] = {"profile": self.profile, **{k: getattr(self, k) for k in RUN_KEYS}}
+        for section in (self.data, self.target, self.attack, self.sampling, self.likelihood):
             out.update(dataclasses.asdict(section))
         return out
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "target": TargetConfig, "attack": AttackConfig,
-                             "sampling": SampleConfig}
-RUN_KEYS = ("device", "runs_dir")
+                             "sampling": SampleConfig, "likelihood": LikelihoodConfig}
+RUN_KEYS = ("device", "runs_dir", "families")
 PARAMETERS: tuple[str, ...] = tuple(
     [f.name for cls in SECTIONS.values() for f in fields(cls)] + list(RUN_KEYS)
 )
 
 _COMMON = dict(split_seed=0, val_fraction=0.5, family="ddpm", train_seed=0, attack_seed=0,
-               grad_clip=1.0, device="auto", runs_dir="runs")
+               grad_clip=1.0, device="auto", runs_dir="runs", families="ddpm,smld,vpsde,vesde",
+               lik_method="dopri5", lik_probes=1)
 
 PROFILES: dict[str, dict[str, Any]] = {
     # seconds: exercises every code path on a few tiny images
     "smoke": dict(_COMMON, dataset="digits", resolution=8, n_members=16, n_nonmembers=48,
                   model="tiny", iterations=30, batch_size=16, lr=1e-3, warmup=0, ema_decay=0.9,
                   random_flip=False, checkpoint_every=10,
-                  attack_steps=6, n_noise=1, attack_batch=256, n_samples=8, sample_steps=20),
+                  attack_steps=6, n_noise=1, attack_batch=256, n_samples=8, sample_steps=20,
+                  lik_rtol=1e-2, lik_atol=1e-2, lik_max_images=8, lik_batch=16),
     # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
     # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
     "cpu": dict(_COMMON, dataset="digits", resolution=16, n_members=100, n_nonmembers=1000,
                 model="small", iterations=1200, batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995,
                 random_flip=False, checkpoint_every=250,
                 attack_steps=41, n_noise=4, attack_batch=164,  # one image's 41 x 4 per pass
-                n_samples=32, sample_steps=1000),
+                n_samples=16, sample_steps=1000,
+                lik_rtol=1e-3, lik_atol=1e-3, lik_max_images=200, lik_batch=64),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
                   n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
                   warmup=5000, ema_decay=0.9999, random_flip=True, checkpoint_every=5000,
-                  attack_steps=1000, n_noise=1, attack_batch=1000, n_samples=64, sample_steps=1000),
+                  attack_steps=1000, n_noise=1, attack_batch=1000, n_samples=64, sample_steps=1000,
+                  lik_rtol=1e-5, lik_atol=1e-5, lik_max_images=1000, lik_batch=64),
 }
 
 
@@ -139,7 +164,8 @@ def resolve(profile: str = "cpu", **overrides: Any) -> Settings:
         for f in fields(cls):
             kwargs[f.name] = _coerce(f.name, values[f.name], PROFILES[profile][f.name])
         sections[name] = cls(**kwargs)
-    settings = Settings(profile=profile, device=values["device"], runs_dir=str(values["runs_dir"]), **sections)
+    settings = Settings(profile=profile, device=values["device"], runs_dir=str(values["runs_dir"]),
+                        families=str(values["families"]), **sections)
     _validate(settings)
     return settings
 
@@ -189,6 +215,10 @@ def _validate(s: Settings) -> None:
         (s.sampling.n_samples >= 1 and s.sampling.sample_steps >= 1, "n_samples and sample_steps must be positive"),
         (a.attack_steps >= 1 and a.n_noise >= 1 and a.attack_batch >= 1,
          "attack_steps, n_noise and attack_batch must be positive"),
+        (s.likelihood.lik_rtol > 0 and s.likelihood.lik_atol > 0 and s.likelihood.lik_probes >= 1
+         and s.likelihood.lik_max_images >= 1 and s.likelihood.lik_batch >= 1,
+         "likelihood tolerances, probes, image cap and batch must be positive"),
+        (bool(s.family_names()), "families must name at least one family"),
         (s.device in ("auto", "cpu", "cuda") or s.device.startswith("cuda:"),
          "device must be auto, cpu or cuda"),
     ]

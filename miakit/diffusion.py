@@ -202,11 +202,13 @@ class DDPM(_Discrete):
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
     def ode_drift(self, model, x, t):
-        # DDPM seen as the discretised VP SDE (score_sde): beta(t) linear, the network queried
-        # at label t * (N - 1) with the discrete schedule's std.
-        labels = (t * (self._n - 1)).clamp(0, self._n - 1)  # adaptive solvers may probe past t = 1
-        std = _expand((1 - self.alphas_cumprod.to(x.device)[labels.round().long()]).sqrt(), x)
-        score = -model_output(model, x, labels) / std
+        # As the paper's code (score_sde's likelihood, continuous=True): DDPM is read as the VP SDE
+        # it discretises, the network queried at label t * (N - 1) and its output divided by the
+        # continuous VP std sqrt(1 - exp(2 log_mean_coeff(t))).
+        t = t.to(torch.float64)
+        log_mean_coeff = -0.25 * t ** 2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+        std = _expand((-torch.expm1(2 * log_mean_coeff)).sqrt(), x)
+        score = -model_output(model, x, (t * (self._n - 1)).to(torch.float32)) / std
         beta = _expand(self._beta_continuous(t), x)
         return -0.5 * beta * x - 0.5 * beta * score
 

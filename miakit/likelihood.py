@@ -52,20 +52,23 @@ def _dequantize_noise(seed: int, index: int, shape: tuple[int, ...]) -> torch.Te
 class _Dynamics(torch.nn.Module):
     """The augmented ODE state (x, delta log p) and its time derivative."""
 
-    def __init__(self, model, family: Family, probes: torch.Tensor | None):
+    def __init__(self, model, family: Family, probes: torch.Tensor | None, shape: tuple[int, ...]):
         super().__init__()
         self.model, self.family, self.probes = model, family, probes  # probes: [K, B, ...] or None
+        self.shape = shape  # of one batch of images
         self.nfe = 0
 
-    def forward(self, t: torch.Tensor, state):
-        x, _ = state
+    def forward(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        # state [B, D + 1]: each image's pixels and its delta log p in one row, so the solver's
+        # error norm weighs delta log p as one of D + 1 entries per image, as scipy does in the
+        # paper's per-image loop (a separate tensor would weigh it like all pixels together)
         self.nfe += 1
-        batch_t = t.expand(x.shape[0]).to(torch.float64)
+        batch_t = t.expand(state.shape[0]).to(torch.float64)
         with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
+            x = state[:, :-1].detach().reshape(self.shape).requires_grad_(True)
             drift = self.family.ode_drift(self.model, x, batch_t)
             div = self._exact(x, drift) if self.probes is None else self._hutchinson(x, drift)
-        return drift.detach(), div.detach()
+        return torch.cat([drift.detach().flatten(1), div.detach()[:, None].to(drift.dtype)], dim=1)
 
     def _hutchinson(self, x, drift):
         total = torch.zeros(x.shape[0], device=x.device, dtype=drift.dtype)
@@ -116,12 +119,11 @@ def likelihood(model, family: Family, x: torch.Tensor, rtol: float = 1e-5, atol:
             xb = xb + (u - 0.5) * (2.0 / 256)
         probes = None if exact_trace else torch.stack(
             [_probes(seed, i, (n_probes, *x.shape[1:]), probe) for i in idx], dim=1).to(device)
-        dynamics = _Dynamics(model, family, probes)
-        zero = torch.zeros(xb.shape[0], device=device, dtype=xb.dtype)
+        dynamics = _Dynamics(model, family, probes, tuple(xb.shape))
+        state = torch.cat([xb.flatten(1), torch.zeros(xb.shape[0], 1, device=device, dtype=xb.dtype)], dim=1)
         with torch.no_grad():
-            xs, deltas = odeint(dynamics, (xb, zero), span, rtol=rtol, atol=atol, method=method,
-                                options=options)
-        z, delta = xs[-1], deltas[-1]
+            final = odeint(dynamics, state, span, rtol=rtol, atol=atol, method=method, options=options)[-1]
+        z, delta = final[:, :-1].reshape(xb.shape), final[:, -1]
         logp[start:idx.stop] = (family.prior_logp(z).double() + delta.double()).cpu().numpy()
         nfe[start:idx.stop] = dynamics.nfe
         bar.update(len(idx))

@@ -78,3 +78,76 @@ def metrics_vs_step(steps: np.ndarray, results: list[AttackResult], levels=FPR_L
     right.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _panels(n: int, width: float = 3.6, height: float = 3.4):
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, axes[0]
+
+
+def training_curves(runs: dict, window: int = 50):
+    """Moving-average training loss of several targets (name -> Run) on one axis."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, run in runs.items():
+        losses = np.asarray(run.history["loss"], dtype=float)
+        w = min(window, len(losses))
+        ax.plot(np.arange(w - 1, len(losses)), np.convolve(losses, np.ones(w) / w, mode="valid"), label=name)
+    ax.set(xlabel="iteration", ylabel=f"training loss (mean of {window})", yscale="log", title="Target training loss")
+    ax.legend()
+    return fig
+
+
+def samples_by_family(real: torch.Tensor, generated: dict[str, torch.Tensor], ncol: int = 4):
+    """Members next to each family's samples."""
+    fig, axes = _panels(1 + len(generated), 3.2, 3.4)
+    image_grid(real, axes[0], ncol, "members")
+    for ax, (name, images) in zip(axes[1:], generated.items()):
+        image_grid(images, ax, ncol, name)
+    fig.tight_layout()
+    return fig
+
+
+def process_fraction(steps: np.ndarray, discrete: bool, n_steps: int) -> np.ndarray:
+    """Steps as the fraction of the diffusion process, so discrete and continuous families align."""
+    return steps / (n_steps - 1) if discrete else steps
+
+
+def metrics_vs_step_by_family(studies: dict, runs: dict, level: float = 0.01):
+    """AUC and TPR at ``level`` FPR against the diffusion step, every family on one axis per metric."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, study in studies.items():
+        fam = runs[name].family
+        x = process_fraction(study.steps, fam.discrete, fam.n_steps)
+        left.plot(x, [r.auc for r in study.test], marker=".", label=name)
+        right.plot(x, [r.tpr_at_fpr[level] for r in study.test], marker=".", label=name)
+    left.axhline(0.5, color="k", ls="--", lw=0.8)
+    right.axhline(level, color="k", ls="--", lw=0.8)
+    left.set(xlabel="diffusion time (fraction of the process)", ylabel="AUC", title="AUC vs step (test split)")
+    right.set(xlabel="diffusion time (fraction of the process)", ylabel=f"TPR @ {level * 100:g}% FPR",
+              title=f"TPR at {level * 100:g}% FPR vs step (test split)")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def roc_grid(results_by_family: dict[str, dict[str, AttackResult]]):
+    """One log-log ROC panel per family."""
+    fig, axes = _panels(len(results_by_family), 3.8, 3.8)
+    for ax, (name, results) in zip(axes, results_by_family.items()):
+        roc_loglog(results, ax, title=name)
+    fig.tight_layout()
+    return fig
+
+
+def bpd_histograms(studies: dict):
+    """Bits/dim of test members and nonmembers under each family's likelihood."""
+    fig, axes = _panels(len(studies))
+    for ax, (name, st) in zip(axes, studies.items()):
+        bins = np.histogram_bin_edges(np.r_[st.bpd_members, st.bpd_nonmembers], bins=25)
+        ax.hist(st.bpd_nonmembers, bins=bins, alpha=0.6, density=True, label="nonmembers")
+        ax.hist(st.bpd_members, bins=bins, alpha=0.6, density=True, label="members")
+        ax.set(xlabel="bits/dim", title=name)
+    axes[0].set_ylabel("density")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

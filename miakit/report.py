@@ -51,6 +51,23 @@ def glued_number(text: str) -> float:
         return math.nan
 
 
+def targets_table(runs: dict[str, Run]):
+    """The targets side by side: one column per family."""
+    import pandas as pd
+
+    return pd.concat({name: target_summary(run)["value"] for name, run in runs.items()}, axis=1)
+
+
+def member_images(runs: dict[str, Run], n: int):
+    """The first ``n`` members (the same for every target of a study)."""
+    run = next(iter(runs.values()))
+    return run.images(run.split.members[:n])
+
+
+def total_train_seconds(runs: dict[str, Run]) -> float:
+    return float(sum(run.history["train_seconds_this_session"] for run in runs.values()))
+
+
 def target_summary(run: Run):
     """One table describing a trained target: data, split sizes, model size and training."""
     import pandas as pd

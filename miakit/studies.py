@@ -6,11 +6,15 @@ the reported numbers are not tuned on the data they are measured on.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+import time
+
 from . import attacks, metrics
+from .likelihood import likelihood
 from .config import stable_hash
 from .diffusion import Family
 from .store import read_arrays, write_arrays
@@ -116,3 +120,124 @@ def comparison_table(results: dict[str, metrics.AttackResult]):
     import pandas as pd
 
     return pd.DataFrame({label: r.row() for label, r in results.items()}).T
+
+
+def loss_attack_studies(runs: dict[str, Run], criterion: str = "auc", progress_bar: bool = True) -> dict[str, LossAttackStudy]:
+    return {name: loss_attack_study(run, criterion, progress_bar) for name, run in runs.items()}
+
+
+def best_step_table(studies: dict[str, LossAttackStudy]):
+    """Per family: the validation-chosen step and its test metrics in both conventions, with the
+    optimistic best-on-test AUC beside it."""
+    import pandas as pd
+
+    rows = {}
+    for name, study in studies.items():
+        s = study.summary()
+        rows[name] = {"step (chosen on validation)": step_label(s["best_step_val"]), **s["result_val_chosen"].row(),
+                      "optimistic AUC (best on test)": s["result_test_chosen"].auc}
+    return pd.DataFrame(rows).T
+
+
+@dataclass
+class LikelihoodStudy:
+    """Likelihood-attack scores (log p, higher = member) of test members and nonmembers."""
+
+    family: str
+    logp_members: np.ndarray
+    logp_nonmembers: np.ndarray
+    bpd_members: np.ndarray
+    bpd_nonmembers: np.ndarray
+    nfe_per_image: float
+    seconds_per_image: float
+    result: metrics.AttackResult
+    auc_interval: tuple[float, float]
+
+
+def likelihood_study(run: Run, progress_bar: bool = True) -> LikelihoodStudy:
+    """Run (or load) the likelihood attack on the test parts of the split, capped at
+    ``lik_max_images`` images per part."""
+    c, a = run.settings.likelihood, run.settings.attack
+    members = run.split.members_test[: c.lik_max_images]
+    nonmembers = run.split.nonmembers_test[: c.lik_max_images]
+    key = stable_hash({"attack": "likelihood", **dataclasses.asdict(c), "seed": a.attack_seed})
+    path = run.dir / f"likelihood-{key}.safetensors"
+    if path.exists():
+        stored = read_arrays(path)
+    else:
+        began = time.perf_counter()
+        parts = {}
+        for part, idx in (("members", members), ("nonmembers", nonmembers)):
+            r = likelihood(run.model, run.family, run.images(idx), c.lik_rtol, c.lik_atol, c.lik_method,
+                           a.attack_seed, c.lik_probes, batch_size=c.lik_batch, progress_bar=progress_bar)
+            parts.update({f"logp_{part}": r.logp, f"bpd_{part}": r.bpd, f"nfe_{part}": r.nfe})
+        parts["seconds_per_image"] = np.array([(time.perf_counter() - began) / (len(members) + len(nonmembers))])
+        write_arrays(path, parts)
+        stored = parts
+    result = metrics.evaluate_split(stored["logp_members"], stored["logp_nonmembers"])
+    scores = np.r_[stored["logp_members"], stored["logp_nonmembers"]]
+    labels = np.r_[np.ones(len(stored["logp_members"]), bool), np.zeros(len(stored["logp_nonmembers"]), bool)]
+    return LikelihoodStudy(
+        run.family.name, stored["logp_members"], stored["logp_nonmembers"], stored["bpd_members"],
+        stored["bpd_nonmembers"], float(np.mean(np.r_[stored["nfe_members"], stored["nfe_nonmembers"]])),
+        float(stored["seconds_per_image"][0]), result, metrics.bootstrap_auc(scores, labels, n_boot=500))
+
+
+def likelihood_studies(runs: dict[str, Run], progress_bar: bool = True) -> dict[str, LikelihoodStudy]:
+    return {name: likelihood_study(run, progress_bar) for name, run in runs.items()}
+
+
+def likelihood_table(studies: dict[str, LikelihoodStudy]):
+    """Per family: metrics in both conventions, the AUC's bootstrap interval, bits/dim and cost."""
+    import pandas as pd
+
+    rows = {}
+    for name, st in studies.items():
+        rows[name] = {**st.result.row(), "AUC 95% interval": f"[{st.auc_interval[0]:.3f}, {st.auc_interval[1]:.3f}]",
+                      "bits/dim members": float(np.mean(st.bpd_members)),
+                      "bits/dim nonmembers": float(np.mean(st.bpd_nonmembers)),
+                      "ODE evaluations per image": st.nfe_per_image, "seconds per image": st.seconds_per_image}
+    return pd.DataFrame(rows).T
+
+
+def chance_table(loss: dict[str, LossAttackStudy], lik: dict[str, LikelihoodStudy]):
+    """Claim C1: does each attack beat chance on each family? AUC on the test split with a 95%
+    bootstrap interval; an attack beats chance when the interval lies above 0.5."""
+    import pandas as pd
+
+    rows = []
+    for name, study in loss.items():
+        s = study.summary()
+        j = int(np.argmin(np.abs(study.steps - s["best_step_val"])))
+        sc_m, sc_n = study.scores["members_test"][:, j], study.scores["nonmembers_test"][:, j]
+        labels = np.r_[np.ones(len(sc_m), bool), np.zeros(len(sc_n), bool)]
+        lo, hi = metrics.bootstrap_auc(np.r_[sc_m, sc_n], labels, n_boot=500)
+        rows.append({"family": name, "attack": f"loss ({step_label(s['best_step_val'])}, chosen on validation)",
+                     "AUC": s["result_val_chosen"].auc, "95% interval": f"[{lo:.3f}, {hi:.3f}]",
+                     "beats chance": bool(lo > 0.5)})
+    for name, st in lik.items():
+        rows.append({"family": name, "attack": "likelihood", "AUC": st.result.auc,
+                     "95% interval": f"[{st.auc_interval[0]:.3f}, {st.auc_interval[1]:.3f}]",
+                     "beats chance": bool(st.auc_interval[0] > 0.5)})
+    return pd.DataFrame(rows).set_index(["family", "attack"]).sort_index()
+
+
+def at_paper_steps_by_family(studies: dict[str, LossAttackStudy], runs: dict[str, Run]) -> dict:
+    """family -> {step label -> test result} at the paper's ROC steps."""
+    return {name: study.at_paper_steps(runs[name].family) for name, study in studies.items()}
+
+
+def headline_tables(studies: dict[str, LossAttackStudy], runs: dict[str, Run]):
+    """Every family's headline table stacked, indexed by (family, row)."""
+    import pandas as pd
+
+    return pd.concat({name: study.headline_table(runs[name].family) for name, study in studies.items()})
+
+
+def likelihood_results(studies: dict[str, LikelihoodStudy]) -> dict[str, metrics.AttackResult]:
+    return {name: st.result for name, st in studies.items()}
+
+
+def lead_family(results: dict) -> str:
+    """The family the prose quotes: DDPM when present (the paper's main model), else the first."""
+    return "ddpm" if "ddpm" in results else next(iter(results))

@@ -83,6 +83,16 @@ def ensure(settings: Settings, progress_bar: bool = True) -> Run:
     return Run(settings, folder, fam, net, dataset, split, history, device)
 
 
+def ensure_all(settings: Settings, progress_bar: bool = True) -> dict[str, Run]:
+    """One trained target per family in ``settings.families``, same data, split and budget."""
+    return {name: ensure(settings.for_family(name), progress_bar) for name in settings.family_names()}
+
+
+def samples(runs: dict[str, Run], n: int, n_steps: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``n`` generated images from each target (cached in each run folder)."""
+    return {name: run.samples(n, seed, n_steps) for name, run in runs.items()}
+
+
 def _ensure_split(settings: Settings, folder: Path, n_total: int) -> data_mod.Split:
     d = settings.data
     path = folder / "split.json"

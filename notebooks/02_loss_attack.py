@@ -14,13 +14,15 @@
 # # The loss-based attack at every diffusion step
 #
 # The loss attack of Hu & Pang (2023) asks the target for its own training loss on an image:
-# noise the image to step $t$, ask the denoiser for the noise, and measure the error. Members
+# noise the image to step *t*, ask the denoiser for the noise, and measure the error. Members
 # were fitted during training, so their loss is lower. The member score is the negated loss
 # (higher = member); we average it over a few noise draws per step where the profile says so.
 #
 # The paper evaluates every step and finds the attack strongest at intermediate steps, near
-# chance at $t = 0$ and at large $t$, where the noise swamps the image. This chapter measures
-# the same curve on the target of [the previous chapter](01_targets.ipynb).
+# chance at *t = 0* and at large *t*, where the noise swamps the image. This chapter measures
+# the same curve on the four targets of [the previous chapter](01_targets.ipynb). Steps are
+# shown as a fraction of the process so that the discrete families (1000 steps) and the
+# continuous ones (t from 1e-5 to 1) line up.
 
 # %% tags=["remove-cell"]
 # Colab only: install miakit and its dependencies (does nothing elsewhere).
@@ -37,7 +39,7 @@ dataset = None
 resolution = None
 n_members = None
 n_nonmembers = None
-family = None
+families = None  # comma-separated; default: all four
 model = None
 iterations = None
 attack_steps = None  # how many steps of the process the attack evaluates
@@ -52,9 +54,8 @@ from miakit import plots, report, studies
 
 settings = miakit.config.from_namespace(globals())
 clock = report.Stopwatch()
-run = miakit.train.ensure(settings)
-study = studies.loss_attack_study(run)
-summary = study.summary()
+runs = miakit.train.ensure_all(settings)
+loss = studies.loss_attack_studies(runs)
 
 # %% [markdown]
 # ## Attack performance against the diffusion step
@@ -64,7 +65,7 @@ summary = study.summary()
 # nonmembers) is left out rather than printed.
 
 # %%
-plots.metrics_vs_step(study.steps, study.test, title="(test split)");
+plots.metrics_vs_step_by_family(loss, runs);
 
 # %% [markdown]
 # ## ROC curves at the paper's steps
@@ -74,45 +75,46 @@ plots.metrics_vs_step(study.steps, study.test, title="(test split)");
 # for privacy is visible.
 
 # %%
-plots.roc_loglog(study.at_paper_steps(run.family));
+plots.roc_grid(studies.at_paper_steps_by_family(loss, runs));
 
 # %% [markdown]
 # ## The most vulnerable step
 #
-# The step is chosen on the validation part (highest validation AUC) and reported on the test
-# part. The row "best on test" picks the step on the reported data itself: it is optimistic and
-# shown only for comparison with papers that report the best step. Columns named *paper* use the
-# paper code's convention (nonmembers are the positive class and the loss is the score); the
-# other columns are the standard member-positive numbers. NaN means the test set is too small to
-# resolve that FPR.
+# For each family the step is chosen on the validation part (highest validation AUC) and
+# reported on the test part. The last column picks the step on the reported data itself: it is
+# optimistic and shown only for comparison with papers that report the best step. Columns named
+# *paper* use the paper code's convention (nonmembers are the positive class and the loss is the
+# score); the other columns are the standard member-positive numbers. NaN means the test set is
+# too small to resolve that FPR.
 
 # %%
-study.headline_table(run.family)
+studies.best_step_table(loss)
 
 # %% tags=["remove-cell"]
-report.glue("best_step", summary["best_step_val"])
-report.glue("best_auc", summary["result_val_chosen"].auc)
-report.glue("best_tpr_1pct", summary["result_val_chosen"].tpr_at_fpr[0.01])
-report.glue("best_tpr_10pct", summary["result_val_chosen"].tpr_at_fpr[0.1])
-report.glue("optimistic_auc", summary["result_test_chosen"].auc)
-report.glue("n_test_nonmembers", summary["result_val_chosen"].n_nonmembers)
-report.glue("auc_first_step", study.test[0].auc)
-report.glue("auc_last_step", study.test[-1].auc)
-report.glue("last_step", study.steps[-1].item())
-report.glue("evaluations_per_image", len(study.steps) * settings.attack.n_noise)
+lead = studies.lead_family(loss)
+report.glue("lead_family", lead)
+report.glue("best_step", loss[lead].summary()["best_step_val"])
+report.glue("best_auc", loss[lead].summary()["result_val_chosen"].auc)
+report.glue("best_tpr_1pct", loss[lead].summary()["result_val_chosen"].tpr_at_fpr[0.01])
+report.glue("optimistic_auc", loss[lead].summary()["result_test_chosen"].auc)
+report.glue("n_test_nonmembers", loss[lead].summary()["result_val_chosen"].n_nonmembers)
+report.glue("auc_first_step", loss[lead].test[0].auc)
+report.glue("auc_last_step", loss[lead].test[-1].auc)
+report.glue("evaluations_per_image", len(loss[lead].steps) * settings.attack.n_noise)
 report.glue("seconds", clock.elapsed())
 
 # %% [markdown]
-# At the step chosen on validation data, t = {glue:text}`best_step`, the loss attack reaches an
-# AUC of {glue:text}`best_auc:.4f` and a TPR of {glue:text}`best_tpr_1pct:.3f` at 1% FPR on the
-# test split ({glue:text}`n_test_nonmembers` test nonmembers); picking the step on the test data
-# itself would have claimed an AUC of {glue:text}`optimistic_auc:.4f`. At the ends of the process
-# the same attack reaches an AUC of {glue:text}`auc_first_step:.3f` at t = 0 and
-# {glue:text}`auc_last_step:.3f` at t = {glue:text}`last_step`, where 0.5 is chance.
+# For the {glue:text}`lead_family` target, at the step chosen on validation data, t = {glue:text}`best_step`, the
+# loss attack reaches an AUC of {glue:text}`best_auc:.4f` and a TPR of
+# {glue:text}`best_tpr_1pct:.3f` at 1% FPR on the test split ({glue:text}`n_test_nonmembers`
+# test nonmembers); picking the step on the test data itself would have claimed an AUC of
+# {glue:text}`optimistic_auc:.4f`. At the ends of the process the same attack reaches an AUC of
+# {glue:text}`auc_first_step:.3f` at t = 0 and {glue:text}`auc_last_step:.3f` at the last step,
+# where 0.5 is chance.
 #
-# ## Every evaluated step
+# ## At the paper's steps, every family
 #
-# The full table behind the figures (test split, with the validation AUC used for the choice).
+# The test metrics at the paper's ROC steps, the validation-chosen step and the optimistic one.
 
 # %% tags=["hide-output"]
-study.per_step_table()
+studies.headline_tables(loss, runs)

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 # glued numbers each notebook must produce, finite
 EXPECTED = {
-    "01_targets": ["n_members", "n_nonmembers", "final_loss", "seconds"],
+    "01_targets": ["n_members", "n_nonmembers", "n_families", "train_seconds", "seconds"],
     "02_loss_attack": ["best_step", "best_auc", "optimistic_auc", "seconds"],
+    "03_likelihood_attack": ["lead_auc", "lead_seconds_per_image", "lead_nfe", "seconds"],
 }
 
 
@@ -65,7 +66,8 @@ def test_every_notebook_runs_and_glues_finite_metrics(built_book):
 @pytest.mark.slow
 def test_book_html_has_every_chapter_with_figures(built_book):
     html = built_book / "_build" / "html"
-    for page in ["book/intro", "book/reproduce", "notebooks/01_targets", "notebooks/02_loss_attack"]:
+    for page in ["book/intro", "book/reproduce", "notebooks/01_targets", "notebooks/02_loss_attack",
+                 "notebooks/03_likelihood_attack"]:
         assert (html / f"{page}.html").exists(), page
     loss_page = (html / "notebooks/02_loss_attack.html").read_text()
     assert loss_page.count("<img") >= 2  # metrics-vs-step and ROC figures
