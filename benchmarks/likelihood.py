@@ -27,12 +27,8 @@ cost of one drift+divergence evaluation per image (seconds per image-evaluation)
 column there, the paper loop is not run on them). The P2 target is >= 20x the paper loop at
 mean |dbpd| <= 0.01; the last column says whether each setting meets it.
 
-Drift note: score_sde's likelihood hard-codes ``get_score_fn(..., continuous=True)``, so for DDPM
-(VPSDE) it divides the network output by the CONTINUOUS std sqrt(1 - exp(2 * log_mean_coeff(t)))
-and feeds labels t * 999, while ``miakit.diffusion.DDPM.ode_drift`` uses the DISCRETE schedule's
-std at the rounded label. The row "ours 1e-5, score_sde std" runs ours with score_sde's std
-and reports its |dbpd| against "ours 1e-5" (NOT against the paper loop), i.e. how much that
-definitional difference moves the answer.
+Drift: miakit's ``DDPM.ode_drift`` follows score_sde's likelihood (``continuous=True``): labels
+t * 999 and the continuous VP std, so the paper loop and ours integrate the same ODE.
 
 Threads default to 1: on this shared 2-core VM torch's 2-thread kernels became ~100x slower
 while another CPU job ran. All cases use the same thread count.
@@ -45,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -59,7 +54,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from miakit import config, train  # noqa: E402
-from miakit.diffusion import model_output  # noqa: E402
 from miakit.likelihood import BPD_OFFSET, _probes, likelihood  # noqa: E402
 
 TARGET_RATIO, TARGET_DBPD = 20.0, 0.01
@@ -111,25 +105,6 @@ def paper_likelihood(model, fam, x, seed=0, rtol=1e-5, atol=1e-5, eps=1e-5):
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-class ScoreSdeStd:
-    """``fam`` with score_sde's continuous=True VP std in the drift (labels t * 999)."""
-
-    def __init__(self, fam):
-        self.fam, self.eps, self.name = fam, fam.eps, fam.name + "+continuous-std"
-
-    def ode_drift(self, model, x, t):
-        b0, b1 = self.fam.beta_min, self.fam.beta_max
-        t = t.to(torch.float64)
-        lmc = -0.25 * t ** 2 * (b1 - b0) - 0.5 * t * b0
-        std = torch.sqrt(1.0 - torch.exp(2.0 * lmc)).to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
-        score = -model_output(model, x, (t * 999).float()) / std
-        beta = (b0 + t * (b1 - b0)).to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
-        return -0.5 * beta * x - 0.5 * beta * score
-
-    def prior_logp(self, z):
-        return self.fam.prior_logp(z)
-
 
 def quadratic_grid(n):
     def construct(func, y0, t):
@@ -210,12 +185,6 @@ def main(argv=None):
         row["meets_p2"] = bool(best >= TARGET_RATIO and row["mean_dbpd"] <= TARGET_DBPD)
         rows.append(row)
 
-    print("ours dopri5 1e-5 with score_sde's continuous std ...", flush=True)
-    res_c, dt_c = timed_ours(model, ScoreSdeStd(fam), x, dict(method="dopri5", rtol=1e-5, atol=1e-5), args.seed)
-    d_c = np.abs(res_c.bpd - np.array(rows[0]["bpd"]))
-    std_row = dict(name="ours 1e-5, score_sde std", time_s=dt_c, mean_dbpd_vs_ours=float(d_c.mean()),
-                   max_dbpd_vs_ours=float(d_c.max()), nfe_per_img=float(res_c.nfe.mean()), bpd=res_c.bpd.tolist())
-
     # ------------------------------------------------------------------------------- table
     hdr = (f"{'setting':<22}{'img/s':>8}{'x paper':>9}{'mean|dbpd|':>12}{'max|dbpd|':>11}{'NFE/img':>9}"
            f"{'ms/img-eval':>13}")
@@ -241,11 +210,8 @@ def main(argv=None):
         print(line + f"{'yes' if r['meets_p2'] else 'no':>6}")
     print()
     print(f"paper loop bpd per image: {np.round(p_bpd, 4).tolist()}  (NFE {p_nfe.tolist()})")
-    print(f"paper loop evaluation = 2 UNet forwards + 1 backward on 1 image, plus numpy<->torch copies; "
-          f"ours = 1 forward + 1 backward on the whole batch")
-    print(f"drift definition: ours dopri5 1e-5 with score_sde's continuous std differs from ours (discrete std) "
-          f"by mean |dbpd| {std_row['mean_dbpd_vs_ours']:.4f}, max {std_row['max_dbpd_vs_ours']:.4f} "
-          f"(NFE/img {std_row['nfe_per_img']:.0f})")
+    print("paper loop evaluation = 2 UNet forwards + 1 backward on 1 image, plus numpy<->torch copies; "
+          "ours = 1 forward + 1 backward on the whole batch")
     print(f"P2 target: >= {TARGET_RATIO:.0f}x the paper loop (at {n_img} images, or on a batch of {n_batch}) "
           f"with mean |dbpd| <= {TARGET_DBPD} against it")
 
@@ -253,7 +219,7 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(images=idx.tolist(), n_members=n_mem, threads=torch.get_num_threads(),
                                    seed=args.seed, torch=torch.__version__, python=platform.python_version(),
-                                   paper=paper, ours=rows, score_sde_std=std_row,
+                                   paper=paper, ours=rows,
                                    target=dict(ratio=TARGET_RATIO, mean_dbpd=TARGET_DBPD)), indent=1))
     print(f"wrote {out}")
 

@@ -48,7 +48,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
