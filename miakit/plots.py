@@ -130,11 +130,16 @@ def metrics_vs_step_by_family(studies: dict, runs: dict, level: float = 0.01):
     return fig
 
 
-def roc_grid(results_by_family: dict[str, dict[str, AttackResult]]):
-    """One log-log ROC panel per family."""
-    fig, axes = _panels(len(results_by_family), 3.8, 3.8)
-    for ax, (name, results) in zip(axes, results_by_family.items()):
+def roc_grid(results_by_family: dict[str, dict[str, AttackResult]], ncol: int = 2):
+    """One log-log ROC panel per family, ``ncol`` panels a row."""
+    n = len(results_by_family)
+    ncol = min(ncol, n)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 4.8 * nrow), squeeze=False)
+    for ax, (name, results) in zip(axes.flat, results_by_family.items()):
         roc_loglog(results, ax, title=name)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
     fig.tight_layout()
     return fig
 
