@@ -62,12 +62,6 @@ class LossAttackStudy:
             f"best on test, optimistic ({step_label(s['best_step_test'])})": s["result_test_chosen"],
         })
 
-    def per_step_table(self):
-        import pandas as pd
-
-        rows = [{"step": t.item(), "val AUC": v.auc, **r.row()} for t, v, r in zip(self.steps, self.val, self.test)]
-        return pd.DataFrame(rows).set_index("step")
-
     def summary(self) -> dict:
         """Test metrics at the validation-chosen step, and the optimistic best-on-test step."""
         bv, bt = self.best_index_val, self.best_index_test
