@@ -26,7 +26,7 @@ book: $(STAMP)
 
 ## make notebooks: regenerate the outputs-free .ipynb twins from the jupytext sources
 notebooks: $(STAMP)
-	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9][0-9]_*.py
+	$(VENV)/bin/jupytext --update --to ipynb notebooks/[0-9][0-9]_*.py
 
 ## make bench: speed benchmarks (ratios measured side by side)
 bench: $(STAMP)

@@ -73,6 +73,14 @@ class LikelihoodConfig:
 
 
 @dataclass(frozen=True)
+class SpeedConfig:
+    """How big the side-by-side speed comparisons in the book are (they change no result)."""
+
+    speed_images: int  # images the paper-style loop and miakit both solve
+    speed_batch: int  # images in miakit's throughput batch (0 = skip)
+
+
+@dataclass(frozen=True)
 class Settings:
     profile: str
     data: DataConfig
@@ -80,6 +88,7 @@ class Settings:
     attack: AttackConfig
     sampling: SampleConfig
     likelihood: LikelihoodConfig
+    speed: SpeedConfig
     device: str  # "auto", "cpu" or "cuda"
     runs_dir: str
     families: str  # comma-separated families the chapters train and attack side by side
@@ -101,13 +110,13 @@ class Settings:
 
     def flat(self) -> dict[str, Any]:
         out: dict[str, Any] = {"profile": self.profile, **{k: getattr(self, k) for k in RUN_KEYS}}
-        for section in (self.data, self.target, self.attack, self.sampling, self.likelihood):
+        for section in (self.data, self.target, self.attack, self.sampling, self.likelihood, self.speed):
             out.update(dataclasses.asdict(section))
         return out
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "target": TargetConfig, "attack": AttackConfig,
-                             "sampling": SampleConfig, "likelihood": LikelihoodConfig}
+                             "sampling": SampleConfig, "likelihood": LikelihoodConfig, "speed": SpeedConfig}
 RUN_KEYS = ("device", "runs_dir", "families")
 PARAMETERS: tuple[str, ...] = tuple(
     [f.name for cls in SECTIONS.values() for f in fields(cls)] + list(RUN_KEYS)
@@ -123,7 +132,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   model="tiny", iterations=30, batch_size=16, lr=1e-3, warmup=0, ema_decay=0.9,
                   random_flip=False, checkpoint_every=10,
                   attack_steps=6, n_noise=1, attack_batch=256, n_samples=8, sample_steps=20,
-                  lik_rtol=1e-2, lik_atol=1e-2, lik_max_images=8, lik_batch=16),
+                  lik_rtol=1e-2, lik_atol=1e-2, lik_max_images=8, lik_batch=16,
+                  speed_images=1, speed_batch=4),
     # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
     # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
     "cpu": dict(_COMMON, dataset="digits", resolution=16, n_members=100, n_nonmembers=1000,
@@ -131,13 +141,15 @@ PROFILES: dict[str, dict[str, Any]] = {
                 random_flip=False, checkpoint_every=250,
                 attack_steps=41, n_noise=4, attack_batch=164,  # one image's 41 x 4 per pass
                 n_samples=16, sample_steps=1000,
-                lik_rtol=1e-3, lik_atol=1e-3, lik_max_images=200, lik_batch=64),
+                lik_rtol=1e-3, lik_atol=1e-3, lik_max_images=200, lik_batch=64,
+                speed_images=2, speed_batch=32),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
                   n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
                   warmup=5000, ema_decay=0.9999, random_flip=True, checkpoint_every=5000,
                   attack_steps=1000, n_noise=1, attack_batch=1000, n_samples=64, sample_steps=1000,
-                  lik_rtol=1e-5, lik_atol=1e-5, lik_max_images=1000, lik_batch=64),
+                  lik_rtol=1e-5, lik_atol=1e-5, lik_max_images=1000, lik_batch=64,
+                  speed_images=4, speed_batch=64),
 }
 
 
@@ -218,6 +230,8 @@ def _validate(s: Settings) -> None:
         (s.likelihood.lik_rtol > 0 and s.likelihood.lik_atol > 0 and s.likelihood.lik_probes >= 1
          and s.likelihood.lik_max_images >= 1 and s.likelihood.lik_batch >= 1,
          "likelihood tolerances, probes, image cap and batch must be positive"),
+        (s.speed.speed_images >= 1 and s.speed.speed_batch >= 0,
+         "speed_images must be positive and speed_batch at least 0"),
         (bool(s.family_names()), "families must name at least one family"),
         (s.device in ("auto", "cpu", "cuda") or s.device.startswith("cuda:"),
          "device must be auto, cpu or cuda"),

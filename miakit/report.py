@@ -20,6 +20,12 @@ def glue(name: str, value, display: bool = False) -> None:
     myst_glue(name, value, display=display)
 
 
+def glue_many(values: dict, prefix: str = "") -> None:
+    """Glue every entry of ``values`` under ``prefix + name``."""
+    for name, value in values.items():
+        glue(prefix + name, value)
+
+
 class Stopwatch:
     """Wall-clock seconds since creation (a notebook's run time, glued for the book)."""
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import data as data_mod
-from .config import Settings
+from .config import Settings, stable_hash
 from .diffusion import Family, family as get_family
 from .models import autocast, build_unet, ema as make_ema, n_parameters, pick_device
 from .progress import progress
@@ -45,7 +45,10 @@ class Run:
     def samples(self, n: int = 16, seed: int = 0, n_steps: int | None = None) -> torch.Tensor:
         """``n`` generated images in [-1, 1], cached in the run folder."""
         n_steps = n_steps or self.family.n_steps
-        path = self.dir / f"samples-n{n}-steps{n_steps}-seed{seed}.safetensors"
+        # the plain samplers keep their original file names; any other sampler gets its own key
+        plain = self.family.sampler in ("ancestral", "euler-maruyama")
+        sampler = "" if plain else "-" + stable_hash({"sampler": self.family.sampler}, 6)
+        path = self.dir / f"samples-n{n}-steps{n_steps}-seed{seed}{sampler}.safetensors"
         if path.exists():
             return read_tensors(path)["samples"]
         shape = (n, *self.dataset.images.shape[1:])

@@ -90,6 +90,20 @@ def test_training_loss_is_minimised_by_the_exact_score(name):
         assert fam.loss(scaled, x0, t, noise).mean().item() > exact
 
 
+@pytest.mark.parametrize("name,snr", [("ddpm", None), ("smld", None), ("vpsde", None), ("vesde", 0.0),
+                                      ("vesde", 0.16)])
+def test_sampler_with_the_exact_score_draws_the_data_distribution(name, snr):
+    """Each family's sampler (VE-SDE with and without the Langevin corrector) turns the exact
+    score of N(0, 0.5^2) data into draws with that mean and standard deviation."""
+    fam = diffusion.family(name)
+    if snr is not None:
+        fam.corrector_snr = snr
+    x = fam.sample(exact_model(fam), (2000, 1, 2, 2), torch.Generator().manual_seed(0), n_steps=200)
+    assert torch.isfinite(x).all()
+    assert x.mean().item() == pytest.approx(0.0, abs=0.03)
+    assert x.std().item() == pytest.approx(DATA_STD, rel=0.05)
+
+
 @pytest.mark.parametrize("name", ["vpsde", "vesde", "ddpm", "smld"])
 def test_likelihood_of_exact_score_equals_closed_form(name):
     """Probability-flow log-likelihood with the exact score = the analytic Gaussian log-density."""

@@ -16,7 +16,8 @@ SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 EXPECTED = {
     "01_targets": ["n_members", "n_nonmembers", "n_families", "train_seconds", "seconds"],
     "02_loss_attack": ["best_step", "best_auc", "optimistic_auc", "seconds"],
-    "03_likelihood_attack": ["lead_auc", "lead_seconds_per_image", "lead_nfe", "seconds"],
+    "03_likelihood_attack": ["lead_auc", "lead_seconds_per_image", "lead_nfe", "p2_ratio", "p2_dbpd",
+                             "p2_ms_ours", "p2_ms_paper", "p2_nfe_ours", "p2_nfe_paper", "seconds"],
 }
 
 

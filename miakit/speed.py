@@ -1,0 +1,192 @@
+"""Side-by-side speed comparisons that the book shows and the benchmark scripts print.
+
+``paper_likelihood`` is a faithful re-implementation of how the paper's code (score_sde's
+``likelihood.py``) computes log p: ``scipy.integrate.solve_ivp(method="RK45")`` from eps = 1e-5
+to 1, ONE image at a time, the state (x, delta log p) a flat float64 numpy vector converted to a
+float32 torch tensor and back at EVERY evaluation, the drift evaluated once under no_grad and
+then AGAIN for the Hutchinson divergence (2 network forwards + 1 backward per evaluation). It
+uses miakit's ``family.ode_drift`` and the same Hutchinson probe per image as
+``miakit.likelihood``, so the difference between the two measures the solver and the loop only.
+
+``likelihood_speed`` times both on the same images in one process and reports images/s, the
+ratio (> 1 = miakit faster), the mean and max |delta bits/dim| against the paper loop, ODE
+evaluations per image and the cost of one evaluation per image.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .diffusion import Family
+from .likelihood import BPD_OFFSET, _probes, likelihood
+
+# target P2: at least this many times the paper loop's images/s at this mean |d bits/dim|
+P2_RATIO, P2_MEAN_DBPD = 20.0, 0.01
+PAPER_TOLERANCE = 1e-5
+
+
+def profile_settings(method: str, rtol: float, atol: float) -> dict[str, dict]:
+    """miakit's likelihood at a profile's solver settings and at the paper's tolerance."""
+    out = {f"{method} {rtol:g}/{atol:g} (this profile)": dict(method=method, rtol=rtol, atol=atol)}
+    if (method, rtol, atol) != ("dopri5", PAPER_TOLERANCE, PAPER_TOLERANCE):
+        out[f"dopri5 {PAPER_TOLERANCE:g} (the paper's tolerance)"] = dict(
+            method="dopri5", rtol=PAPER_TOLERANCE, atol=PAPER_TOLERANCE)
+    return out
+
+
+def paper_likelihood(model, family: Family, x: torch.Tensor, seed: int = 0, rtol: float = 1e-5,
+                     atol: float = 1e-5, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """score_sde's likelihood_fn, one image at a time: (bits/dim, evaluations) per image."""
+    from scipy import integrate
+
+    shape = (1, *x.shape[1:])
+    dims = int(np.prod(shape[1:]))
+
+    def drift_fn(sample, vec_t):
+        return family.ode_drift(model, sample, vec_t)
+
+    def div_fn(sample, vec_t, epsilon):  # score_sde's get_div_fn: the drift is evaluated again
+        with torch.enable_grad():
+            sample.requires_grad_(True)
+            fn_eps = torch.sum(drift_fn(sample, vec_t) * epsilon)
+            grad_fn_eps = torch.autograd.grad(fn_eps, sample)[0]
+        sample.requires_grad_(False)
+        return torch.sum(grad_fn_eps * epsilon, dim=tuple(range(1, len(sample.shape))))
+
+    bpds, nfes = [], []
+    with torch.no_grad():
+        for i in range(x.shape[0]):
+            epsilon = _probes(seed, i, (1, *shape), "rademacher")[0]
+
+            def ode_func(t, state):
+                sample = torch.from_numpy(state[:-shape[0]].reshape(shape)).type(torch.float32)
+                vec_t = torch.ones(sample.shape[0]) * t
+                drift = drift_fn(sample, vec_t).detach().cpu().numpy().reshape((-1,))
+                logp_grad = div_fn(sample, vec_t, epsilon).detach().cpu().numpy().reshape((-1,))
+                return np.concatenate([drift, logp_grad], axis=0)
+
+            init = np.concatenate([x[i].float().cpu().numpy().reshape((-1,)), np.zeros((shape[0],))])
+            solution = integrate.solve_ivp(ode_func, (eps, 1.0), init, rtol=rtol, atol=atol, method="RK45")
+            zp = solution.y[:, -1]
+            z = torch.from_numpy(zp[:-shape[0]].reshape(shape)).type(torch.float32)
+            delta_logp = torch.from_numpy(zp[-shape[0]:]).type(torch.float32)
+            bpd = -(family.prior_logp(z) + delta_logp) / np.log(2) / dims + BPD_OFFSET
+            bpds.append(float(bpd[0]))
+            nfes.append(int(solution.nfev))
+    return np.array(bpds), np.array(nfes)
+
+
+@dataclass
+class SpeedRow:
+    name: str
+    seconds: float
+    images: int
+    nfe_per_image: float
+    bpd: list = field(default_factory=list)
+    ratio: float = 1.0  # images/s over the paper loop's
+    mean_dbpd: float | None = None  # |bits/dim - paper loop's| on the same images and probes
+    max_dbpd: float | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds
+
+    @property
+    def ms_per_image_evaluation(self) -> float:
+        return 1e3 * self.seconds / (self.nfe_per_image * self.images)
+
+
+@dataclass
+class LikelihoodSpeed:
+    paper: SpeedRow
+    ours: list[SpeedRow]
+    threads: int
+
+    def table(self):
+        """One row per setting: throughput, ratio to the paper loop, agreement, cost, and whether
+        the setting meets P2 (on its own row, counting its batch row's ratio)."""
+        import pandas as pd
+
+        rows = {}
+        for r in [self.paper, *self.ours]:
+            compared = r is not self.paper and r.mean_dbpd is not None
+            rows[r.name] = {"images": r.images, "images/s": r.images_per_second, "x paper loop": r.ratio,
+                            "mean |d bits/dim|": r.mean_dbpd, "max |d bits/dim|": r.max_dbpd,
+                            "ODE evaluations per image": r.nfe_per_image,
+                            "ms per image-evaluation": r.ms_per_image_evaluation,
+                            "meets P2": ("yes" if self.meets_p2(r.name) else "no") if compared else ""}
+        return pd.DataFrame(rows).T
+
+    def best_ratio(self, name: str) -> float:
+        """The best speed ratio of setting ``name`` (on the compared images or on a batch)."""
+        return max(r.ratio for r in self.ours if r.name.split(" [")[0] == name)
+
+    def row(self, name: str) -> SpeedRow:
+        return next(r for r in self.ours if r.name == name)
+
+    def headline(self) -> dict:
+        """The numbers the book quotes, for the first setting (the profile's own)."""
+        own = self.ours[0]
+        return {"ratio": self.best_ratio(own.name), "threads": self.threads, "dbpd": own.mean_dbpd,
+                "met": "yes" if self.meets_p2(own.name) else "no",
+                "ms_ours": own.ms_per_image_evaluation, "ms_paper": self.paper.ms_per_image_evaluation,
+                "nfe_ours": own.nfe_per_image, "nfe_paper": self.paper.nfe_per_image}
+
+    def meets_p2(self, name: str) -> bool:
+        """Target P2: >= 20x the paper loop (on the compared images or a batch) while agreeing
+        with it to a mean |d bits/dim| <= 0.01."""
+        return self.best_ratio(name) >= P2_RATIO and self.row(name).mean_dbpd <= P2_MEAN_DBPD
+
+
+def likelihood_speed(model, family: Family, x: torch.Tensor, settings: dict[str, dict] | None = None,
+                     x_batch: torch.Tensor | None = None, skip_batch: tuple[str, ...] = (),
+                     seed: int = 0) -> LikelihoodSpeed:
+    """Time the paper loop (rtol = atol = 1e-5) and miakit's ``likelihood`` with each of
+    ``settings`` (name -> keyword arguments) on the same images ``x``, side by side. With
+    ``x_batch``, every setting except those named in ``skip_batch`` is also timed on that larger
+    batch (throughput only: the paper loop is not run on it), in a row called "name [batch n]"."""
+    settings = settings or profile_settings("dopri5", 1e-3, 1e-3)
+    likelihood(model, family, x[:1], method="rk4", options={"step_size": 0.5}, progress_bar=False)  # warm-up
+    began = time.perf_counter()
+    p_bpd, p_nfe = paper_likelihood(model, family, x, seed=seed)
+    paper = SpeedRow("paper loop (scipy RK45 1e-5, one image at a time)", time.perf_counter() - began,
+                     x.shape[0], float(p_nfe.mean()), p_bpd.tolist())
+    ours = []
+    for name, kwargs in settings.items():
+        res, seconds = _timed(model, family, x, kwargs, seed)
+        d = np.abs(res.bpd - p_bpd)
+        row = SpeedRow(name, seconds, x.shape[0], float(res.nfe.mean()), res.bpd.tolist(),
+                       mean_dbpd=float(d.mean()), max_dbpd=float(d.max()))
+        row.ratio = row.images_per_second / paper.images_per_second
+        ours.append(row)
+        if x_batch is not None and name not in skip_batch:
+            res, seconds = _timed(model, family, x_batch, kwargs, seed)
+            row = SpeedRow(f"{name} [batch {x_batch.shape[0]}]", seconds, x_batch.shape[0], float(res.nfe.mean()))
+            row.ratio = row.images_per_second / paper.images_per_second
+            ours.append(row)
+    return LikelihoodSpeed(paper, ours, torch.get_num_threads())
+
+
+def _timed(model, family, x, kwargs, seed):
+    began = time.perf_counter()
+    res = likelihood(model, family, x, seed=seed, batch_size=max(64, x.shape[0]), progress_bar=False, **kwargs)
+    return res, time.perf_counter() - began
+
+
+def likelihood_speed_of_run(run, n_images: int, n_batch: int = 0, settings: dict[str, dict] | None = None,
+                            skip_batch: tuple[str, ...] = (), seed: int = 0) -> LikelihoodSpeed:
+    """``likelihood_speed`` on a trained target: the first ceil(n/2) test members and the first
+    test nonmembers; with ``n_batch`` > 0 also throughput on that many test images. ``settings``
+    defaults to the run's likelihood settings and the paper's tolerance."""
+    if settings is None:
+        c = run.settings.likelihood
+        settings = profile_settings(c.lik_method, c.lik_rtol, c.lik_atol)
+    n_mem = (n_images + 1) // 2
+    x = run.images(np.concatenate([run.split.members_test[:n_mem], run.split.nonmembers_test[:n_images - n_mem]]))
+    x_batch = None
+    if n_batch > 0:
+        x_batch = run.images(np.concatenate([run.split.members_test, run.split.nonmembers_test])[:n_batch])
+    return likelihood_speed(run.model, run.family, x.float(), settings, x_batch, skip_batch, seed)
