@@ -40,6 +40,7 @@ class TargetConfig:
     random_flip: bool
     train_seed: int
     checkpoint_every: int  # does not change the trained weights; excluded from the hash
+    snapshot_every: int  # keep the EMA weights every this many iterations (0 = never); not hashed
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,43 @@ class SpeedConfig:
 
 
 @dataclass(frozen=True)
+class FactorConfig:
+    """The factor studies of chapter 04 (lists are comma-separated strings, as papermill passes them)."""
+
+    size_members: str  # member-set sizes trained at the profile's budget in epochs
+    factor_steps: int  # steps on the grid the size and length studies attack
+    factor_noise: int  # noise draws per step in the size and length studies
+    noise_draws: str  # noise draws per step compared in the aggregation study
+    step_window: int  # attack-grid steps averaged around the most vulnerable one
+    lik_tolerances: str  # ODE tolerances compared (rtol = atol)
+    lik_probe_counts: str  # Hutchinson probes per image compared
+    factor_lik_images: int  # test members and as many test nonmembers in the likelihood study
+
+    def sizes(self) -> list[int]:
+        return parse_list(self.size_members, int)
+
+    def draws(self) -> list[int]:
+        return parse_list(self.noise_draws, int)
+
+    def tolerances(self) -> list[float]:
+        return parse_list(self.lik_tolerances, float)
+
+    def probe_counts(self) -> list[int]:
+        return parse_list(self.lik_probe_counts, int)
+
+
+def parse_list(text: str, kind: type) -> list:
+    """``"1,4,16"`` -> [1, 4, 16]; a clear error for anything else."""
+    try:
+        values = [kind(part) for part in str(text).split(",") if part.strip()]
+    except ValueError as err:
+        raise ValueError(f"{text!r} is not a comma-separated list of {kind.__name__} values") from err
+    if not values or any(v <= 0 for v in values):
+        raise ValueError(f"{text!r} must list at least one positive {kind.__name__}")
+    return values
+
+
+@dataclass(frozen=True)
 class Settings:
     profile: str
     data: DataConfig
@@ -89,6 +127,7 @@ class Settings:
     sampling: SampleConfig
     likelihood: LikelihoodConfig
     speed: SpeedConfig
+    factors: FactorConfig
     device: str  # "auto", "cpu" or "cuda"
     runs_dir: str
     families: str  # comma-separated families the chapters train and attack side by side
@@ -104,20 +143,23 @@ class Settings:
         """Stable hash of everything that determines the trained weights."""
         payload = {
             "data": dataclasses.asdict(self.data),
-            "target": {k: v for k, v in dataclasses.asdict(self.target).items() if k != "checkpoint_every"},
+            "target": {k: v for k, v in dataclasses.asdict(self.target).items() if k not in UNHASHED},
         }
         return stable_hash(payload)
 
     def flat(self) -> dict[str, Any]:
         out: dict[str, Any] = {"profile": self.profile, **{k: getattr(self, k) for k in RUN_KEYS}}
-        for section in (self.data, self.target, self.attack, self.sampling, self.likelihood, self.speed):
+        for section in (self.data, self.target, self.attack, self.sampling, self.likelihood, self.speed,
+                        self.factors):
             out.update(dataclasses.asdict(section))
         return out
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "target": TargetConfig, "attack": AttackConfig,
-                             "sampling": SampleConfig, "likelihood": LikelihoodConfig, "speed": SpeedConfig}
+                             "sampling": SampleConfig, "likelihood": LikelihoodConfig, "speed": SpeedConfig,
+            "factors": FactorConfig}
 RUN_KEYS = ("device", "runs_dir", "families")
+UNHASHED = ("checkpoint_every", "snapshot_every")  # what a run saves along the way, not its weights
 PARAMETERS: tuple[str, ...] = tuple(
     [f.name for cls in SECTIONS.values() for f in fields(cls)] + list(RUN_KEYS)
 )
@@ -130,26 +172,35 @@ PROFILES: dict[str, dict[str, Any]] = {
     # seconds: exercises every code path on a few tiny images
     "smoke": dict(_COMMON, dataset="digits", resolution=8, n_members=16, n_nonmembers=48,
                   model="tiny", iterations=30, batch_size=16, lr=1e-3, warmup=0, ema_decay=0.9,
-                  random_flip=False, checkpoint_every=10,
+                  random_flip=False, checkpoint_every=10, snapshot_every=10,
                   attack_steps=6, n_noise=1, attack_batch=256, n_samples=8, sample_steps=20,
                   lik_rtol=1e-2, lik_atol=1e-2, lik_max_images=8, lik_batch=16,
-                  speed_images=1, speed_batch=4),
+                  speed_images=1, speed_batch=4,
+                  size_members="8,16", factor_steps=4, factor_noise=1, noise_draws="1,2", step_window=3,
+                  lik_tolerances="1e-1,1e-2", lik_probe_counts="1,2", factor_lik_images=4),
     # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
     # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
     "cpu": dict(_COMMON, dataset="digits", resolution=16, n_members=100, n_nonmembers=1000,
                 model="small", iterations=1200, batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995,
-                random_flip=False, checkpoint_every=250,
+                random_flip=False, checkpoint_every=250, snapshot_every=200,
                 attack_steps=41, n_noise=4, attack_batch=164,  # one image's 41 x 4 per pass
                 n_samples=16, sample_steps=1000,
                 lik_rtol=1e-3, lik_atol=1e-3, lik_max_images=200, lik_batch=64,
-                speed_images=2, speed_batch=32),
+                speed_images=2, speed_batch=32,
+                # sizes around the 100-member target (reused from the run store), same epochs each
+                size_members="50,100,200", factor_steps=11, factor_noise=2, noise_draws="1,4,16",
+                step_window=5, lik_tolerances="1e-2,1e-3,1e-4", lik_probe_counts="1,2,4",
+                factor_lik_images=40),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
                   n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
-                  warmup=5000, ema_decay=0.9999, random_flip=True, checkpoint_every=5000,
+                  warmup=5000, ema_decay=0.9999, random_flip=True, checkpoint_every=5000, snapshot_every=50_000,
                   attack_steps=1000, n_noise=1, attack_batch=1000, n_samples=64, sample_steps=1000,
                   lik_rtol=1e-5, lik_atol=1e-5, lik_max_images=1000, lik_batch=64,
-                  speed_images=4, speed_batch=64),
+                  speed_images=4, speed_batch=64,
+                  size_members="1000,2000,5000", factor_steps=101, factor_noise=1, noise_draws="1,4,16",
+                  step_window=5, lik_tolerances="1e-3,1e-4,1e-5", lik_probe_counts="1,4,16",
+                  factor_lik_images=200),
 }
 
 
@@ -224,6 +275,7 @@ def _validate(s: Settings) -> None:
         (0.0 <= t.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),
         (t.lr > 0, "lr must be positive"),
         (t.checkpoint_every >= 1, "checkpoint_every must be positive"),
+        (t.snapshot_every >= 0, "snapshot_every must be 0 (never) or positive"),
         (s.sampling.n_samples >= 1 and s.sampling.sample_steps >= 1, "n_samples and sample_steps must be positive"),
         (a.attack_steps >= 1 and a.n_noise >= 1 and a.attack_batch >= 1,
          "attack_steps, n_noise and attack_batch must be positive"),
@@ -233,9 +285,13 @@ def _validate(s: Settings) -> None:
         (s.speed.speed_images >= 1 and s.speed.speed_batch >= 0,
          "speed_images must be positive and speed_batch at least 0"),
         (bool(s.family_names()), "families must name at least one family"),
+        (s.factors.factor_steps >= 2 and s.factors.factor_noise >= 1 and s.factors.step_window >= 1
+         and s.factors.factor_lik_images >= 2, "factor_steps >= 2, factor_noise, step_window >= 1, "
+         "factor_lik_images >= 2"),
         (s.device in ("auto", "cpu", "cuda") or s.device.startswith("cuda:"),
          "device must be auto, cpu or cuda"),
     ]
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+    s.factors.sizes(), s.factors.draws(), s.factors.tolerances(), s.factors.probe_counts()  # parse or raise

@@ -117,3 +117,39 @@ def bpd_histograms(studies: dict):
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def auc_against_factor(table, xlabel: str, title: str, xscale: str = "linear", loss_columns=None):
+    """Test AUC with its 95% interval against a factor (the table's index); with
+    ``loss_columns`` also those mean losses on a second axis (the generalisation gap)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    x = np.asarray(table.index, dtype=float)
+    auc, lo, hi = (table[c].to_numpy(dtype=float) for c in ("AUC", "AUC low", "AUC high"))
+    ax.plot(x, auc, marker="o", color="C0", label="loss attack AUC (test)")
+    ax.fill_between(x, lo, hi, color="C0", alpha=0.2, label="95% bootstrap interval")
+    ax.axhline(0.5, color="k", ls="--", lw=0.8)
+    ax.set(xscale=xscale, xlabel=xlabel, ylabel="AUC", title=title)
+    handles, labels = ax.get_legend_handles_labels()
+    if loss_columns:
+        right = ax.twinx()
+        for colour, column in zip(("C2", "C3"), loss_columns):
+            right.plot(x, table[column].to_numpy(dtype=float), color=colour, ls=":", marker=".", label=column)
+        right.set_ylabel("mean denoising loss")
+        more = right.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def auc_against_cost(table, cost: str, title: str, xscale: str = "log"):
+    """Each setting (a table row) as a point: test AUC with its interval against its cost."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    x = table[cost].to_numpy(dtype=float)
+    auc, lo, hi = (table[c].to_numpy(dtype=float) for c in ("AUC", "AUC low", "AUC high"))
+    ax.errorbar(x, auc, yerr=[auc - lo, hi - auc], fmt="o", capsize=3)
+    for xi, yi, label in zip(x, auc, table.index):
+        ax.annotate(str(label), (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set(xscale=xscale, xlabel=cost, ylabel="AUC (test)", title=title)
+    fig.tight_layout()
+    return fig

@@ -30,10 +30,18 @@ class Stopwatch:
     """Wall-clock seconds since creation (a notebook's run time, glued for the book)."""
 
     def __init__(self) -> None:
-        self.began = time.perf_counter()
+        self.began = self._last = time.perf_counter()
+        self.laps: dict[str, float] = {}
 
     def elapsed(self) -> float:
         return round(time.perf_counter() - self.began, 1)
+
+    def lap(self, name: str) -> float:
+        """Seconds since the previous lap (or the start), recorded under ``name``."""
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 1)
+        self._last = now
+        return self.laps[name]
 
 
 def read_glued(notebook: str | Path) -> dict[str, str]:

@@ -180,10 +180,12 @@ def likelihood_speed_of_run(run, n_images: int, n_batch: int = 0, settings: dict
                             skip_batch: tuple[str, ...] = (), seed: int = 0) -> LikelihoodSpeed:
     """``likelihood_speed`` on a trained target: the first ceil(n/2) test members and the first
     test nonmembers; with ``n_batch`` > 0 also throughput on that many test images. ``settings``
-    defaults to the run's likelihood settings and the paper's tolerance."""
+    defaults to the run's likelihood settings and the paper's tolerance (the latter not timed on
+    the batch, which would take long; ``benchmarks/likelihood.py`` does that)."""
     if settings is None:
         c = run.settings.likelihood
         settings = profile_settings(c.lik_method, c.lik_rtol, c.lik_atol)
+        skip_batch = tuple(settings)[1:]
     n_mem = (n_images + 1) // 2
     x = run.images(np.concatenate([run.split.members_test[:n_mem], run.split.nonmembers_test[:n_images - n_mem]]))
     x_batch = None

@@ -34,6 +34,16 @@ class LossAttackStudy:
     val: list[metrics.AttackResult]
     test: list[metrics.AttackResult]
     criterion: str = "auc"
+    _intervals: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_scores(cls, steps: np.ndarray, scores: dict[str, np.ndarray], criterion: str = "auc") -> "LossAttackStudy":
+        """Per-step metrics of scores for every part of the split (each [n_images, n_steps])."""
+        val = [metrics.evaluate_split(scores["members_val"][:, j], scores["nonmembers_val"][:, j])
+               for j in range(len(steps))]
+        test = [metrics.evaluate_split(scores["members_test"][:, j], scores["nonmembers_test"][:, j])
+                for j in range(len(steps))]
+        return cls(np.asarray(steps), scores, val, test, criterion)
 
     @property
     def best_index_val(self) -> int:
@@ -44,6 +54,19 @@ class LossAttackStudy:
     def best_index_test(self) -> int:
         """Index of the step with the best test metric (optimistic: tuned on the reported data)."""
         return int(np.nanargmax([_criterion(r, self.criterion) for r in self.test]))
+
+    def test_scores(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Test members' and nonmembers' scores at step ``index`` (higher = member)."""
+        return self.scores["members_test"][:, index], self.scores["nonmembers_test"][:, index]
+
+    def auc_interval(self, index: int, n_boot: int = 1000) -> tuple[float, float]:
+        """95% bootstrap interval of the test AUC at step ``index`` (computed once)."""
+        key = (index, n_boot)
+        if key not in self._intervals:
+            m, n = self.test_scores(index)
+            labels = np.r_[np.ones(len(m), bool), np.zeros(len(n), bool)]
+            self._intervals[key] = metrics.bootstrap_auc(np.r_[m, n], labels, n_boot)
+        return self._intervals[key]
 
     def result_at(self, step: int) -> metrics.AttackResult:
         return self.test[int(np.argmin(np.abs(self.steps - step)))]
@@ -89,24 +112,29 @@ def step_label(t) -> str:
     return f"t = {t:.3g}" if isinstance(t, float) else f"t = {t}"
 
 
-def loss_attack_study(run: Run, criterion: str = "auc", progress_bar: bool = True) -> LossAttackStudy:
-    """Run (or load from the run folder) the loss attack on every part of the split."""
+def loss_attack_study(run: Run, criterion: str = "auc", progress_bar: bool = True, n_steps: int | None = None,
+                      n_noise: int | None = None, iteration: int | None = None) -> LossAttackStudy:
+    """Run (or load from the run folder) the loss attack on every part of the split.
+
+    ``n_steps`` and ``n_noise`` default to the run's attack settings; ``iteration`` attacks the
+    EMA snapshot kept at that training iteration instead of the final model.
+    """
     a = run.settings.attack
-    steps = run.family.attack_steps(a.attack_steps)
-    key = stable_hash({"attack": "loss", "steps": steps.tolist(), "n_noise": a.n_noise, "seed": a.attack_seed})
+    n_steps, n_noise = n_steps or a.attack_steps, n_noise or a.n_noise
+    final = iteration is None or iteration == run.settings.target.iterations
+    steps = run.family.attack_steps(n_steps)
+    key = stable_hash({"attack": "loss", "steps": steps.tolist(), "n_noise": n_noise, "seed": a.attack_seed,
+                       **({} if final else {"iteration": iteration})})
     path = run.dir / f"loss-scores-{key}.safetensors"
     if path.exists():
         scores = read_arrays(path)
     else:
-        scores = {part: attacks.loss_scores(run.model, run.family, run.images(getattr(run.split, part)), steps,
-                                            a.n_noise, a.attack_seed, a.attack_batch, progress_bar)
+        model = run.model if final else run.model_at(iteration)
+        scores = {part: attacks.loss_scores(model, run.family, run.images(getattr(run.split, part)), steps,
+                                            n_noise, a.attack_seed, a.attack_batch, progress_bar)
                   for part in PARTS}
         write_arrays(path, scores)
-    val = [metrics.evaluate_split(scores["members_val"][:, j], scores["nonmembers_val"][:, j])
-           for j in range(len(steps))]
-    test = [metrics.evaluate_split(scores["members_test"][:, j], scores["nonmembers_test"][:, j])
-            for j in range(len(steps))]
-    return LossAttackStudy(steps, scores, val, test, criterion)
+    return LossAttackStudy.from_scores(steps, scores, criterion)
 
 
 def comparison_table(results: dict[str, metrics.AttackResult]):
@@ -202,10 +230,7 @@ def chance_table(loss: dict[str, LossAttackStudy], lik: dict[str, LikelihoodStud
     rows = []
     for name, study in loss.items():
         s = study.summary()
-        j = int(np.argmin(np.abs(study.steps - s["best_step_val"])))
-        sc_m, sc_n = study.scores["members_test"][:, j], study.scores["nonmembers_test"][:, j]
-        labels = np.r_[np.ones(len(sc_m), bool), np.zeros(len(sc_n), bool)]
-        lo, hi = metrics.bootstrap_auc(np.r_[sc_m, sc_n], labels, n_boot=500)
+        lo, hi = study.auc_interval(study.best_index_val, n_boot=500)
         rows.append({"family": name, "attack": f"loss ({step_label(s['best_step_val'])}, chosen on validation)",
                      "AUC": s["result_val_chosen"].auc, "95% interval": f"[{lo:.3f}, {hi:.3f}]",
                      "beats chance": bool(lo > 0.5)})

@@ -24,6 +24,7 @@ from .store import CorruptRunError, read_json, read_tensors, write_json, write_t
 
 CHECKPOINT = "checkpoint.safetensors"
 FINAL = "final.safetensors"
+SNAPSHOTS = "snapshots"  # EMA weights along the way: snapshots/ema-<iteration>.safetensors
 
 
 @dataclass
@@ -41,6 +42,26 @@ class Run:
 
     def images(self, indices: np.ndarray) -> torch.Tensor:
         return self.dataset.images[torch.as_tensor(indices, dtype=torch.long)]
+
+    def snapshot_iterations(self) -> list[int]:
+        """Iterations whose EMA weights were kept (``snapshot_every``), the final one included."""
+        found = {int(p.stem.split("-")[1]) for p in (self.dir / SNAPSHOTS).glob("ema-*.safetensors")}
+        return sorted(found | {self.settings.target.iterations})
+
+    def model_at(self, iteration: int) -> torch.nn.Module:
+        """The EMA model as it was after ``iteration`` training iterations (eval mode)."""
+        if iteration == self.settings.target.iterations:
+            return self.model
+        path = _snapshot_path(self.dir, iteration)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{self.dir} kept no snapshot at iteration {iteration} (it has {self.snapshot_iterations()}); "
+                f"snapshots are written while training with snapshot_every > 0: remove the folder to retrain")
+        tensors = _read_checked(path, self.settings)
+        net = _fresh_model(self.settings, self.dataset.images.shape[1], self.device)
+        net.load_state_dict({k.removeprefix("ema.module."): v for k, v in tensors.items()
+                             if k.startswith("ema.module.")})
+        return net.eval()
 
     def samples(self, n: int = 16, seed: int = 0, n_steps: int | None = None) -> torch.Tensor:
         """``n`` generated images in [-1, 1], cached in the run folder."""
@@ -71,10 +92,7 @@ def ensure(settings: Settings, progress_bar: bool = True) -> Run:
     dataset = data_mod.load(settings.data.dataset, settings.data.resolution)
     split = _ensure_split(settings, folder, len(dataset))
     fam = get_family(settings.target.family)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.target.train_seed)  # the initial weights depend on the seed alone
-        model = build_unet(settings.target.model, settings.target.family, settings.data.resolution,
-                           dataset.images.shape[1]).to(device)
+    model = _fresh_model(settings, dataset.images.shape[1], device)
     if not (folder / FINAL).exists():
         _train(settings, folder, fam, model, dataset.images[torch.as_tensor(split.members)], device,
                progress_bar)
@@ -84,6 +102,16 @@ def ensure(settings: Settings, progress_bar: bool = True) -> Run:
     net = ema_model.module.to(device).eval()
     history = read_json(folder / "history.json")
     return Run(settings, folder, fam, net, dataset, split, history, device)
+
+
+def _fresh_model(settings: Settings, channels: int, device: torch.device) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.target.train_seed)  # the initial weights depend on the seed alone
+        return build_unet(settings.target.model, settings.target.family, settings.data.resolution, channels).to(device)
+
+
+def _snapshot_path(folder: Path, iteration: int) -> Path:
+    return folder / SNAPSHOTS / f"ema-{iteration:08d}.safetensors"
 
 
 def ensure_all(settings: Settings, progress_bar: bool = True) -> dict[str, Run]:
@@ -182,6 +210,10 @@ def _train(settings: Settings, folder: Path, fam: Family, model: torch.nn.Module
             losses.append(loss)
             if iteration % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            done = iteration + 1
+            if t.snapshot_every and done % t.snapshot_every == 0 and done < t.iterations:
+                write_tensors(_snapshot_path(folder, done), {f"ema.{k}": v for k, v in ema_model.state_dict().items()},
+                              {"target_hash": settings.target_hash(), "iteration": str(done)})
             if (iteration + 1) % t.checkpoint_every == 0 and iteration + 1 < t.iterations:
                 _save_checkpoint(folder / CHECKPOINT, settings, iteration + 1, model, ema_model,
                                  optimizer, batch_gen, losses)

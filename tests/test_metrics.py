@@ -84,3 +84,23 @@ def test_bootstrap_interval_brackets_the_auc():
     auc = metrics.evaluate(scores, is_member).auc
     assert lo < auc < hi and hi - lo < 0.2
     assert metrics.bootstrap_auc(scores, is_member, n_boot=300) == (lo, hi)  # seeded
+
+
+def test_auc_of_equals_scikit_learn_with_ties():
+    rng = np.random.default_rng(3)
+    m, n = rng.integers(0, 5, 40).astype(float), rng.integers(0, 4, 70).astype(float)  # many ties
+    assert metrics.auc_of(m, n) == pytest.approx(roc_auc_score(np.r_[np.ones(40), np.zeros(70)], np.r_[m, n]))
+
+
+def test_auc_difference_paired_and_unpaired():
+    rng = np.random.default_rng(0)
+    strong = (rng.normal(2, 1, 200), rng.normal(0, 1, 300))
+    weak = (strong[0] * 0.1 + rng.normal(0, 1, 200), strong[1] * 0.1 + rng.normal(0, 1, 300))
+    d, lo, hi = metrics.bootstrap_auc_difference(*strong, *weak, paired=True, n_boot=300)
+    assert lo < d < hi and lo > 0.2  # a large, clear effect
+    d0, lo0, hi0 = metrics.bootstrap_auc_difference(*strong, *strong, paired=True, n_boot=100)
+    assert d0 == 0 and lo0 == 0 and hi0 == 0  # paired: the same scores cancel in every resample
+    d1, lo1, hi1 = metrics.bootstrap_auc_difference(*strong, *strong, paired=False, n_boot=300)
+    assert d1 == 0 and lo1 < 0 < hi1  # unpaired: independent resamples spread around zero
+    with pytest.raises(ValueError, match="paired"):
+        metrics.bootstrap_auc_difference(strong[0][:10], strong[1], *strong, paired=True)

@@ -7,7 +7,7 @@ from miakit import config, store, train
 
 
 def settings_in(tmp_path, **kw):
-    return config.resolve("smoke", runs_dir=str(tmp_path), iterations=20, checkpoint_every=5, **kw)
+    return config.resolve("smoke", **{"runs_dir": str(tmp_path), "iterations": 20, "checkpoint_every": 5, **kw})
 
 
 def final_weights(run_folder):
@@ -100,3 +100,15 @@ def test_store_round_trip_and_atomicity(tmp_path):
     (tmp_path / "bad.json").write_text('{"n": ')
     with pytest.raises(store.CorruptRunError, match="truncated"):
         store.read_json(tmp_path / "bad.json")
+
+
+def test_snapshots_hold_the_ema_weights_a_shorter_run_ends_with(tmp_path):
+    run = train.ensure(settings_in(tmp_path, snapshot_every=5), progress_bar=False)
+    assert run.snapshot_iterations() == [5, 10, 15, 20]
+    assert run.model_at(20) is run.model
+    shorter = train.ensure(settings_in(tmp_path / "short", iterations=10), progress_bar=False)
+    for a, b in zip(run.model_at(10).parameters(), shorter.model.parameters()):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(run.model_at(5).parameters(), shorter.model.parameters()))
+    with pytest.raises(FileNotFoundError, match="no snapshot at iteration 7"):
+        run.model_at(7)
