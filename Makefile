@@ -31,6 +31,8 @@ notebooks: $(STAMP)
 ## make bench: speed benchmarks (ratios measured side by side)
 bench: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/loss_attack.py
+	PYTHONPATH=. $(PY) benchmarks/likelihood.py
+	PYTHONPATH=. $(PY) benchmarks/dp_step.py
 
 clean:
 	rm -rf _staging _build

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
@@ -41,6 +42,15 @@ class TargetConfig:
     train_seed: int
     checkpoint_every: int  # does not change the trained weights; excluded from the hash
     snapshot_every: int  # keep the EMA weights every this many iterations (0 = never); not hashed
+    dp_epsilon: float  # DP-SGD target epsilon; inf = ordinary (non-private) training
+    dp_delta: float  # DP-SGD delta
+    dp_max_grad_norm: float  # per-example clipping norm
+    dp_multiplicity: int  # (t, noise) draws averaged inside each example's loss before clipping (DPDM's K)
+    dp_physical_batch: int  # most examples per forward pass (opacus BatchMemoryManager)
+
+    @property
+    def private(self) -> bool:
+        return math.isfinite(self.dp_epsilon)
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,26 @@ class FactorConfig:
         return parse_list(self.lik_probe_counts, int)
 
 
+@dataclass(frozen=True)
+class PrivacyStudyConfig:
+    """The privacy-utility trade-off of chapter 05: DP targets and how they are scored."""
+
+    dp_epsilons: str  # comma-separated target epsilons; inf = the non-private target of the same budget
+    dp_families: str  # comma-separated families trained privately
+    dp_members: int  # member-set size of the trade-off's targets
+    dp_iterations: int  # optimizer steps of every target (rounded up to whole epochs under DP)
+    dp_batch_size: int  # expected (Poisson) batch size
+    dp_lik_images: int  # test members and as many nonmembers for the likelihood attack
+    utility_samples: int  # generated images per target for the Frechet distance
+    utility_steps: int  # sampler steps for those images
+
+    def epsilons(self) -> list[float]:
+        return parse_list(self.dp_epsilons, float)
+
+    def families(self) -> list[str]:
+        return [name.strip() for name in self.dp_families.split(",") if name.strip()]
+
+
 def parse_list(text: str, kind: type) -> list:
     """``"1,4,16"`` -> [1, 4, 16]; a clear error for anything else."""
     try:
@@ -128,6 +158,7 @@ class Settings:
     likelihood: LikelihoodConfig
     speed: SpeedConfig
     factors: FactorConfig
+    privacy_study: PrivacyStudyConfig
     device: str  # "auto", "cpu" or "cuda"
     runs_dir: str
     families: str  # comma-separated families the chapters train and attack side by side
@@ -141,48 +172,54 @@ class Settings:
 
     def target_hash(self) -> str:
         """Stable hash of everything that determines the trained weights."""
+        unhashed = UNHASHED if self.target.private else UNHASHED + DP_KEYS  # non-private: DP settings are moot
         payload = {
             "data": dataclasses.asdict(self.data),
-            "target": {k: v for k, v in dataclasses.asdict(self.target).items() if k not in UNHASHED},
+            "target": {k: v for k, v in dataclasses.asdict(self.target).items() if k not in unhashed},
         }
         return stable_hash(payload)
 
     def flat(self) -> dict[str, Any]:
         out: dict[str, Any] = {"profile": self.profile, **{k: getattr(self, k) for k in RUN_KEYS}}
         for section in (self.data, self.target, self.attack, self.sampling, self.likelihood, self.speed,
-                        self.factors):
+                        self.factors, self.privacy_study):
             out.update(dataclasses.asdict(section))
         return out
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "target": TargetConfig, "attack": AttackConfig,
                              "sampling": SampleConfig, "likelihood": LikelihoodConfig, "speed": SpeedConfig,
-            "factors": FactorConfig}
+            "factors": FactorConfig, "privacy_study": PrivacyStudyConfig}
 RUN_KEYS = ("device", "runs_dir", "families")
 UNHASHED = ("checkpoint_every", "snapshot_every")  # what a run saves along the way, not its weights
+DP_KEYS = ("dp_epsilon", "dp_delta", "dp_max_grad_norm", "dp_multiplicity", "dp_physical_batch")
 PARAMETERS: tuple[str, ...] = tuple(
     [f.name for cls in SECTIONS.values() for f in fields(cls)] + list(RUN_KEYS)
 )
 
 _COMMON = dict(split_seed=0, val_fraction=0.5, family="ddpm", train_seed=0, attack_seed=0,
                grad_clip=1.0, device="auto", runs_dir="runs", families="ddpm,smld,vpsde,vesde",
-               lik_method="dopri5", lik_probes=1)
+               lik_method="dopri5", lik_probes=1,
+               dp_epsilon=math.inf, dp_delta=1e-5, dp_max_grad_norm=1.0)
 
 PROFILES: dict[str, dict[str, Any]] = {
     # seconds: exercises every code path on a few tiny images
     "smoke": dict(_COMMON, dataset="digits", resolution=8, n_members=16, n_nonmembers=48,
                   model="tiny", iterations=30, batch_size=16, lr=1e-3, warmup=0, ema_decay=0.9,
-                  random_flip=False, checkpoint_every=10, snapshot_every=10,
+                  random_flip=False, checkpoint_every=10, snapshot_every=10, dp_multiplicity=2, dp_physical_batch=16,
                   attack_steps=6, n_noise=1, attack_batch=256, n_samples=8, sample_steps=20,
                   lik_rtol=1e-2, lik_atol=1e-2, lik_max_images=8, lik_batch=16,
                   speed_images=1, speed_batch=4,
                   size_members="8,16", factor_steps=4, factor_noise=1, noise_draws="1,2", step_window=3,
-                  lik_tolerances="1e-1,1e-2", lik_probe_counts="1,2", factor_lik_images=4),
+                  lik_tolerances="1e-1,1e-2", lik_probe_counts="1,2", factor_lik_images=4,
+                  dp_epsilons="inf,10", dp_families="ddpm", dp_members=16, dp_iterations=12, dp_batch_size=8,
+                  dp_lik_images=4, utility_samples=16, utility_steps=10),
     # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
     # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
     "cpu": dict(_COMMON, dataset="digits", resolution=16, n_members=100, n_nonmembers=1000,
                 model="small", iterations=1200, batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995,
-                random_flip=False, checkpoint_every=250, snapshot_every=200,
+                random_flip=False, checkpoint_every=250, snapshot_every=200, dp_multiplicity=4,
+                dp_physical_batch=64,
                 attack_steps=41, n_noise=4, attack_batch=164,  # one image's 41 x 4 per pass
                 n_samples=16, sample_steps=1000,
                 lik_rtol=1e-3, lik_atol=1e-3, lik_max_images=200, lik_batch=64,
@@ -190,17 +227,24 @@ PROFILES: dict[str, dict[str, Any]] = {
                 # sizes around the 100-member target (reused from the run store), same epochs each
                 size_members="50,100,200", factor_steps=11, factor_noise=2, noise_draws="1,4,16",
                 step_window=5, lik_tolerances="1e-2,1e-3,1e-4", lik_probe_counts="1,2,4",
-                factor_lik_images=40),
+                factor_lik_images=40,
+                # a small member set leaks strongly without DP, so the comparison means something
+                dp_epsilons="inf,50,10,1", dp_families="ddpm", dp_members=50, dp_iterations=400,
+                dp_batch_size=32, dp_lik_images=25, utility_samples=500, utility_steps=100),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
                   n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
-                  warmup=5000, ema_decay=0.9999, random_flip=True, checkpoint_every=5000, snapshot_every=50_000,
+                  warmup=5000, ema_decay=0.9999, random_flip=True, checkpoint_every=5000, snapshot_every=50_000, dp_multiplicity=4,
+                  dp_physical_batch=32,
                   attack_steps=1000, n_noise=1, attack_batch=1000, n_samples=64, sample_steps=1000,
                   lik_rtol=1e-5, lik_atol=1e-5, lik_max_images=1000, lik_batch=64,
                   speed_images=4, speed_batch=64,
                   size_members="1000,2000,5000", factor_steps=101, factor_noise=1, noise_draws="1,4,16",
                   step_window=5, lik_tolerances="1e-3,1e-4,1e-5", lik_probe_counts="1,4,16",
-                  factor_lik_images=200),
+                  factor_lik_images=200,
+                  dp_epsilons="inf,50,10,1", dp_families="ddpm,smld,vpsde,vesde", dp_members=1000,
+                  dp_iterations=100_000, dp_batch_size=256, dp_lik_images=200, utility_samples=5000,
+                  utility_steps=1000),
 }
 
 
@@ -276,6 +320,9 @@ def _validate(s: Settings) -> None:
         (t.lr > 0, "lr must be positive"),
         (t.checkpoint_every >= 1, "checkpoint_every must be positive"),
         (t.snapshot_every >= 0, "snapshot_every must be 0 (never) or positive"),
+        (t.dp_epsilon > 0 and 0 < t.dp_delta < 1 and t.dp_max_grad_norm > 0 and t.dp_multiplicity >= 1
+         and t.dp_physical_batch >= 1, "dp_epsilon > 0 (inf = not private), 0 < dp_delta < 1, dp_max_grad_norm > 0, "
+         "dp_multiplicity and dp_physical_batch >= 1"),
         (s.sampling.n_samples >= 1 and s.sampling.sample_steps >= 1, "n_samples and sample_steps must be positive"),
         (a.attack_steps >= 1 and a.n_noise >= 1 and a.attack_batch >= 1,
          "attack_steps, n_noise and attack_batch must be positive"),
@@ -295,3 +342,9 @@ def _validate(s: Settings) -> None:
         if not ok:
             raise ValueError(message)
     s.factors.sizes(), s.factors.draws(), s.factors.tolerances(), s.factors.probe_counts()  # parse or raise
+    p = s.privacy_study
+    if any(eps <= 0 for eps in p.epsilons()) or not p.families():
+        raise ValueError("dp_epsilons must be positive (inf for the non-private target) and dp_families non-empty")
+    if min(p.dp_members, p.dp_iterations, p.dp_batch_size, p.dp_lik_images, p.utility_samples, p.utility_steps) < 1:
+        raise ValueError("dp_members, dp_iterations, dp_batch_size, dp_lik_images, utility_samples and "
+                         "utility_steps must be positive")

@@ -23,6 +23,7 @@ from .store import read_json, write_json
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
+FASHION_MNIST_LABELS = ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -34,6 +35,7 @@ class DatasetError(ValueError):
 class Dataset:
     name: str
     images: torch.Tensor  # [N, C, H, W], float32 in [-1, 1]
+    labels: torch.Tensor | None = None  # [N] class labels where the dataset has them (not image folders)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -42,16 +44,16 @@ class Dataset:
 def load(name: str, resolution: int) -> Dataset:
     """Load dataset ``name`` at ``resolution`` x ``resolution`` pixels, scaled to [-1, 1]."""
     if name == "digits":
-        unit = _digits()
+        unit, labels = _digits()
     elif name == "fashion-mnist" or name.startswith("fashion-mnist:"):
         folder = Path(name.split(":", 1)[1]) if ":" in name else FASHION_MNIST_DIR
-        unit = _fashion_mnist(folder)
+        unit, labels = _fashion_mnist(folder)
     elif name.startswith("folder:"):
         return Dataset(name, _folder(Path(name.split(":", 1)[1]), resolution) * 2.0 - 1.0)
     else:
         raise DatasetError(
             f"unknown dataset {name!r}; use 'digits', 'fashion-mnist[:<dir>]' or 'folder:<path>'")
-    return Dataset(name, resize(unit, resolution) * 2.0 - 1.0)
+    return Dataset(name, resize(unit, resolution) * 2.0 - 1.0, labels)
 
 
 def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -63,11 +65,12 @@ def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
     return out.clamp(0.0, 1.0)
 
 
-def _digits() -> torch.Tensor:
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
 
-    pixels = load_digits().images.astype(np.float32) / 16.0
-    return torch.from_numpy(pixels)[:, None]
+    digits = load_digits()
+    pixels = digits.images.astype(np.float32) / 16.0
+    return torch.from_numpy(pixels)[:, None], torch.from_numpy(digits.target.astype(np.int64))
 
 
 def read_idx_images(path: Path) -> np.ndarray:
@@ -83,11 +86,27 @@ def read_idx_images(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, h, w)
 
 
-def _fashion_mnist(folder: Path) -> torch.Tensor:
+def read_idx_labels(path: Path) -> np.ndarray:
+    """Read an (optionally gzipped) IDX1 label file into a uint8 array [N]."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 8 or int.from_bytes(raw[:4], "big") != 0x00000801:
+        raise DatasetError(f"{path} is not an IDX1 label file")
+    n = int.from_bytes(raw[4:8], "big")
+    if len(raw) != 8 + n:
+        raise DatasetError(f"{path} is truncated: expected {n} labels")
+    return np.frombuffer(raw, dtype=np.uint8, offset=8)
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    return next((p for p in (folder / stem, folder / stem.removesuffix(".gz")) if p.exists()), None)
+
+
+def _fashion_mnist(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     parts = []
     for stem in FASHION_MNIST_FILES:
-        candidates = [folder / stem, folder / stem.removesuffix(".gz")]
-        found = next((p for p in candidates if p.exists()), None)
+        found = _find(folder, stem)
         if found is None:
             raise DatasetError(
                 f"Fashion-MNIST file {stem} not found in {folder}. Install it with "
@@ -95,7 +114,13 @@ def _fashion_mnist(folder: Path) -> torch.Tensor:
                 "dataset='fashion-mnist:<folder holding the IDX files>'")
         parts.append(read_idx_images(found))
     pixels = np.concatenate(parts).astype(np.float32) / 255.0
-    return torch.from_numpy(pixels)[:, None]
+    label_files = [_find(folder, stem) for stem in FASHION_MNIST_LABELS]
+    labels = None
+    if all(label_files):
+        labels = torch.from_numpy(np.concatenate([read_idx_labels(p) for p in label_files]).astype(np.int64))
+        if len(labels) != len(pixels):
+            raise DatasetError(f"Fashion-MNIST in {folder}: {len(labels)} labels for {len(pixels)} images")
+    return torch.from_numpy(pixels)[:, None], labels
 
 
 def _folder(folder: Path, resolution: int) -> torch.Tensor:
@@ -156,6 +181,11 @@ class Split:
     @property
     def nonmembers(self) -> np.ndarray:
         return np.sort(np.concatenate([self.nonmembers_val, self.nonmembers_test]))
+
+    @property
+    def unused(self) -> np.ndarray:
+        """Indices in neither members nor nonmembers (held out from every attack)."""
+        return np.setdiff1d(np.arange(self.n_total), np.concatenate([self.members, self.nonmembers]))
 
     def check(self) -> None:
         """Raise if any two parts share an index or an index lies outside the dataset."""

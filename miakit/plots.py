@@ -60,12 +60,7 @@ def training_curves(runs: dict, window: int = 50):
 
 def samples_by_family(real: torch.Tensor, generated: dict[str, torch.Tensor], ncol: int = 4):
     """Members next to each family's samples."""
-    fig, axes = _panels(1 + len(generated), 3.2, 3.4)
-    image_grid(real, axes[0], ncol, "members")
-    for ax, (name, images) in zip(axes[1:], generated.items()):
-        image_grid(images, ax, ncol, name)
-    fig.tight_layout()
-    return fig
+    return image_grids({"members": real, **generated}, ncol, n=len(real))
 
 
 def process_fraction(steps: np.ndarray, discrete: bool, n_steps: int) -> np.ndarray:
@@ -151,5 +146,46 @@ def auc_against_cost(table, cost: str, title: str, xscale: str = "log"):
     for xi, yi, label in zip(x, auc, table.index):
         ax.annotate(str(label), (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.set(xscale=xscale, xlabel=cost, ylabel="AUC (test)", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def privacy_tradeoff(table, fd_floor: float | None = None):
+    """Attack AUC (with intervals) and sample quality against epsilon, one line per family;
+    the non-private target (epsilon = inf) sits at the right end, marked "none"."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    finite = [e for e in table.index.get_level_values("epsilon") if np.isfinite(e)]
+    inf_at = max(finite) * 10 if finite else 1.0
+    for i, family in enumerate(dict.fromkeys(table.index.get_level_values("family"))):
+        part = table.xs(family, level="family").sort_index()
+        x = np.where(np.isfinite(part.index.to_numpy(dtype=float)), part.index.to_numpy(dtype=float), inf_at)
+        for attack, style in (("loss", "-"), ("likelihood", "--")):
+            auc = part[f"{attack} AUC"].to_numpy(dtype=float)
+            lo, hi = part[f"{attack} AUC low"].to_numpy(dtype=float), part[f"{attack} AUC high"].to_numpy(dtype=float)
+            left.errorbar(x, auc, yerr=[auc - lo, hi - auc], ls=style, marker="o", capsize=3, color=f"C{i}",
+                          label=f"{family} {attack} attack")
+        right.plot(x, part["feature FD"].to_numpy(dtype=float), marker="o", color=f"C{i}", label=family)
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ticks = sorted(set(finite)) + [inf_at]
+        ax.set_xticks(ticks, [f"{t:g}" for t in sorted(set(finite))] + ["none"])
+        ax.set_xlabel("epsilon (DP-SGD), none = not private")
+    left.axhline(0.5, color="k", ls=":", lw=0.8)
+    left.set(ylabel="AUC (test, 95% interval)", title="Attacks against the privacy budget")
+    if fd_floor is not None and np.isfinite(fd_floor):
+        right.axhline(fd_floor, color="k", ls=":", lw=0.8, label="real vs real")
+    right.set(ylabel="Frechet distance (classifier features)", title="Sample quality (lower is better)",
+              yscale="log")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def image_grids(images: dict, ncol: int = 4, n: int = 16):
+    """One grid of the first ``n`` images per label, side by side."""
+    fig, axes = _panels(len(images), 3.2, 3.4)
+    for ax, (label, x) in zip(axes, images.items()):
+        image_grid(x[:n], ax, ncol, label)
     fig.tight_layout()
     return fig

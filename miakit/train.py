@@ -94,8 +94,13 @@ def ensure(settings: Settings, progress_bar: bool = True) -> Run:
     fam = get_family(settings.target.family)
     model = _fresh_model(settings, dataset.images.shape[1], device)
     if not (folder / FINAL).exists():
-        _train(settings, folder, fam, model, dataset.images[torch.as_tensor(split.members)], device,
-               progress_bar)
+        members = dataset.images[torch.as_tensor(split.members)]
+        if settings.target.private:
+            from .privacy import train_private
+
+            train_private(settings, folder, fam, model, members, device, progress_bar)
+        else:
+            _train(settings, folder, fam, model, members, device, progress_bar)
     final = _read_checked(folder / FINAL, settings)
     ema_model = make_ema(model, settings.target.ema_decay)
     ema_model.load_state_dict({k.removeprefix("ema."): v for k, v in final.items() if k.startswith("ema.")})
@@ -212,8 +217,7 @@ def _train(settings: Settings, folder: Path, fam: Family, model: torch.nn.Module
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
             done = iteration + 1
             if t.snapshot_every and done % t.snapshot_every == 0 and done < t.iterations:
-                write_tensors(_snapshot_path(folder, done), {f"ema.{k}": v for k, v in ema_model.state_dict().items()},
-                              {"target_hash": settings.target_hash(), "iteration": str(done)})
+                snapshot(folder, settings, done, ema_model)
             if (iteration + 1) % t.checkpoint_every == 0 and iteration + 1 < t.iterations:
                 _save_checkpoint(folder / CHECKPOINT, settings, iteration + 1, model, ema_model,
                                  optimizer, batch_gen, losses)
@@ -223,16 +227,25 @@ def _train(settings: Settings, folder: Path, fam: Family, model: torch.nn.Module
         raise
     finally:
         bar.close()
-    seconds = time.perf_counter() - began
+    finish(folder, settings, model, ema_model, losses, {
+        "resumed_from": start, "train_seconds_this_session": time.perf_counter() - began,
+        "n_members": int(members.shape[0]), "device": str(device)})
+
+
+def finish(folder: Path, settings: Settings, model, ema_model, losses: list[float], record: dict) -> None:
+    """Write a finished run: final weights (EMA and raw) and its training record."""
     tensors = {f"ema.{k}": v for k, v in ema_model.state_dict().items()}
     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
-    write_json(folder / "history.json", {
-        "loss": losses, "iterations": t.iterations, "resumed_from": start,
-        "train_seconds_this_session": seconds, "n_parameters": n_parameters(model),
-        "n_members": int(members.shape[0]), "device": str(device),
-    })
-    write_tensors(folder / FINAL, tensors, {"target_hash": settings.target_hash(), "iteration": str(t.iterations)})
+    write_json(folder / "history.json", {"loss": losses, "iterations": settings.target.iterations,
+                                         "n_parameters": n_parameters(model), **record})
+    write_tensors(folder / FINAL, tensors, {"target_hash": settings.target_hash(), "iteration": str(settings.target.iterations)})
     (folder / CHECKPOINT).unlink(missing_ok=True)
+
+
+def snapshot(folder: Path, settings: Settings, iteration: int, ema_model) -> None:
+    """Keep the EMA weights after ``iteration`` iterations (``Run.model_at`` reads them back)."""
+    write_tensors(_snapshot_path(folder, iteration), {f"ema.{k}": v for k, v in ema_model.state_dict().items()},
+                  {"target_hash": settings.target_hash(), "iteration": str(iteration)})
 
 
 def _step(fam: Family, model, optimizer, members: torch.Tensor, gen: torch.Generator, t, iteration: int,

@@ -8,6 +8,14 @@ from PIL import Image
 from miakit import data
 
 
+def test_digits_have_their_labels_and_unused_images():
+    ds = data.load("digits", 8)
+    assert ds.labels.shape == (1797,) and set(ds.labels.tolist()) == set(range(10))
+    split = data.make_split("digits", 1797, 20, 30, 0.5, 3)
+    assert len(split.unused) == 1797 - 50
+    assert not set(split.unused) & (set(split.members) | set(split.nonmembers))
+
+
 def test_digits_in_unit_range_at_any_resolution():
     ds = data.load("digits", 16)
     assert ds.images.shape == (1797, 1, 16, 16) and ds.images.dtype == torch.float32
@@ -67,6 +75,11 @@ def test_fashion_mnist_from_idx_folder(tmp_path):
     ds = data.load(f"fashion-mnist:{tmp_path}", 16)
     assert ds.images.shape == (8, 1, 16, 16)
     assert torch.allclose(ds.images[-1], torch.ones(1, 16, 16))
+    assert ds.labels is None  # no label files: images only
+    for stem, values in (("train-labels-idx1-ubyte.gz", [0, 1, 2, 3, 4]), ("t10k-labels-idx1-ubyte.gz", [9, 8, 7])):
+        with gzip.open(tmp_path / stem, "wb") as fh:
+            fh.write((0x801).to_bytes(4, "big") + len(values).to_bytes(4, "big") + bytes(values))
+    assert data.load(f"fashion-mnist:{tmp_path}", 16).labels.tolist() == [0, 1, 2, 3, 4, 9, 8, 7]
 
 
 def test_fashion_mnist_missing_names_the_package(tmp_path):
@@ -88,6 +101,7 @@ def test_truncated_idx_is_an_error(tmp_path):
 def test_real_fashion_mnist():
     ds = data.load("fashion-mnist", 8)
     assert ds.images.shape == (70000, 1, 8, 8)
+    assert ds.labels.shape == (70000,) and set(ds.labels.tolist()) == set(range(10))
 
 
 def test_image_folder_rgb_and_gray(tmp_path):

@@ -18,6 +18,9 @@ EXPECTED = {
     "02_loss_attack": ["best_step", "best_auc", "optimistic_auc", "seconds"],
     "03_likelihood_attack": ["lead_auc", "lead_seconds_per_image", "lead_nfe", "p2_ratio", "p2_dbpd",
                              "p2_ms_ours", "p2_ms_paper", "p2_nfe_ours", "p2_nfe_paper", "seconds"],
+    "04_factors": ["factor_steps", "seconds_step", "seconds_size", "seconds_length", "seconds_noise",
+                   "seconds_likelihood", "seconds"],
+    "05_differential_privacy": ["delta", "multiplicity", "classifier_accuracy", "fd_floor", "seconds"],
 }
 
 
@@ -67,11 +70,12 @@ def test_every_notebook_runs_and_glues_finite_metrics(built_book):
 @pytest.mark.slow
 def test_book_html_has_every_chapter_with_figures(built_book):
     html = built_book / "_build" / "html"
-    for page in ["book/intro", "book/reproduce", "notebooks/01_targets", "notebooks/02_loss_attack",
-                 "notebooks/03_likelihood_attack"]:
+    for page in ["book/intro", "book/reproduce", *(f"notebooks/{source.stem}" for source in SOURCES)]:
         assert (html / f"{page}.html").exists(), page
     loss_page = (html / "notebooks/02_loss_attack.html").read_text()
     assert loss_page.count("<img") >= 2  # metrics-vs-step and ROC figures
+    assert (html / "notebooks/04_factors.html").read_text().count("<img") >= 5  # one figure per study
+    assert (html / "notebooks/05_differential_privacy.html").read_text().count("<img") >= 2
     intro = (html / "book/intro.html").read_text()
     assert "AUC of" in intro and "colab.research.google.com" in loss_page
     timings = json.loads((built_book / "timings.json").read_text())

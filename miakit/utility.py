@@ -1,0 +1,113 @@
+"""Sample quality that runs offline on a CPU: a Frechet distance in a small classifier's features.
+
+This is NOT Inception FID. A small CNN is trained to classify images of the target's own
+dataset, using only images that are neither members nor nonmembers of the split (so it never
+saw an image the attacks score), and the Frechet distance between Gaussians fitted to its
+penultimate features compares generated images with real ones (the test nonmembers). Lower is
+better; the distance between two halves of the real nonmembers, at the same sample size, is
+the floor a perfect generator would reach. Datasets without labels (image folders) have no such
+classifier: ``classifier`` then raises with a message saying so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import stable_hash
+from .store import read_tensors, write_tensors
+
+FEATURES = 64
+CLASSIFIER_ITERATIONS = 600
+
+
+class FeatureNet(torch.nn.Module):
+    """A small CNN classifier; ``features`` gives its penultimate activations."""
+
+    def __init__(self, channels: int, n_classes: int):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, 32, 3, padding=1), torch.nn.SiLU(),
+            torch.nn.Conv2d(32, 64, 3, stride=2, padding=1), torch.nn.SiLU(),
+            torch.nn.Conv2d(64, 64, 3, stride=2, padding=1), torch.nn.SiLU(),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+            torch.nn.Linear(64, FEATURES), torch.nn.SiLU())
+        self.head = torch.nn.Linear(FEATURES, n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+@dataclass
+class Classifier:
+    net: FeatureNet
+    accuracy: float  # on the test nonmembers (images it was not trained on)
+    n_train: int
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch: int = 512) -> np.ndarray:
+        self.net.eval()
+        return torch.cat([self.net.features(images[i:i + batch].float()) for i in range(0, len(images), batch)]).double().numpy()
+
+
+def classifier(run, runs_dir: str | Path | None = None, progress_bar: bool = False) -> Classifier:
+    """The feature classifier for ``run``'s dataset and split, trained on the split's unused
+    images (cached under ``runs_dir``/classifiers)."""
+    ds, split = run.dataset, run.split
+    if ds.labels is None:
+        raise ValueError(f"dataset {ds.name!r} has no class labels, so no feature classifier can be trained for "
+                         "the Frechet distance; use a labelled dataset (digits, fashion-mnist) or Inception FID")
+    train_idx = split.unused
+    if len(train_idx) < 50:
+        raise ValueError(f"only {len(train_idx)} images are neither members nor nonmembers; the feature classifier "
+                         "needs at least 50 (use fewer nonmembers)")
+    n_classes = int(ds.labels.max()) + 1
+    key = stable_hash({"dataset": ds.name, "shape": list(ds.images.shape[1:]), "train": train_idx.tolist(),
+                       "iterations": CLASSIFIER_ITERATIONS})
+    path = Path(runs_dir or run.settings.runs_dir) / "classifiers" / f"features-{key}.safetensors"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the initial weights depend on nothing else
+        net = FeatureNet(ds.images.shape[1], n_classes)
+    if path.exists():
+        net.load_state_dict(read_tensors(path))
+    else:
+        _fit(net, ds.images[torch.as_tensor(train_idx)], ds.labels[torch.as_tensor(train_idx)])
+        write_tensors(path, net.state_dict(), {"dataset": ds.name})
+    test = torch.as_tensor(split.nonmembers_test)
+    with torch.no_grad():
+        accuracy = float((net.eval()(ds.images[test]).argmax(1) == ds.labels[test]).float().mean())
+    return Classifier(net, accuracy, len(train_idx))
+
+
+def _fit(net: FeatureNet, images: torch.Tensor, labels: torch.Tensor) -> None:
+    gen = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    net.train()
+    for _ in range(CLASSIFIER_ITERATIONS):
+        idx = torch.randint(0, len(images), (min(128, len(images)),), generator=gen)
+        x = images[idx] + 0.05 * torch.randn(images[idx].shape, generator=gen)  # robust to sampler noise
+        loss = torch.nn.functional.cross_entropy(net(x), labels[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to feature rows ``a`` and ``b``:
+    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
+    from scipy import linalg
+
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("the Frechet distance needs at least 2 feature rows on each side")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    if not np.isfinite(root).all():  # near-singular product: regularise as pytorch-fid does
+        offset = np.eye(len(cov_a)) * 1e-6
+        root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root.real))
