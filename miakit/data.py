@@ -73,30 +73,28 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(pixels)[:, None], torch.from_numpy(digits.target.astype(np.int64))
 
 
-def read_idx_images(path: Path) -> np.ndarray:
-    """Read an (optionally gzipped) IDX3 image file into a uint8 array [N, H, W]."""
+def _read_idx(path: Path, magic: int, n_dims: int, what: str) -> np.ndarray:
+    """An (optionally gzipped) IDX file with ``n_dims`` dimensions as a uint8 array."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
         raw = fh.read()
-    if len(raw) < 16 or int.from_bytes(raw[:4], "big") != 0x00000803:
-        raise DatasetError(f"{path} is not an IDX3 image file")
-    n, h, w = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
-    if len(raw) != 16 + n * h * w:
-        raise DatasetError(f"{path} is truncated: expected {n}x{h}x{w} pixels")
-    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, h, w)
+    header = 4 + 4 * n_dims
+    if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
+        raise DatasetError(f"{path} is not an {what} file")
+    shape = tuple(int.from_bytes(raw[i:i + 4], "big") for i in range(4, header, 4))
+    if len(raw) != header + int(np.prod(shape)):
+        raise DatasetError(f"{path} is truncated: expected {'x'.join(map(str, shape))} values")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def read_idx_images(path: Path) -> np.ndarray:
+    """Read an (optionally gzipped) IDX3 image file into a uint8 array [N, H, W]."""
+    return _read_idx(path, 0x00000803, 3, "IDX3 image")
 
 
 def read_idx_labels(path: Path) -> np.ndarray:
     """Read an (optionally gzipped) IDX1 label file into a uint8 array [N]."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 8 or int.from_bytes(raw[:4], "big") != 0x00000801:
-        raise DatasetError(f"{path} is not an IDX1 label file")
-    n = int.from_bytes(raw[4:8], "big")
-    if len(raw) != 8 + n:
-        raise DatasetError(f"{path} is truncated: expected {n} labels")
-    return np.frombuffer(raw, dtype=np.uint8, offset=8)
+    return _read_idx(path, 0x00000801, 1, "IDX1 label")
 
 
 def _find(folder: Path, stem: str) -> Path | None:

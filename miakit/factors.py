@@ -133,17 +133,34 @@ def step_study(loss: dict[str, studies.LossAttackStudy]) -> StepStudy:
 
 # -------------------------------------------------------------------- 2. training-set size (C3)
 
+def size_epochs(settings: Settings) -> float:
+    """The size study's budget in epochs: ``size_epochs``, or the profile's iterations x batch / members."""
+    t = settings.target
+    return settings.factors.size_epochs or t.iterations * t.batch_size / settings.data.n_members
+
+
 def size_settings(settings: Settings) -> dict[int, Settings]:
-    """One target per member-set size, each trained for the base profile's number of epochs
-    (iterations x batch / members), everything else equal."""
+    """One target per member-set size, each trained for ``size_epochs`` epochs, everything else equal."""
     t, d = settings.target, settings.data
-    epochs = t.iterations * t.batch_size / d.n_members
+    epochs = size_epochs(settings)
     out = {}
     for n in settings.factors.sizes():
-        iterations = t.iterations if n == d.n_members else max(1, round(epochs * n / t.batch_size))
+        iterations = max(1, round(epochs * n / t.batch_size))
         out[n] = dataclasses.replace(settings, data=dataclasses.replace(d, n_members=n),
                                      target=dataclasses.replace(t, iterations=iterations))
     return out
+
+
+def _size_target(settings: Settings, sized: Settings, progress_bar: bool) -> tuple[train.Run, int | None]:
+    """(run, iteration to attack) for one size. When the chapter's own target has this member
+    set and kept an EMA snapshot at the needed iteration, that snapshot is used: it is
+    bit-identical to a shorter run (the learning-rate schedule does not depend on the total
+    length), so nothing is trained again. Otherwise the sized target is trained (or loaded)."""
+    if sized.data == settings.data and sized.target.iterations <= settings.target.iterations:
+        run = train.ensure(settings, progress_bar)
+        if sized.target.iterations in run.snapshot_iterations():
+            return run, sized.target.iterations
+    return train.ensure(sized, progress_bar), None
 
 
 @dataclass
@@ -171,56 +188,46 @@ class FactorPoint:
 
 
 @dataclass
-class SizeStudy:
+class FactorStudy:
+    """One factor's points, the AUC difference its claim is tested on, and the claim."""
+
     points: list[FactorPoint]
-    effect: Difference  # AUC(smallest set) - AUC(largest set), independent bootstrap
+    effect: Difference
+    axis: str  # the factor, which indexes the table
+    claim: str
+    statement: str
+    compared: str  # what the effect subtracts, e.g. "AUC(50 members) - AUC(200 members)"
 
     def table(self):
         import pandas as pd
 
-        return pd.DataFrame({p.value: p.row() for p in self.points}).T.rename_axis("members")
+        return pd.DataFrame({p.value: p.row() for p in self.points}).T.rename_axis(self.axis)
 
     def verdict(self) -> Verdict:
-        small, large = self.points[0], self.points[-1]
-        return Verdict("C3", "smaller training sets leak more (same family, same budget in epochs)",
-                       self.effect.excludes_zero_above,
-                       f"AUC({small.value} members) - AUC({large.value} members) = {self.effect.text()}")
+        return Verdict(self.claim, self.statement, self.effect.excludes_zero_above,
+                       f"{self.compared} = {self.effect.text()}")
 
 
-def size_study(settings: Settings, progress_bar: bool = True) -> SizeStudy:
+def size_study(settings: Settings, progress_bar: bool = True) -> FactorStudy:
     """Train (or load) one target per member-set size and attack each on the factor step grid."""
     f = settings.factors
     points = []
     for n, s in sorted(size_settings(settings).items()):
-        run = train.ensure(s, progress_bar)
-        study = studies.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps, n_noise=f.factor_noise)
-        points.append(FactorPoint(n, study, {"iterations": s.target.iterations,
-                                             "epochs": s.target.iterations * s.target.batch_size / n,
-                                             "training seconds": run.history.get("train_seconds_this_session")}))
-    effect = difference(_chosen(points[0].study), _chosen(points[-1].study), paired=False)
-    return SizeStudy(points, effect)
+        run, iteration = _size_target(settings, s, progress_bar)
+        study = studies.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps,
+                                          n_noise=f.factor_noise, iteration=iteration)
+        points.append(FactorPoint(n, study, {
+            "iterations": s.target.iterations, "epochs": s.target.iterations * s.target.batch_size / n,
+            "model": f"the chapter's target at iteration {iteration}" if iteration else "trained for this study"}))
+    small, large = points[0], points[-1]
+    return FactorStudy(points, difference(_chosen(small.study), _chosen(large.study), paired=False), "members",
+                       "C3", "smaller training sets leak more (same family, same budget in epochs)",
+                       f"AUC({small.value} members) - AUC({large.value} members)")
 
 
 # ------------------------------------------------------------------- 3. training length (C4)
 
-@dataclass
-class LengthStudy:
-    points: list[FactorPoint]  # one per kept snapshot; extra has the mean loss of members / nonmembers
-    effect: Difference  # AUC(final) - AUC(first snapshot), paired (same images)
-
-    def table(self):
-        import pandas as pd
-
-        return pd.DataFrame({p.value: p.row() for p in self.points}).T.rename_axis("iteration")
-
-    def verdict(self) -> Verdict:
-        first, last = self.points[0], self.points[-1]
-        return Verdict("C4", "longer training leaks more (the same run, attacked along the way)",
-                       self.effect.excludes_zero_above,
-                       f"AUC(iteration {last.value}) - AUC(iteration {first.value}) = {self.effect.text()}")
-
-
-def length_study(run: train.Run, progress_bar: bool = True) -> LengthStudy:
+def length_study(run: train.Run, progress_bar: bool = True) -> FactorStudy:
     """Attack every kept snapshot of ``run`` on the factor step grid. The mean loss over the
     grid's steps (evenly spread over the process, so close to the training objective) of members
     and of nonmembers shows the generalisation gap growing with training."""
@@ -236,8 +243,10 @@ def length_study(run: train.Run, progress_bar: bool = True) -> LengthStudy:
         loss_members = -np.r_[study.scores["members_val"], study.scores["members_test"]].mean()
         loss_nonmembers = -np.r_[study.scores["nonmembers_val"], study.scores["nonmembers_test"]].mean()
         points.append(FactorPoint(it, study, {"loss members": loss_members, "loss nonmembers": loss_nonmembers}))
-    effect = difference(_chosen(points[-1].study), _chosen(points[0].study), paired=True)
-    return LengthStudy(points, effect)
+    first, last = points[0], points[-1]
+    return FactorStudy(points, difference(_chosen(last.study), _chosen(first.study), paired=True), "iteration",
+                       "C4", "longer training leaks more (the same run, attacked along the way)",
+                       f"AUC(iteration {last.value}) - AUC(iteration {first.value})")
 
 
 # ------------------------------------------------------- 4. noise draws and step aggregation (ours)
@@ -313,7 +322,8 @@ def likelihood_settings_study(run: train.Run, progress_bar: bool = True) -> Like
         st = studies.likelihood_study(variant, progress_bar)
         rows[f"tolerance {tol:g}, {k} probe{'s' if k > 1 else ''}"] = {
             "tolerance": tol, "probes": k, "AUC": st.result.auc, "AUC low": st.auc_interval[0],
-            "AUC high": st.auc_interval[1], "seconds per image": st.seconds_per_image,
+            "AUC high": st.auc_interval[1], "TPR@10%FPR": st.result.tpr_at_fpr[0.1],
+            "seconds per image": st.seconds_per_image,
             "ODE evaluations per image": st.nfe_per_image,
             "test members": len(st.logp_members), "test nonmembers": len(st.logp_nonmembers)}
     return LikelihoodSettingsStudy(rows)

@@ -137,15 +137,20 @@ def auc_against_factor(table, xlabel: str, title: str, xscale: str = "linear", l
     return fig
 
 
-def auc_against_cost(table, cost: str, title: str, xscale: str = "log"):
-    """Each setting (a table row) as a point: test AUC with its interval against its cost."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    x = table[cost].to_numpy(dtype=float)
-    auc, lo, hi = (table[c].to_numpy(dtype=float) for c in ("AUC", "AUC low", "AUC high"))
-    ax.errorbar(x, auc, yerr=[auc - lo, hi - auc], fmt="o", capsize=3)
-    for xi, yi, label in zip(x, auc, table.index):
-        ax.annotate(str(label), (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    ax.set(xscale=xscale, xlabel=cost, ylabel="AUC (test)", title=title)
+def auc_against_cost(table, cost: str, title: str, xscale: str = "log", tpr: str = "TPR@1%FPR"):
+    """Each setting (a table row, numbered in the legend) as a point: test AUC with its interval,
+    and the ``tpr`` column (a TPR at low FPR still moves when the AUC saturates), against its cost."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (label, row) in enumerate(table.iterrows()):
+        x, auc = float(row[cost]), float(row["AUC"])
+        err = [[auc - float(row["AUC low"])], [float(row["AUC high"]) - auc]]
+        left.errorbar([x], [auc], yerr=err, fmt="o", capsize=3, color=f"C{i % 10}", label=f"{i + 1}: {label}")
+        left.annotate(str(i + 1), (x, auc), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        right.plot([x], [float(row[tpr])], "o", color=f"C{i % 10}")
+        right.annotate(str(i + 1), (x, float(row[tpr])), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    left.set(xscale=xscale, xlabel=cost, ylabel="AUC (test, 95% interval)", title=title)
+    right.set(xscale=xscale, xlabel=cost, ylabel=f"{tpr} (test)", title=tpr)
+    fig.legend(loc="lower center", ncol=2, fontsize=7, bbox_to_anchor=(0.5, -0.02 - 0.035 * ((len(table) + 1) // 2)))
     fig.tight_layout()
     return fig
 

@@ -113,6 +113,7 @@ def train_private(settings, folder, family, model: torch.nn.Module, members: tor
     """
     import math
     import time
+    import warnings
 
     import numpy as np
     from opacus import PrivacyEngine
@@ -138,6 +139,8 @@ def train_private(settings, folder, family, model: torch.nn.Module, members: tor
         epochs=epochs, max_grad_norm=t.dp_max_grad_norm, poisson_sampling=True, noise_generator=noise_gen)
     model.train()
     losses: list[float] = []
+    # opacus' backward hooks fire on module outputs because the input needs no gradient: harmless
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
     began = time.perf_counter()
     bar = progress(total=epochs * len(loader), desc=f"train {t.family} (DP, eps={t.dp_epsilon:g})", enabled=progress_bar)
     try:

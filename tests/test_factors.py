@@ -31,15 +31,17 @@ def test_c2_fails_when_an_end_leaks_as_much():
     assert "first" in c2.evidence
 
 
-def test_size_settings_keep_epochs_and_reuse_the_base_target():
-    s = config.resolve("cpu", size_members="50,100,200")
+def test_size_settings_keep_epochs():
+    s = config.resolve("cpu", size_members="50,100,200", size_epochs=0)
     sized = factors.size_settings(s)
     assert sorted(sized) == [50, 100, 200]
-    assert sized[100].target_hash() == s.target_hash()  # the chapter's own target: reused
+    assert sized[100].target_hash() == s.target_hash()  # the profile's epochs: the chapter's own target
     for n, v in sized.items():
         assert v.data.n_members == n
         assert v.target.iterations * v.target.batch_size / n == pytest.approx(
             s.target.iterations * s.target.batch_size / s.data.n_members, rel=0.01)
+    half = factors.size_settings(config.resolve("cpu", size_members="50,100", size_epochs=384))
+    assert [v.target.iterations for v in half.values()] == [300, 600]
 
 
 def test_verdict_needs_the_sign_and_an_interval_above_zero():
@@ -79,6 +81,19 @@ def test_size_study_trains_one_target_per_size(tmp_path):
     assert list(table.index) == [8, 16]
     assert list(table["iterations"]) == [4, 8]
     assert study.verdict().claim == "C3"
+
+
+def test_size_study_reuses_the_chapter_target_s_snapshot(tmp_path):
+    """At half the epochs, the chapter's own member set is its target's snapshot at half the
+    iterations: no second target is trained for it."""
+    s = config.resolve("smoke", runs_dir=str(tmp_path), size_members="8,16", iterations=8, snapshot_every=4,
+                       size_epochs=4)
+    study = factors.size_study(s, progress_bar=False)
+    table = study.table()
+    assert list(table["iterations"]) == [2, 4]
+    assert table.loc[16, "model"] == "the chapter's target at iteration 4"
+    trained = sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("ddpm"))
+    assert len(trained) == 2  # the chapter's target and the 8-member one
 
 
 def test_noise_study_rows_and_costs(snap_run):
