@@ -130,6 +130,7 @@ class PrivacyStudyConfig:
     dp_lik_images: int  # test members and as many nonmembers for the likelihood attack
     utility_samples: int  # generated images per target for the Frechet distance
     utility_steps: int  # sampler steps for those images
+    inception_fid: bool  # also Inception FID (torchmetrics; skipped with a message when unavailable)
 
     def epsilons(self) -> list[float]:
         return parse_list(self.dp_epsilons, float)
@@ -214,7 +215,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   size_members="8,16", size_epochs=0.0, factor_steps=4, factor_noise=1, noise_draws="1,2", step_window=3,
                   lik_tolerances="1e-1,1e-2", lik_probe_counts="1,2", factor_lik_images=4,
                   dp_epsilons="inf,10", dp_families="ddpm", dp_members=16, dp_iterations=12, dp_batch_size=8,
-                  dp_lik_images=4, utility_samples=16, utility_steps=10),
+                  dp_lik_images=4, utility_samples=16, utility_steps=10, inception_fid=False),
     # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
     # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
     "cpu": dict(_COMMON, dataset="digits", resolution=16, n_members=100, n_nonmembers=1000,
@@ -233,7 +234,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                 factor_lik_images=40,
                 # a small member set leaks strongly without DP, so the comparison means something
                 dp_epsilons="inf,50,10,1", dp_families="ddpm", dp_members=50, dp_iterations=400,
-                dp_batch_size=32, dp_lik_images=25, utility_samples=500, utility_steps=100),
+                dp_batch_size=32, dp_lik_images=25, utility_samples=500, utility_steps=100,
+                inception_fid=False),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
                   n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
@@ -247,7 +249,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   factor_lik_images=200,
                   dp_epsilons="inf,50,10,1", dp_families="ddpm,smld,vpsde,vesde", dp_members=1000,
                   dp_iterations=100_000, dp_batch_size=256, dp_lik_images=200, utility_samples=5000,
-                  utility_steps=1000),
+                  utility_steps=1000, inception_fid=True),
 }
 
 

@@ -26,6 +26,11 @@ def glue_many(values: dict, prefix: str = "") -> None:
         glue(prefix + name, value)
 
 
+def show_notes(notes: list[str], none: str = "Every measurement of this chapter was made.") -> None:
+    """Print what a study could not measure, and why (or that nothing was skipped)."""
+    print("\n".join(f"- {note}" for note in notes) if notes else none)
+
+
 class Stopwatch:
     """Wall-clock seconds since creation (a notebook's run time, glued for the book)."""
 

@@ -43,8 +43,9 @@ class PrivateTarget:
     loss: studies.LossAttackStudy
     likelihood: studies.LikelihoodStudy
     samples: torch.Tensor
-    fd: float
-    fd_features: np.ndarray = field(repr=False)
+    fd: float  # NaN where the dataset has no labels for the feature classifier
+    fd_features: np.ndarray | None = field(repr=False)
+    inception: float | None = None
 
     @property
     def loss_auc_interval(self) -> tuple[float, float]:
@@ -62,7 +63,8 @@ class PrivateTarget:
                 "likelihood AUC": self.likelihood.result.auc, "likelihood AUC low": self.likelihood.auc_interval[0],
                 "likelihood AUC high": self.likelihood.auc_interval[1],
                 "likelihood TPR@1%FPR": self.likelihood.result.tpr_at_fpr[0.01],
-                "feature FD": self.fd, "training seconds": self.run.history.get("train_seconds_this_session")}
+                "feature FD": self.fd, "Inception FID": math.nan if self.inception is None else self.inception,
+                "training seconds": self.run.history.get("train_seconds_this_session")}
 
 
 @dataclass
@@ -70,7 +72,8 @@ class TradeoffStudy:
     targets: list[PrivateTarget]
     fd_floor: float  # between two halves of the real nonmembers: what a perfect generator reaches
     classifier_accuracy: float
-    reference_features: np.ndarray = field(repr=False)
+    reference_features: np.ndarray | None = field(repr=False)
+    notes: list[str] = field(default_factory=list)  # what could not be measured, and why
 
     def table(self):
         import pandas as pd
@@ -100,11 +103,14 @@ class TradeoffStudy:
                 f"[{open_.loss_auc_interval[0]:.3f}, {open_.loss_auc_interval[1]:.3f}]; at epsilon {private.epsilon:g}: "
                 f"loss AUC [{private.loss_auc_interval[0]:.3f}, {private.loss_auc_interval[1]:.3f}], likelihood AUC "
                 f"[{private.likelihood.auc_interval[0]:.3f}, {private.likelihood.auc_interval[1]:.3f}]"))
+            statement = (f"the epsilon = {private.epsilon:g} target's samples are worse than the non-private one's "
+                         "(higher feature Frechet distance)")
+            if self.reference_features is None:
+                out.append(Verdict(f"C5 utility ({name})", statement, False, "not measured: " + "; ".join(self.notes)))
+                continue
             diff, lo, hi = fd_difference(private.fd_features, open_.fd_features, self.reference_features)
-            out.append(Verdict(
-                f"C5 utility ({name})", f"the epsilon = {private.epsilon:g} target's samples are worse than the "
-                "non-private one's (higher feature Frechet distance)", diff > 0 and lo > 0,
-                f"FD {private.fd:.2f} vs {open_.fd:.2f}: difference {diff:+.2f} [{lo:+.2f}, {hi:+.2f}]"))
+            out.append(Verdict(f"C5 utility ({name})", statement, diff > 0 and lo > 0,
+                               f"FD {private.fd:.2f} vs {open_.fd:.2f}: difference {diff:+.2f} [{lo:+.2f}, {hi:+.2f}]"))
         return out
 
 
@@ -128,24 +134,40 @@ def fd_difference(a: np.ndarray, b: np.ndarray, reference: np.ndarray, n_boot: i
 def tradeoff_study(settings: Settings, progress_bar: bool = True) -> TradeoffStudy:
     """Train (or load) every target of the trade-off, attack it and score its samples."""
     p, f = settings.privacy_study, settings.factors
-    targets, clf, reference, floor = [], None, None, math.nan
-    for name in p.families():
+    targets, notes = [], []
+    clf, reference, floor, accuracy = None, None, math.nan, math.nan
+    for i, name in enumerate(p.families()):
         for eps in p.epsilons():
             s = target_settings(settings, name, eps)
             run = train.ensure(s, progress_bar)
-            if clf is None:
-                clf = utility.classifier(run)
-                real = run.split.nonmembers_test
-                reference = clf.features(run.images(real))
-                half = run.images(run.split.nonmembers_val[: len(real)])
-                floor = utility.frechet_distance(clf.features(half), reference)
+            if i == 0 and clf is None and not notes:
+                clf, reference, floor, accuracy = _feature_reference(run, notes)
             loss = studies.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps,
                                              n_noise=f.factor_noise)
             lik_cfg = dataclasses.replace(s.likelihood, lik_max_images=p.dp_lik_images)
             lik = studies.likelihood_study(dataclasses.replace(run, settings=dataclasses.replace(s, likelihood=lik_cfg)),
                                            progress_bar)
             samples = run.samples(p.utility_samples, n_steps=p.utility_steps)
-            feats = clf.features(samples)
-            targets.append(PrivateTarget(name, eps, run, loss, lik, samples, utility.frechet_distance(feats, reference),
-                                         feats))
-    return TradeoffStudy(targets, floor, clf.accuracy, reference)
+            feats = clf.features(samples) if clf else None
+            fd = utility.frechet_distance(feats, reference) if clf else math.nan
+            inception = None
+            if p.inception_fid:
+                inception, note = utility.inception_fid(samples, run.images(run.split.nonmembers_test))
+                if inception is None and note not in notes:
+                    notes.append(note)
+            targets.append(PrivateTarget(name, eps, run, loss, lik, samples, fd, feats, inception))
+    return TradeoffStudy(targets, floor, accuracy, reference, notes)
+
+
+def _feature_reference(run: train.Run, notes: list[str]):
+    """(classifier, test-nonmember features, real-vs-real floor, accuracy), or Nones and a note
+    when the dataset has no labels to train the feature classifier on."""
+    try:
+        clf = utility.classifier(run)
+    except ValueError as err:
+        notes.append(f"feature Frechet distance skipped: {err}")
+        return None, None, math.nan, math.nan
+    real = run.split.nonmembers_test
+    reference = clf.features(run.images(real))
+    half = clf.features(run.images(run.split.nonmembers_val[: len(real)]))
+    return clf, reference, utility.frechet_distance(half, reference), clf.accuracy

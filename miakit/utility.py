@@ -111,3 +111,28 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         offset = np.eye(len(cov_a)) * 1e-6
         root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root.real))
+
+
+def inception_fid(generated: torch.Tensor, real: torch.Tensor) -> tuple[float | None, str]:
+    """Inception FID (torchmetrics, 2048-d pool features) of images in [-1, 1], or (None, why
+    it was skipped): torchmetrics[image] missing, or the Inception weights not loadable (they are
+    downloaded on first use, which fails offline)."""
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+    except ImportError:
+        return None, ("Inception FID skipped: torchmetrics[image] is not installed "
+                      "(pip install 'miakit[paper]' or 'torchmetrics[image]')")
+    try:
+        fid = FrechetInceptionDistance(feature=2048, normalize=True)
+    except Exception as err:  # noqa: BLE001 - any failure to fetch or load the weights means: skip
+        return None, f"Inception FID skipped: the Inception weights could not be loaded ({type(err).__name__}: {err})"
+
+    def rgb01(x: torch.Tensor) -> torch.Tensor:
+        x = ((x.float().clamp(-1, 1) + 1) / 2).cpu()
+        return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
+
+    for batch in range(0, len(real), 256):
+        fid.update(rgb01(real[batch:batch + 256]), real=True)
+    for batch in range(0, len(generated), 256):
+        fid.update(rgb01(generated[batch:batch + 256]), real=False)
+    return float(fid.compute()), "Inception FID (torchmetrics, 2048-d pool3 features)"

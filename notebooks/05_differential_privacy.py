@@ -85,6 +85,9 @@ plots.privacy_tradeoff(study.table(), study.fd_floor);
 # %%
 study.table()
 
+# %%
+report.show_notes(study.notes)
+
 # %% [markdown]
 # ## Samples
 #

@@ -44,3 +44,28 @@ def test_c5_verdicts_per_family(smoke_study):
     assert [v.claim for v in verdicts] == [f"C5 {half} ({name})" for name in s.privacy_study.families()
                                            for half in ("attacks", "utility")]
     assert all(v.evidence for v in verdicts)
+
+
+def test_unlabelled_data_skips_the_feature_distance_with_a_note(smoke_study):
+    import dataclasses
+
+    s, study = smoke_study
+    run = study.targets[0].run
+    unlabelled = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, labels=None))
+    notes = []
+    assert tradeoff._feature_reference(unlabelled, notes)[0] is None
+    assert "no class labels" in notes[0]
+    skipped = dataclasses.replace(study, reference_features=None, notes=notes)
+    utility_verdicts = [v for v in skipped.verdicts() if v.claim.startswith("C5 utility")]
+    assert utility_verdicts and all(not v.passed and v.evidence.startswith("not measured") for v in utility_verdicts)
+
+
+def test_inception_fid_is_skipped_with_a_reason_when_unavailable():
+    import importlib.util
+
+    from miakit import utility
+
+    if importlib.util.find_spec("torchmetrics") is not None:
+        pytest.skip("torchmetrics is installed here; the skip path is not reachable")
+    value, note = utility.inception_fid(np.zeros((2, 1, 8, 8)), np.zeros((2, 1, 8, 8)))
+    assert value is None and "torchmetrics" in note and "skipped" in note
