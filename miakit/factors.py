@@ -55,11 +55,18 @@ class Verdict:
                 "verdict": "reproduced" if self.passed else "not reproduced here", "evidence": self.evidence}
 
 
+def tidy(frame, digits: int = 4):
+    """A table for the book: numeric columns typed as numbers and rounded."""
+    return frame.infer_objects().round(digits)
+
+
 def verdict_table(verdicts: list[Verdict]):
-    """One row per claim: what it says, pass/fail, and the numbers behind the verdict."""
+    """One row per claim: what it says, pass/fail, and the numbers behind the verdict (a pandas
+    Styler, so that the book shows the whole text; ``.data`` is the DataFrame)."""
     import pandas as pd
 
-    return pd.DataFrame([v.row() for v in verdicts]).set_index("claim")
+    frame = pd.DataFrame([v.row() for v in verdicts]).set_index("claim")
+    return frame.style.set_properties(**{"text-align": "left", "white-space": "normal"})
 
 
 def verdict_glue(verdicts: list[Verdict]) -> dict[str, str]:
@@ -98,7 +105,7 @@ class StepStudy:
                           "AUC at t = first": st.test[0].auc, "interval (first)": _interval(st, 0),
                           "AUC at t = last": st.test[last].auc, "interval (last)": _interval(st, last),
                           "chosen - first": self.vs_first[name].text(), "chosen - last": self.vs_last[name].text()}
-        return pd.DataFrame(rows).T
+        return tidy(pd.DataFrame(rows).T)
 
     def verdicts(self) -> list[Verdict]:
         names = list(self.loss)
@@ -201,7 +208,7 @@ class FactorStudy:
     def table(self):
         import pandas as pd
 
-        return pd.DataFrame({p.value: p.row() for p in self.points}).T.rename_axis(self.axis)
+        return tidy(pd.DataFrame({p.value: p.row() for p in self.points}).T.rename_axis(self.axis))
 
     def verdict(self) -> Verdict:
         return Verdict(self.claim, self.statement, self.effect.excludes_zero_above,
@@ -260,7 +267,7 @@ class NoiseStudy:
     def table(self):
         import pandas as pd
 
-        return pd.DataFrame(self.rows).T
+        return tidy(pd.DataFrame(self.rows).T)
 
 
 def noise_study(run: train.Run, chapter_study: studies.LossAttackStudy, progress_bar: bool = True) -> NoiseStudy:
@@ -306,7 +313,7 @@ class LikelihoodSettingsStudy:
     def table(self):
         import pandas as pd
 
-        return pd.DataFrame(self.rows).T
+        return tidy(pd.DataFrame(self.rows).T)
 
 
 def likelihood_settings_study(run: train.Run, progress_bar: bool = True) -> LikelihoodSettingsStudy:

@@ -118,7 +118,7 @@ class LikelihoodSpeed:
                             "ODE evaluations per image": r.nfe_per_image,
                             "ms per image-evaluation": r.ms_per_image_evaluation,
                             "meets P2": ("yes" if self.meets_p2(r.name) else "no") if compared else ""}
-        return pd.DataFrame(rows).T
+        return pd.DataFrame(rows).T.infer_objects().round(4)
 
     def best_ratio(self, name: str) -> float:
         """The best speed ratio of setting ``name`` (on the compared images or on a batch)."""

@@ -19,7 +19,7 @@ import torch
 
 from . import metrics, studies, train, utility
 from .config import Settings
-from .factors import N_BOOT, Verdict
+from .factors import N_BOOT, Verdict, tidy
 
 N_BOOT_FD = 200
 
@@ -78,7 +78,7 @@ class TradeoffStudy:
     def table(self):
         import pandas as pd
 
-        return pd.DataFrame([t.row() for t in self.targets]).set_index(["family", "epsilon"])
+        return tidy(pd.DataFrame([t.row() for t in self.targets]).set_index(["family", "epsilon"]))
 
     def sample_grids(self, n: int = 16) -> dict[str, torch.Tensor]:
         """The first ``n`` samples of every target, labelled by family and epsilon."""

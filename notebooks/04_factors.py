@@ -46,6 +46,7 @@ model = None
 iterations = None
 snapshot_every = None  # iterations between the kept EMA snapshots (training-length study)
 size_members = None  # comma-separated member-set sizes, e.g. "50,100,200"
+size_epochs = None  # their common budget in epochs (0 = the profile's)
 factor_steps = None  # steps the size and length studies attack
 factor_noise = None  # noise draws per step in the size and length studies
 noise_draws = None  # comma-separated draws per step compared, e.g. "1,4,16"

@@ -49,7 +49,8 @@ def test_verdict_needs_the_sign_and_an_interval_above_zero():
     assert not factors.Difference(0.1, -0.01, 0.2).excludes_zero_above
     assert not factors.Difference(-0.1, -0.2, -0.01).excludes_zero_above
     table = factors.verdict_table([factors.Verdict("C9", "x", True, "e"), factors.Verdict("C8", "y", False, "f")])
-    assert list(table["verdict"]) == ["reproduced", "not reproduced here"]
+    assert list(table.data["verdict"]) == ["reproduced", "not reproduced here"]
+    assert "not reproduced here" in table.to_html()
 
 
 @pytest.fixture(scope="module")
