@@ -89,6 +89,7 @@ class SpeedConfig:
 
     speed_images: int  # images the paper-style loop and miakit both solve
     speed_batch: int  # images in miakit's throughput batch (0 = skip)
+    dp_speed_rounds: int  # interleaved rounds timing DP-SGD against ordinary steps (P3)
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   random_flip=False, checkpoint_every=10, snapshot_every=10, dp_multiplicity=2, dp_physical_batch=16,
                   attack_steps=6, n_noise=1, attack_batch=256, n_samples=8, sample_steps=20,
                   lik_rtol=1e-2, lik_atol=1e-2, lik_max_images=8, lik_batch=16,
-                  speed_images=1, speed_batch=4,
+                  speed_images=1, speed_batch=4, dp_speed_rounds=1,
                   size_members="8,16", size_epochs=0.0, factor_steps=4, factor_noise=1, noise_draws="1,2", step_window=3,
                   lik_tolerances="1e-1,1e-2", lik_probe_counts="1,2", factor_lik_images=4,
                   dp_epsilons="inf,10", dp_families="ddpm", dp_members=16, dp_iterations=12, dp_batch_size=8,
@@ -225,7 +226,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                 attack_steps=41, n_noise=4, attack_batch=164,  # one image's 41 x 4 per pass
                 n_samples=16, sample_steps=1000,
                 lik_rtol=1e-3, lik_atol=1e-3, lik_max_images=200, lik_batch=64,
-                speed_images=2, speed_batch=32,
+                speed_images=2, speed_batch=32, dp_speed_rounds=10,
                 # sizes around the 100-member target, half its epochs (at the full 768 every size
                 # leaked with AUC >= 0.99: saturated); the 100-member point is the target's own
                 # snapshot at 600 iterations, so only the 50- and 200-member targets are trained
@@ -243,7 +244,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   dp_physical_batch=32,
                   attack_steps=1000, n_noise=1, attack_batch=1000, n_samples=64, sample_steps=1000,
                   lik_rtol=1e-5, lik_atol=1e-5, lik_max_images=1000, lik_batch=64,
-                  speed_images=4, speed_batch=64,
+                  speed_images=4, speed_batch=64, dp_speed_rounds=10,
                   size_members="1000,2000,5000", size_epochs=0.0, factor_steps=101, factor_noise=1, noise_draws="1,4,16",
                   step_window=5, lik_tolerances="1e-3,1e-4,1e-5", lik_probe_counts="1,4,16",
                   factor_lik_images=200,
@@ -334,8 +335,8 @@ def _validate(s: Settings) -> None:
         (s.likelihood.lik_rtol > 0 and s.likelihood.lik_atol > 0 and s.likelihood.lik_probes >= 1
          and s.likelihood.lik_max_images >= 1 and s.likelihood.lik_batch >= 1,
          "likelihood tolerances, probes, image cap and batch must be positive"),
-        (s.speed.speed_images >= 1 and s.speed.speed_batch >= 0,
-         "speed_images must be positive and speed_batch at least 0"),
+        (s.speed.speed_images >= 1 and s.speed.speed_batch >= 0 and s.speed.dp_speed_rounds >= 1,
+         "speed_images and dp_speed_rounds must be positive and speed_batch at least 0"),
         (bool(s.family_names()), "families must name at least one family"),
         (s.factors.size_epochs >= 0, "size_epochs must be 0 (the profile's) or positive"),
         (s.factors.factor_steps >= 2 and s.factors.factor_noise >= 1 and s.factors.step_window >= 1

@@ -192,3 +192,121 @@ def likelihood_speed_of_run(run, n_images: int, n_batch: int = 0, settings: dict
     if n_batch > 0:
         x_batch = run.images(np.concatenate([run.split.members_test, run.split.nonmembers_test])[:n_batch])
     return likelihood_speed(run.model, run.family, x.float(), settings, x_batch, skip_batch, seed)
+
+
+# ------------------------------------------------------------------ P3: the cost of a DP-SGD step
+
+P3_RATIO = 2.0
+DP_CASES = {"non-private": None, "opacus hooks + contiguous fix": ("hooks", True),
+            "opacus functorch": ("functorch", False), "opacus hooks, no fix": ("hooks", False)}
+
+
+def _fresh_unet(preset: str, family_name: str, resolution: int, channels: int):
+    from .models import build_unet
+
+    torch.manual_seed(0)
+    return build_unet(preset, family_name, resolution, channels).train()
+
+
+def _step_fn(family, x0: torch.Tensor, k: int, model, optimizer, dp_model=None):
+    from . import privacy
+
+    gen = torch.Generator().manual_seed(0)
+    net = dp_model if dp_model is not None else model
+
+    def step():
+        loss = privacy.replica_loss(family, net, x0, k, gen).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if dp_model is None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        else:
+            privacy.merge_replicas(dp_model, k)
+        optimizer.step()
+    return step
+
+
+def _dp_case(family, x0, k, preset, spec):
+    """One timed case: an ordinary training step, or a full DP-SGD step through opacus'
+    ``make_private`` (fixed noise multiplier, fixed batch: no Poisson sampling)."""
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from . import privacy
+
+    model = _fresh_unet(preset, family.name, x0.shape[-1], x0.shape[1])
+    if spec is None:
+        return _step_fn(family, x0, k, model, torch.optim.Adam(model.parameters(), lr=1e-4))
+    mode, fix = spec
+    if fix:
+        privacy.contiguous_conv_inputs(model)
+    dp_model, optimizer, _ = PrivacyEngine(accountant="prv").make_private(
+        module=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-4),
+        data_loader=DataLoader(TensorDataset(x0), batch_size=x0.shape[0]), noise_multiplier=1.0, max_grad_norm=1.0,
+        poisson_sampling=False, grad_sample_mode=mode)
+    return _step_fn(family, x0, k, model, optimizer, dp_model)
+
+
+@dataclass
+class DPStepSpeed:
+    """Median milliseconds per training step of each case, measured in interleaved rounds."""
+
+    ms: dict[str, float]
+    verified: dict[str, bool]  # DP cases: per-sample gradients equal a per-example loop, every parameter
+    batch: int
+    k: int
+    threads: int
+
+    def ratio(self, name: str) -> float:
+        return self.ms[name] / self.ms["non-private"]
+
+    def meets_p3(self) -> bool:
+        """Target P3: the DP-SGD step miakit trains with costs <= 2x an ordinary step, with
+        verified per-sample gradients."""
+        name = "opacus hooks + contiguous fix"
+        return bool(self.verified[name] and self.ratio(name) <= P3_RATIO)
+
+    def table(self):
+        import pandas as pd
+
+        return pd.DataFrame({name: {"ms per step": ms, "x non-private": self.ratio(name),
+                                    "per-sample gradients": "-" if name not in self.verified
+                                    else ("verified" if self.verified[name] else "WRONG")}
+                             for name, ms in self.ms.items()}).T.infer_objects().round(2)
+
+    def headline(self) -> dict:
+        return {"ratio": self.ratio("opacus hooks + contiguous fix"), "met": "yes" if self.meets_p3() else "no",
+                "ms_private": self.ms["opacus hooks + contiguous fix"], "ms_plain": self.ms["non-private"],
+                "batch": self.batch, "threads": self.threads}
+
+
+def dp_step_speed(family, preset: str, x0: torch.Tensor, k: int = 1, rounds: int = 10) -> DPStepSpeed:
+    """P3 side by side: an ordinary step and DP-SGD steps (see ``DP_CASES``) on fresh copies of
+    the same UNet and batch ``x0``, timed in ``rounds`` interleaved rounds after a warm-up; each
+    DP case's per-sample gradients are first checked against a per-example loop on 3 images."""
+    import warnings
+
+    from . import privacy
+
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+    verified = {}
+    check = x0[:3]
+    for name, spec in DP_CASES.items():
+        if spec is not None:
+            net = _fresh_unet(preset, family.name, x0.shape[-1], x0.shape[1])
+            for m in net.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.p = 0.0  # the loop must see the same network as the batch
+            verified[name] = not privacy.per_sample_gradient_mismatches(
+                net, family, check, k, contiguous=spec[1], force_functorch=spec[0] == "functorch")
+    steps = {name: _dp_case(family, x0, k, preset, spec) for name, spec in DP_CASES.items()}
+    for step in steps.values():
+        step()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            began = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - began)
+    return DPStepSpeed({name: 1e3 * float(np.median(v)) for name, v in times.items()}, verified, x0.shape[0], k,
+                       torch.get_num_threads())

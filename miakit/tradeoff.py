@@ -171,3 +171,14 @@ def _feature_reference(run: train.Run, notes: list[str]):
     reference = clf.features(run.images(real))
     half = clf.features(run.images(run.split.nonmembers_val[: len(real)]))
     return clf, reference, utility.frechet_distance(half, reference), clf.accuracy
+
+
+def dp_step_timing(settings: Settings):
+    """P3 on this chapter's model and batch: ``miakit.speed.dp_step_speed`` for the first DP family."""
+    from . import data, diffusion, speed
+
+    p = settings.privacy_study
+    images = data.load(settings.data.dataset, settings.data.resolution).images
+    x0 = images[: min(p.dp_batch_size, len(images))]
+    return speed.dp_step_speed(diffusion.family(p.families()[0]), settings.target.model, x0,
+                               settings.target.dp_multiplicity, settings.speed.dp_speed_rounds)

@@ -20,7 +20,8 @@ EXPECTED = {
                              "p2_ms_ours", "p2_ms_paper", "p2_nfe_ours", "p2_nfe_paper", "seconds"],
     "04_factors": ["factor_steps", "seconds_step", "seconds_size", "seconds_length", "seconds_noise",
                    "seconds_likelihood", "seconds"],
-    "05_differential_privacy": ["delta", "multiplicity", "classifier_accuracy", "fd_floor", "seconds"],
+    "05_differential_privacy": ["delta", "multiplicity", "classifier_accuracy", "fd_floor", "p3_ratio",
+                                "p3_ms_private", "p3_ms_plain", "seconds"],
 }
 
 

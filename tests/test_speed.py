@@ -51,3 +51,15 @@ def test_likelihood_speed_reports_every_setting_and_a_verdict(target):
         assert table.loc[name, "meets P2"] == ("yes" if expected else "no")
     assert result.paper.mean_dbpd is None and table.iloc[0]["meets P2"] == ""
     assert set(result.headline()) >= {"ratio", "dbpd", "ms_ours", "ms_paper", "nfe_ours", "nfe_paper"}
+
+
+def test_dp_step_speed_times_every_case_and_verifies_gradients():
+    x0 = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    result = speed.dp_step_speed(diffusion.family("ddpm"), "small", x0, k=1, rounds=1)
+    assert set(result.ms) == set(speed.DP_CASES) and all(v > 0 for v in result.ms.values())
+    assert result.verified["opacus hooks + contiguous fix"] and result.verified["opacus functorch"]
+    assert result.meets_p3() == (result.ratio("opacus hooks + contiguous fix") <= speed.P3_RATIO)
+    table = result.table()
+    assert table.loc["non-private", "x non-private"] == 1.0
+    assert table.loc["opacus hooks + contiguous fix", "per-sample gradients"] == "verified"
+    assert result.headline()["met"] in ("yes", "no")
