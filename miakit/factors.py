@@ -291,12 +291,12 @@ def noise_study(run: train.Run, chapter_study: studies.LossAttackStudy, progress
     rows = {}
     for k in draws:
         for label, sl in ((f"{studies.step_label(steps[center].item())} alone", slice(center, center + 1)),
-                          (f"mean over {len(steps)} steps", slice(None))):
+                          (f"mean over {len(steps)} steps", slice(0, len(steps)))):
             m = attacks.member_score_from_loss(raw["members_test"][:, sl, :k].mean(axis=(1, 2)))
             n = attacks.member_score_from_loss(raw["nonmembers_test"][:, sl, :k].mean(axis=(1, 2)))
             result = metrics.evaluate_split(m, n)
             lo_, hi_ = metrics.bootstrap_auc(np.r_[m, n], np.r_[np.ones(len(m), bool), np.zeros(len(n), bool)], N_BOOT)
-            n_steps = sl.stop - sl.start if sl.start is not None else len(steps)
+            n_steps = sl.stop - sl.start
             rows[f"{label}, {k} draw{'s' if k > 1 else ''}"] = {
                 "steps": n_steps, "draws per step": k, "queries per image": n_steps * k, "AUC": result.auc,
                 "AUC low": lo_, "AUC high": hi_, "TPR@1%FPR": result.tpr_at_fpr[0.01],
@@ -325,8 +325,7 @@ def likelihood_settings_study(run: train.Run, progress_bar: bool = True) -> Like
     rows = {}
     for tol, k in grid:
         lik = dataclasses.replace(c, lik_rtol=tol, lik_atol=tol, lik_probes=k, lik_max_images=f.factor_lik_images)
-        variant = dataclasses.replace(run, settings=dataclasses.replace(run.settings, likelihood=lik))
-        st = studies.likelihood_study(variant, progress_bar)
+        st = studies.likelihood_study(run, progress_bar, config=lik)
         rows[f"tolerance {tol:g}, {k} probe{'s' if k > 1 else ''}"] = {
             "tolerance": tol, "probes": k, "AUC": st.result.auc, "AUC low": st.auc_interval[0],
             "AUC high": st.auc_interval[1], "TPR@10%FPR": st.result.tpr_at_fpr[0.1],

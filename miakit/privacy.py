@@ -28,6 +28,15 @@ def contiguous_conv_inputs(model: torch.nn.Module) -> list:
     return [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
 
 
+def without_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every dropout probability set to 0 (in place), so that a per-example loop
+    sees the same network as the batch."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model
+
+
 def replicate(x0: torch.Tensor, k: int) -> torch.Tensor:
     """Each example ``k`` times in a row: [B, ...] -> [B * k, ...] (example-major)."""
     return x0.repeat_interleave(k, dim=0)
@@ -139,37 +148,40 @@ def train_private(settings, folder, family, model: torch.nn.Module, members: tor
         epochs=epochs, max_grad_norm=t.dp_max_grad_norm, poisson_sampling=True, noise_generator=noise_gen)
     model.train()
     losses: list[float] = []
-    # opacus' backward hooks fire on module outputs because the input needs no gradient: harmless
-    warnings.filterwarnings("ignore", message="Full backward hook is firing")
     began = time.perf_counter()
     bar = progress(total=epochs * len(loader), desc=f"train {t.family} (DP, eps={t.dp_epsilon:g})", enabled=progress_bar)
-    try:
-        for _ in range(epochs):
-            with BatchMemoryManager(data_loader=loader, max_physical_batch_size=t.dp_physical_batch,
-                                    optimizer=optimizer) as batches:
-                for (x0,) in batches:
-                    if x0.shape[0] == 0:  # an empty Poisson batch: skipping it spends less privacy, not more
-                        continue
-                    for group in optimizer.param_groups:
-                        group["lr"] = t.lr * min(1.0, (len(losses) + 1) / max(1, t.warmup))
-                    loss = replica_loss(family, dp_model, x0.to(device), t.dp_multiplicity, gen)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.mean().backward()
-                    merge_replicas(dp_model, t.dp_multiplicity)
-                    optimizer.step()
-                    if optimizer._is_last_step_skipped:  # a physical batch of a larger logical one
-                        continue
-                    ema_model.update_parameters(model)
-                    losses.append(float(loss.detach().mean()))
-                    bar.update(1)
-                    if t.snapshot_every and len(losses) % t.snapshot_every == 0:
-                        snapshot(folder, settings, len(losses), ema_model)
-                    if len(losses) % 50 == 0:
-                        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    finally:
-        bar.close()
-        for h in handles:
-            h.remove()
+    def step(x0: torch.Tensor) -> float | None:
+        """One physical batch; the mean loss when it completed a logical step, else None."""
+        for group in optimizer.param_groups:
+            group["lr"] = t.lr * min(1.0, (len(losses) + 1) / max(1, t.warmup))
+        loss = replica_loss(family, dp_model, x0.to(device), t.dp_multiplicity, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.mean().backward()
+        merge_replicas(dp_model, t.dp_multiplicity)
+        optimizer.step()
+        return None if optimizer._is_last_step_skipped else float(loss.detach().mean())
+
+    # opacus' backward hooks fire on module outputs because the input needs no gradient: harmless
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        try:
+            for _ in range(epochs):
+                with BatchMemoryManager(data_loader=loader, max_physical_batch_size=t.dp_physical_batch,
+                                        optimizer=optimizer) as batches:
+                    # an empty Poisson batch is skipped: that spends less privacy, not more
+                    done = (step(x0) for (x0,) in batches if x0.shape[0] > 0)
+                    for loss in (value for value in done if value is not None):  # logical steps only
+                        ema_model.update_parameters(model)
+                        losses.append(loss)
+                        bar.update(1)
+                        if t.snapshot_every and len(losses) % t.snapshot_every == 0:
+                            snapshot(folder, settings, len(losses), ema_model)
+                        if len(losses) % 50 == 0:
+                            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        finally:
+            bar.close()
+            for h in handles:
+                h.remove()
     dp_model._close()
     finish(folder, settings, model, ema_model, losses, {
         "train_seconds_this_session": time.perf_counter() - began, "n_members": int(members.shape[0]),

@@ -176,10 +176,10 @@ class LikelihoodStudy:
     auc_interval: tuple[float, float]
 
 
-def likelihood_study(run: Run, progress_bar: bool = True) -> LikelihoodStudy:
+def likelihood_study(run: Run, progress_bar: bool = True, config=None) -> LikelihoodStudy:
     """Run (or load) the likelihood attack on the test parts of the split, capped at
-    ``lik_max_images`` images per part."""
-    c, a = run.settings.likelihood, run.settings.attack
+    ``lik_max_images`` images per part; ``config`` (a LikelihoodConfig) overrides the run's."""
+    c, a = config or run.settings.likelihood, run.settings.attack
     members = run.split.members_test[: c.lik_max_images]
     nonmembers = run.split.nonmembers_test[: c.lik_max_images]
     key = stable_hash({"attack": "likelihood", **dataclasses.asdict(c), "seed": a.attack_seed})

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import metrics, studies, train, utility
+from . import studies, train, utility
 from .config import Settings
 from .factors import N_BOOT, Verdict, tidy
 
@@ -135,18 +135,18 @@ def tradeoff_study(settings: Settings, progress_bar: bool = True) -> TradeoffStu
     """Train (or load) every target of the trade-off, attack it and score its samples."""
     p, f = settings.privacy_study, settings.factors
     targets, notes = [], []
-    clf, reference, floor, accuracy = None, None, math.nan, math.nan
-    for i, name in enumerate(p.families()):
+    feature_reference = None  # (classifier, reference features, floor, accuracy), from the first run's split
+    for name in p.families():
         for eps in p.epsilons():
             s = target_settings(settings, name, eps)
             run = train.ensure(s, progress_bar)
-            if i == 0 and clf is None and not notes:
-                clf, reference, floor, accuracy = _feature_reference(run, notes)
+            if feature_reference is None:
+                feature_reference = _feature_reference(run, notes)
+            clf, reference, floor, accuracy = feature_reference
             loss = studies.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps,
                                              n_noise=f.factor_noise)
             lik_cfg = dataclasses.replace(s.likelihood, lik_max_images=p.dp_lik_images)
-            lik = studies.likelihood_study(dataclasses.replace(run, settings=dataclasses.replace(s, likelihood=lik_cfg)),
-                                           progress_bar)
+            lik = studies.likelihood_study(run, progress_bar, config=lik_cfg)
             samples = run.samples(p.utility_samples, n_steps=p.utility_steps)
             feats = clf.features(samples) if clf else None
             fd = utility.frechet_distance(feats, reference) if clf else math.nan

@@ -14,11 +14,8 @@ CASES = [("tiny", "ddpm", 8, 1), ("small", "ddpm", 8, 1), ("small", "vesde", 8, 
 
 def unet(preset, family_name, resolution):
     torch.manual_seed(0)
-    net = models.build_unet(preset, family_name, resolution, 1).train()  # opacus records only in train mode
-    for m in net.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0  # the loop must see the same network as the batch
-    return net
+    # opacus records only in train mode; the loop must see the same network as the batch
+    return privacy.without_dropout(models.build_unet(preset, family_name, resolution, 1).train())
 
 
 @pytest.mark.parametrize("preset,family_name,resolution,k", CASES)
