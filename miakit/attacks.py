@@ -11,6 +11,7 @@ import torch
 
 from .diffusion import Family
 from .likelihood import LikelihoodResult, likelihood  # noqa: F401  (log p: higher = member already)
+from . import seeding
 from .models import autocast
 from .progress import progress
 
@@ -31,20 +32,21 @@ def _device_of(model, fallback: torch.device) -> torch.device:
         return fallback
 
 
-def image_noise(seed: int, image_index: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """The noise the loss attack uses for one image: fixed by (seed, image index) alone, so scores
-    do not depend on batch size or on which other images are scored in the same call."""
-    state = np.random.SeedSequence([seed, image_index]).generate_state(2, dtype=np.uint64)
-    return torch.randn(shape, generator=torch.Generator().manual_seed(int(state[0] >> 1)))
+def image_noise(seed: int, image_id: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The noise the loss attack uses for one image, fixed by (seed, image id) alone
+    (``miakit.seeding``)."""
+    return torch.randn(shape, generator=seeding.generator(seed, image_id, seeding.LOSS_NOISE))
 
 
 @torch.inference_mode()
 def losses(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed: int = 0,
-           batch_size: int | None = None, progress_bar: bool = True) -> np.ndarray:
+           batch_size: int | None = None, progress_bar: bool = True, ids=None) -> np.ndarray:
     """The family's training loss per image, step and noise draw: array [n_images, n_steps, n_noise].
 
-    ``batch_size`` (evaluations per forward pass) defaults to ``DEFAULT_BATCH`` of the model's device.
+    ``batch_size`` (evaluations per forward pass) defaults to ``DEFAULT_BATCH`` of the model's
+    device; ``ids`` (one per image, e.g. dataset indices) fix each image's noise (``image_ids``).
     """
+    ids = seeding.image_ids(x, ids)
     steps_t = torch.as_tensor(np.asarray(steps))
     n_images, n_steps = x.shape[0], steps_t.shape[0]
     if n_images == 0 or n_steps == 0:
@@ -57,7 +59,7 @@ def losses(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed
     bar = progress(total=n_images * per_image, desc="loss attack", unit="eval", enabled=progress_bar)
     for start in range(0, n_images, images_per_block):
         stop = min(n_images, start + images_per_block)
-        noise = torch.stack([image_noise(seed, i, (n_steps, n_noise, *x.shape[1:])) for i in range(start, stop)])
+        noise = torch.stack([image_noise(seed, int(ids[i]), (n_steps, n_noise, *x.shape[1:])) for i in range(start, stop)])
         noise = noise.flatten(0, 2)  # [(image, step, draw), C, H, W]
         x0 = x[start:stop].repeat_interleave(per_image, dim=0)
         t = steps_t.repeat_interleave(n_noise).repeat(stop - start)
@@ -73,8 +75,9 @@ def losses(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed
 
 
 def loss_scores(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed: int = 0,
-                batch_size: int | None = None, progress_bar: bool = True) -> np.ndarray:
+                batch_size: int | None = None, progress_bar: bool = True, ids=None) -> np.ndarray:
     """Loss attack (Hu & Pang 2023): member score = -(training loss at step t), averaged over
-    ``n_noise`` draws. Returns [n_images, n_steps]; higher = more likely a member."""
-    raw = losses(model, family, x, steps, n_noise, seed, batch_size, progress_bar)
+    ``n_noise`` draws. Returns [n_images, n_steps]; higher = more likely a member. ``ids`` (one
+    per image, e.g. dataset indices) fix each image's noise."""
+    raw = losses(model, family, x, steps, n_noise, seed, batch_size, progress_bar, ids)
     return member_score_from_loss(raw.mean(axis=2))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import seeding
 from .diffusion import Family
 from .progress import progress
 
@@ -34,9 +35,8 @@ class LikelihoodResult:
     nfe: np.ndarray  # drift evaluations spent on each image's batch
 
 
-def _probes(seed: int, index: int, shape: tuple[int, ...], kind: str) -> torch.Tensor:
-    state = np.random.SeedSequence([seed, index, 1]).generate_state(1, dtype=np.uint64)
-    gen = torch.Generator().manual_seed(int(state[0] >> 1))
+def _probes(seed: int, image_id: int, shape: tuple[int, ...], kind: str) -> torch.Tensor:
+    gen = seeding.generator(seed, image_id, seeding.PROBES)
     if kind == "gaussian":
         return torch.randn(shape, generator=gen)
     if kind == "rademacher":
@@ -44,9 +44,8 @@ def _probes(seed: int, index: int, shape: tuple[int, ...], kind: str) -> torch.T
     raise ValueError(f"unknown probe {kind!r}; use 'rademacher' or 'gaussian'")
 
 
-def _dequantize_noise(seed: int, index: int, shape: tuple[int, ...]) -> torch.Tensor:
-    state = np.random.SeedSequence([seed, index, 2]).generate_state(1, dtype=np.uint64)
-    return torch.rand(shape, generator=torch.Generator().manual_seed(int(state[0] >> 1)))
+def _dequantize_noise(seed: int, image_id: int, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.rand(shape, generator=seeding.generator(seed, image_id, seeding.DEQUANTIZE))
 
 
 class _Dynamics(torch.nn.Module):
@@ -91,11 +90,12 @@ class _Dynamics(torch.nn.Module):
 def likelihood(model, family: Family, x: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-5,
                method: str = "dopri5", seed: int = 0, n_probes: int = 1, probe: str = "rademacher",
                exact_trace: bool = False, dequantize: bool = False, batch_size: int = 64,
-               options: dict | None = None, progress_bar: bool = True) -> LikelihoodResult:
+               options: dict | None = None, progress_bar: bool = True, ids=None) -> LikelihoodResult:
     """log p(x) under the probability-flow ODE of ``family`` with ``model``; see the module docstring.
 
-    Probes and dequantisation noise are fixed by (seed, image index), so a result does not depend
-    on the batch an image is solved in beyond the solver's tolerance.
+    Probes and dequantisation noise are fixed by (seed, image id), with ``ids`` one per image
+    (e.g. dataset indices; positions when not given, see ``miakit.seeding``), so a
+    result does not depend on the batch an image is solved in beyond the solver's tolerance.
     """
     from torchdiffeq import odeint
 
@@ -103,6 +103,7 @@ def likelihood(model, family: Family, x: torch.Tensor, rtol: float = 1e-5, atol:
         raise ValueError("likelihood needs at least one image")
     if n_probes < 1:
         raise ValueError("n_probes must be at least 1")
+    ids = seeding.image_ids(x, ids)
     try:
         device = next(model.parameters()).device
     except (AttributeError, StopIteration):
@@ -115,10 +116,10 @@ def likelihood(model, family: Family, x: torch.Tensor, rtol: float = 1e-5, atol:
         idx = range(start, min(x.shape[0], start + batch_size))
         xb = x[start:idx.stop].to(device).float()
         if dequantize:
-            u = torch.stack([_dequantize_noise(seed, i, tuple(x.shape[1:])) for i in idx]).to(device)
+            u = torch.stack([_dequantize_noise(seed, int(ids[i]), tuple(x.shape[1:])) for i in idx]).to(device)
             xb = xb + (u - 0.5) * (2.0 / 256)
         probes = None if exact_trace else torch.stack(
-            [_probes(seed, i, (n_probes, *x.shape[1:]), probe) for i in idx], dim=1).to(device)
+            [_probes(seed, int(ids[i]), (n_probes, *x.shape[1:]), probe) for i in idx], dim=1).to(device)
         dynamics = _Dynamics(model, family, probes, tuple(xb.shape))
         state = torch.cat([xb.flatten(1), torch.zeros(xb.shape[0], 1, device=device, dtype=xb.dtype)], dim=1)
         with torch.no_grad():
