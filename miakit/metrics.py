@@ -100,43 +100,178 @@ def auc_of(member_scores, nonmember_scores) -> float:
     return float((below.sum() + 0.5 * ties.sum()) / (len(m) * len(n)))
 
 
-def bootstrap_auc(scores, is_member, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the AUC, resampling members and nonmembers separately."""
-    scores, is_member = _check(scores, is_member)
+N_BOOT = 1000  # bootstrap resamples behind every interval in the book
+LEVEL = 0.95  # and their coverage
+
+
+def tpr_of(member_scores, nonmember_scores, fpr: float) -> float:
+    """TPR at ``fpr`` (members positive) by the rule of ``tpr_at_fpr`` (NaN when fewer than
+    1/fpr nonmembers), without building the ROC curve: fast enough for bootstrap loops.
+
+    With k = floor(fpr * n_nonmembers) nonmembers allowed above the threshold, the best
+    threshold sits just above the (k+1)-th highest nonmember score, and TPR is the share of
+    members strictly above that score."""
+    m = np.asarray(member_scores, dtype=np.float64).ravel()
+    n = np.sort(np.asarray(nonmember_scores, dtype=np.float64).ravel())
+    if len(n) * fpr < 1:
+        return float("nan")
+    k = int(np.floor(fpr * len(n) + 1e-9))
+    if k >= len(n):
+        return 1.0
+    return float(np.mean(m > n[len(n) - k - 1]))
+
+
+def statistic_fn(statistic):
+    """``"auc"`` -> AUC; a float x -> TPR at FPR x; a callable (members, nonmembers) -> float as is."""
+    if callable(statistic):
+        return statistic
+    if statistic == "auc":
+        return auc_of
+    if isinstance(statistic, float) and 0 < statistic < 1:
+        return lambda m, n: tpr_of(m, n, statistic)
+    raise ValueError(f"unknown statistic {statistic!r}; use 'auc', an FPR level in (0, 1) or a callable")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Member scores of the same test images under one or more independently trained targets:
+    one row per training seed (``members`` [n_seeds, n_members], ``nonmembers`` [n_seeds, n_nonmembers]).
+
+    ``member_groups`` and ``nonmember_groups`` (optional, one integer per image) cut the images
+    into strata whose scores are not comparable with each other (for example the two halves of
+    a cross-fitted attack, each scored at its own step): a statistic is then computed within
+    each stratum and averaged, and the bootstrap resamples within strata."""
+
+    members: np.ndarray
+    nonmembers: np.ndarray
+    member_groups: np.ndarray | None = None
+    nonmember_groups: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        m, n = np.atleast_2d(np.asarray(self.members, np.float64)), np.atleast_2d(np.asarray(self.nonmembers, np.float64))
+        if m.shape[0] != n.shape[0] or m.shape[1] == 0 or n.shape[1] == 0:
+            raise ValueError(f"an arm needs members and nonmembers for every seed, got {m.shape} and {n.shape}")
+        if not (np.isfinite(m).all() and np.isfinite(n).all()):
+            raise ValueError("scores contain NaN or infinity")
+        object.__setattr__(self, "members", m)
+        object.__setattr__(self, "nonmembers", n)
+        if (self.member_groups is None) != (self.nonmember_groups is None):
+            raise ValueError("give groups for both members and nonmembers, or for neither")
+        if self.member_groups is not None:
+            gm, gn = np.asarray(self.member_groups, int), np.asarray(self.nonmember_groups, int)
+            if gm.shape != (m.shape[1],) or gn.shape != (n.shape[1],) or set(gm) != set(gn):
+                raise ValueError("every image needs a group, and every group members and nonmembers")
+            object.__setattr__(self, "member_groups", gm)
+            object.__setattr__(self, "nonmember_groups", gn)
+
+    @classmethod
+    def of(cls, pairs, member_groups=None, nonmember_groups=None) -> "Arm":
+        """From (member scores, nonmember scores) per training seed, the same images in each."""
+        pairs = list(pairs)
+        if len({(len(m), len(n)) for m, n in pairs}) != 1:
+            raise ValueError("every seed of an arm must score the same members and nonmembers")
+        return cls(np.stack([np.asarray(m, np.float64) for m, _ in pairs]),
+                   np.stack([np.asarray(n, np.float64) for _, n in pairs]), member_groups, nonmember_groups)
+
+    @property
+    def n_seeds(self) -> int:
+        return self.members.shape[0]
+
+    def strata(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(member positions, nonmember positions) of each stratum (one stratum without groups)."""
+        if self.member_groups is None:
+            return [(np.arange(self.members.shape[1]), np.arange(self.nonmembers.shape[1]))]
+        return [(np.flatnonzero(self.member_groups == g), np.flatnonzero(self.nonmember_groups == g))
+                for g in np.unique(self.member_groups)]
+
+    def per_seed(self, statistic="auc") -> np.ndarray:
+        fn = statistic_fn(statistic)
+        strata = self.strata()
+        return np.array([np.mean([fn(m[im], n[inn]) for im, inn in strata])
+                         for m, n in zip(self.members, self.nonmembers)])
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic (mean over seeds) with its percentile bootstrap interval and standard error,
+    and the sample behind it (per arm: test members, test nonmembers, training seeds)."""
+
+    value: float
+    low: float
+    high: float
+    se: float
+    n_members: int
+    n_nonmembers: int
+    n_seeds: int = 1
+    per_seed: tuple[float, ...] = ()
+    sample_names: tuple[str, str] = ("members", "nonmembers")  # what n_members and n_nonmembers count
+
+    def text(self, digits: int = 3, signed: bool = False) -> str:
+        f = f"{{:{'+' if signed else ''}.{digits}f}}"
+        return f"{f.format(self.value)} [{f.format(self.low)}, {f.format(self.high)}]"
+
+    def interval(self, digits: int = 3) -> str:
+        return f"[{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def _bootstrap(arms: list[Arm], statistic, paired: bool, n_boot: int, seed: int):
+    """Replicates [n_boot, n_arms] of each arm's mean-over-seeds statistic. Members and
+    nonmembers are resampled separately (never pooled) and within each stratum, the same image
+    indices for every seed of an arm (they score the same images); the seeds of each arm are
+    resampled too (when it has more than one). ``paired``: the arms score the same images with
+    the same seeds (seed s of each arm shares its initial weights and batches), so every arm
+    gets the same image and seed draws."""
+    fn = statistic_fn(statistic)
+    if paired and len({(a.members.shape[1], a.nonmembers.shape[1], a.n_seeds) for a in arms}) != 1:
+        raise ValueError("a paired comparison needs the same members, nonmembers and seeds on both sides")
+    if paired and any(not _same_strata(arms[0], a) for a in arms[1:]):
+        raise ValueError("a paired comparison needs the same strata on both sides")
     rng = np.random.default_rng(seed)
-    mem, non = scores[is_member], scores[~is_member]
-    aucs = np.empty(n_boot)
-    for i in range(n_boot):
-        aucs[i] = auc_of(rng.choice(mem, len(mem)), rng.choice(non, len(non)))
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(aucs, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    reps = np.empty((n_boot, len(arms)))
+    for b in range(n_boot):
+        shared = None
+        for a, arm in enumerate(arms):
+            if shared is None or not paired:
+                draws = [(rng.choice(im, len(im)), rng.choice(inn, len(inn))) for im, inn in arm.strata()]
+                seeds = rng.integers(0, arm.n_seeds, arm.n_seeds) if arm.n_seeds > 1 else np.zeros(1, int)
+                shared = draws, seeds
+            draws, seeds = shared
+            values = np.array([np.mean([fn(m[im], n[inn]) for im, inn in draws])
+                               for m, n in zip(arm.members, arm.nonmembers)])
+            reps[b, a] = values[seeds].mean()
+    return reps
 
 
-def bootstrap_auc_difference(a_members, a_nonmembers, b_members, b_nonmembers, paired: bool,
-                             n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """AUC(a) - AUC(b) with a percentile bootstrap interval: (difference, low, high).
+def _same_strata(a: Arm, b: Arm) -> bool:
+    return all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a.strata(), b.strata())) \
+        and len(a.strata()) == len(b.strata())
 
-    ``paired``: a and b score the same images (same order), so each resample draws the same
-    members and nonmembers for both; otherwise a and b are resampled independently.
-    """
-    am, an, bm, bn = (np.asarray(v, dtype=np.float64).ravel() for v in (a_members, a_nonmembers, b_members, b_nonmembers))
-    if paired and (len(am) != len(bm) or len(an) != len(bn)):
-        raise ValueError("paired comparison needs the same members and nonmembers on both sides")
-    for part in (am, an, bm, bn):
-        if len(part) == 0 or not np.isfinite(part).all():
-            raise ValueError("need finite scores for members and nonmembers on both sides")
 
-    auc = auc_of
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(n_boot)
-    for i in range(n_boot):
-        im, inn = rng.integers(0, len(am), len(am)), rng.integers(0, len(an), len(an))
-        if paired:
-            jm, jn = im, inn
-        else:
-            jm, jn = rng.integers(0, len(bm), len(bm)), rng.integers(0, len(bn), len(bn))
-        diffs[i] = auc(am[im], an[inn]) - auc(bm[jm], bn[jn])
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(diffs, [alpha, 1 - alpha])
-    return float(auc(am, an) - auc(bm, bn)), float(lo), float(hi)
+def _estimate(value: float, reps: np.ndarray, arms: list[Arm], per_seed=()) -> Estimate:
+    alpha = (1 - LEVEL) / 2
+    finite = reps[np.isfinite(reps)]
+    lo, hi = np.quantile(finite, [alpha, 1 - alpha]) if len(finite) else (np.nan, np.nan)
+    return Estimate(float(value), float(lo), float(hi), float(np.std(finite)) if len(finite) else np.nan,
+                    min(a.members.shape[1] for a in arms), min(a.nonmembers.shape[1] for a in arms),
+                    min(a.n_seeds for a in arms), tuple(float(v) for v in per_seed))
+
+
+def estimate(arm: Arm, statistic="auc", n_boot: int = N_BOOT, seed: int = 0) -> Estimate:
+    """The arm's statistic (AUC by default; a float = TPR at that FPR), averaged over its seeds,
+    with a 95% bootstrap interval over images and seeds."""
+    per_seed = arm.per_seed(statistic)
+    reps = _bootstrap([arm], statistic, False, n_boot, seed)[:, 0]
+    return _estimate(per_seed.mean(), reps, [arm], per_seed)
+
+
+def estimate_difference(a: Arm, b: Arm, paired: bool, statistic="auc", n_boot: int = N_BOOT,
+                        seed: int = 0) -> Estimate:
+    """statistic(a) - statistic(b) with a 95% bootstrap interval. ``paired``: both arms score
+    the same images (same order), so each resample draws the same images for both."""
+    reps = _bootstrap([a, b], statistic, paired, n_boot, seed)
+    return _estimate(a.per_seed(statistic).mean() - b.per_seed(statistic).mean(), reps[:, 0] - reps[:, 1], [a, b])
+
+
+def estimate_split(member_scores, nonmember_scores, statistic="auc", n_boot: int = N_BOOT, seed: int = 0) -> Estimate:
+    """``estimate`` for one target's member and nonmember scores."""
+    return estimate(Arm(member_scores, nonmember_scores), statistic, n_boot, seed)

@@ -76,14 +76,38 @@ def test_bad_input_is_rejected():
         metrics.evaluate([1.0, np.nan], [True, False])
 
 
-def test_bootstrap_interval_brackets_the_auc():
+def test_estimate_interval_brackets_the_auc_and_is_seeded():
     rng = np.random.default_rng(2)
-    is_member = np.r_[np.ones(200, bool), np.zeros(200, bool)]
-    scores = rng.normal(size=400) + is_member
-    lo, hi = metrics.bootstrap_auc(scores, is_member, n_boot=300)
-    auc = metrics.evaluate(scores, is_member).auc
-    assert lo < auc < hi and hi - lo < 0.2
-    assert metrics.bootstrap_auc(scores, is_member, n_boot=300) == (lo, hi)  # seeded
+    members, nonmembers = rng.normal(size=200) + 1, rng.normal(size=200)
+    e = metrics.estimate_split(members, nonmembers, n_boot=300)
+    assert e.value == pytest.approx(metrics.evaluate_split(members, nonmembers).auc)
+    assert e.low < e.value < e.high and e.high - e.low < 0.2 and e.se > 0
+    assert metrics.estimate_split(members, nonmembers, n_boot=300) == e  # seeded
+
+
+def test_bootstrap_resamples_members_and_nonmembers_separately():
+    """Pooling members and nonmembers before resampling would change how many of each a
+    resample holds: every resample must keep exactly the original counts."""
+    arm = metrics.Arm(np.arange(7.0), np.arange(50.0))
+    counts = metrics.estimate(arm, statistic=lambda m, n: len(m) * 1000 + len(n), n_boot=200)
+    assert counts.low == counts.high == 7 * 1000 + 50
+
+
+def test_tpr_of_equals_the_roc_rule():
+    rng = np.random.default_rng(4)
+    for trial in range(20):
+        m = np.round(rng.normal(1, 1, 60), 1)  # ties
+        n = np.round(rng.normal(0, 1, 400), 1)
+        r = metrics.evaluate_split(m, n)
+        for level in (0.1, 0.01):
+            assert metrics.tpr_of(m, n, level) == pytest.approx(r.tpr_at_fpr[level]), (trial, level)
+    assert math.isnan(metrics.tpr_of(m, n, 0.001))  # 400 nonmembers cannot resolve 0.1%
+
+
+def test_tpr_estimate_has_an_interval():
+    rng = np.random.default_rng(5)
+    e = metrics.estimate_split(rng.normal(2, 1, 100), rng.normal(0, 1, 500), statistic=0.01, n_boot=200)
+    assert 0 <= e.low <= e.value <= e.high <= 1 and e.high > e.low
 
 
 def test_auc_of_equals_scikit_learn_with_ties():
@@ -92,15 +116,36 @@ def test_auc_of_equals_scikit_learn_with_ties():
     assert metrics.auc_of(m, n) == pytest.approx(roc_auc_score(np.r_[np.ones(40), np.zeros(70)], np.r_[m, n]))
 
 
-def test_auc_difference_paired_and_unpaired():
+def test_difference_paired_and_unpaired():
     rng = np.random.default_rng(0)
-    strong = (rng.normal(2, 1, 200), rng.normal(0, 1, 300))
-    weak = (strong[0] * 0.1 + rng.normal(0, 1, 200), strong[1] * 0.1 + rng.normal(0, 1, 300))
-    d, lo, hi = metrics.bootstrap_auc_difference(*strong, *weak, paired=True, n_boot=300)
-    assert lo < d < hi and lo > 0.2  # a large, clear effect
-    d0, lo0, hi0 = metrics.bootstrap_auc_difference(*strong, *strong, paired=True, n_boot=100)
-    assert d0 == 0 and lo0 == 0 and hi0 == 0  # paired: the same scores cancel in every resample
-    d1, lo1, hi1 = metrics.bootstrap_auc_difference(*strong, *strong, paired=False, n_boot=300)
-    assert d1 == 0 and lo1 < 0 < hi1  # unpaired: independent resamples spread around zero
+    strong = metrics.Arm(rng.normal(2, 1, 200), rng.normal(0, 1, 300))
+    weak = metrics.Arm(strong.members * 0.1 + rng.normal(0, 1, 200), strong.nonmembers * 0.1 + rng.normal(0, 1, 300))
+    d = metrics.estimate_difference(strong, weak, paired=True, n_boot=300)
+    assert d.low < d.value < d.high and d.low > 0.2  # a large, clear effect
+    same = metrics.estimate_difference(strong, strong, paired=True, n_boot=100)
+    assert same.value == same.low == same.high == 0  # paired: the same scores cancel in every resample
+    apart = metrics.estimate_difference(strong, strong, paired=False, n_boot=300)
+    assert apart.value == 0 and apart.low < 0 < apart.high  # unpaired: independent resamples spread around zero
     with pytest.raises(ValueError, match="paired"):
-        metrics.bootstrap_auc_difference(strong[0][:10], strong[1], *strong, paired=True)
+        metrics.estimate_difference(metrics.Arm(strong.members[0, :10], strong.nonmembers[0]), strong, paired=True)
+
+
+def test_seed_spread_widens_the_interval():
+    """Three seeds whose AUCs differ a lot: the interval over images and seeds must be wider than
+    any one seed's image-only interval, and the per-seed values are kept."""
+    rng = np.random.default_rng(6)
+    shifts = (0.2, 1.0, 1.8)
+    arm = metrics.Arm.of((rng.normal(s, 1, 300), rng.normal(0, 1, 300)) for s in shifts)
+    both = metrics.estimate(arm, n_boot=400)
+    one = metrics.estimate(metrics.Arm(arm.members[1], arm.nonmembers[1]), n_boot=400)
+    assert len(both.per_seed) == 3 and both.per_seed[0] < both.per_seed[1] < both.per_seed[2]
+    assert both.value == pytest.approx(np.mean(both.per_seed))
+    assert both.high - both.low > 2 * (one.high - one.low)
+    assert both.n_seeds == 3
+
+
+def test_arm_rejects_mismatched_seeds():
+    with pytest.raises(ValueError, match="same members"):
+        metrics.Arm.of([(np.zeros(3), np.zeros(4)), (np.zeros(2), np.zeros(4))])
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.Arm(np.array([1.0, np.nan]), np.zeros(3))
