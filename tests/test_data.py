@@ -124,3 +124,25 @@ def test_image_folder_without_images_is_an_error(tmp_path):
             data.load(f"folder:{tmp_path}", 8)
     with pytest.raises(data.DatasetError, match="does not exist"):
         data.load(f"folder:{tmp_path / 'missing'}", 8)
+
+
+def test_subsets_are_seeded_random_draws_not_the_first_k():
+    """A subset of a sorted part must not be its first k (the lowest dataset indices: in the
+    digits set, a few writers); it is a random draw spanning the part, nested and repeatable."""
+    split = data.make_split("digits", 1797, 100, 1000, 0.5, 0)
+    for part in data.PARTS + data.UNIONS:
+        whole = getattr(split, part)
+        k = len(whole) // 4
+        sub = split.subset(part, k)
+        assert len(sub) == k and len(np.unique(sub)) == k and np.isin(sub, whole).all()
+        assert not np.array_equal(sub, whole[:k]), part
+        # the draw spans the part: its indices' mean is near the part's, far from the first k's
+        assert abs(sub.mean() - whole.mean()) < abs(whole[:k].mean() - whole.mean()) / 2, part
+        assert np.array_equal(split.subset(part, k), sub)  # seeded
+        assert np.isin(split.subset(part, k // 2), sub).all()  # nested
+    assert np.array_equal(split.subset("members_test", None), split.members_test)
+    assert np.array_equal(split.subset("members_test", 10 ** 6), split.members_test)
+    other = data.make_split("digits", 1797, 100, 1000, 0.5, 1)
+    assert not np.array_equal(other.subset("nonmembers_test", 50), split.subset("nonmembers_test", 50))
+    with pytest.raises(ValueError, match="unknown split part"):
+        split.subset("train", 5)

@@ -1,0 +1,54 @@
+"""The blind baselines: at chance on an IID split, and they catch a biased member set."""
+import numpy as np
+import torch
+
+from miakit import blind, claims, data, metrics
+from miakit.claims import Outcome
+
+
+def digits():
+    return data.load("digits", 8)
+
+
+def test_blind_baseline_is_at_chance_on_an_iid_split():
+    ds = digits()
+    split = data.make_split("digits", len(ds), 300, 1000, 0.5, 0)
+    study = blind.blind_study(ds.images, split)
+    assert set(study.scores) == set(blind.ATTACKS)
+    for name, e in study.estimates().items():
+        m, n = study.scores[name]
+        assert len(m) == 300 and len(n) == 1000  # cross-fitted: every image scored once
+        assert claims.within(name, e).outcome is Outcome.REPRODUCED, (name, e.text())
+
+
+def test_blind_baseline_catches_members_drawn_from_one_block_of_the_dataset():
+    """Members taken from the first indices (a few writers of the digits set) against
+    nonmembers from the rest: the nearest-neighbour baseline sees it without any model."""
+    ds = digits()
+    idx = np.arange(len(ds))
+    biased = data.Split("digits", len(ds), 0, idx[0:50], idx[50:100], idx[100:600], idx[600:1100])
+    e = blind.blind_study(ds.images, biased).estimates()["nearest neighbour"]
+    assert claims.within("nn", e).outcome is Outcome.CONTRADICTED and e.value > 0.6
+
+
+def test_blind_baseline_catches_a_shift_in_pixel_statistics():
+    """Members brighter than nonmembers (a different camera, say): the pixel-statistics
+    baseline separates them."""
+    gen = torch.Generator().manual_seed(0)
+    members = (torch.rand(200, 1, 8, 8, generator=gen) * 1.6 - 0.6).clamp(-1, 1)
+    nonmembers = (torch.rand(400, 1, 8, 8, generator=gen) * 1.6 - 1.0).clamp(-1, 1)
+    images = torch.cat([members, nonmembers])
+    split = data.Split("synthetic", 600, 0, np.arange(0, 100), np.arange(100, 200), np.arange(200, 400),
+                       np.arange(400, 600))
+    e = blind.blind_study(images, split).estimates()["pixel statistics"]
+    assert e.low > 0.9
+
+
+def test_blind_scores_use_no_model_and_are_oriented_higher_for_members():
+    ds = digits()
+    x = ds.images[:40]
+    scores = blind.nearest_neighbour_scores(x[:20], x[20:], x)
+    assert (scores[:20] > 0).all() and (scores[20:] < 0).all()  # each image is its own nearest neighbour
+    table = blind.BlindStudy({"nearest neighbour": (scores[:20], scores[20:])}).table()
+    assert table.loc["nearest neighbour", "AUC"] == 1.0
+    assert metrics.auc_of(scores[:20], scores[20:]) == 1.0
