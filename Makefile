@@ -5,7 +5,7 @@ PROFILE ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.miakit-installed
 
-.PHONY: venv test book notebooks bench clean
+.PHONY: venv test book notebooks bench clean fashion-mnist
 
 venv: $(STAMP)
 
@@ -17,8 +17,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## make test: the whole test suite (unit tests, papermill smoke runs, strict book build)
-test: $(STAMP)
+test: $(STAMP) fashion-mnist
 	$(PY) -m pytest -q tests
+
+# Debian's Fashion-MNIST, so that its real loader is tested (installed when missing and we may)
+fashion-mnist:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null; \
+	  else echo "note: dataset-fashion-mnist not installed (needs root); its real-data test will be skipped"; fi; \
+	fi
 
 ## make book [PROFILE=cpu|smoke|paper]: execute every notebook and build the HTML book
 book: $(STAMP)
@@ -33,6 +41,7 @@ bench: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/loss_attack.py
 	PYTHONPATH=. $(PY) benchmarks/likelihood.py
 	PYTHONPATH=. $(PY) benchmarks/dp_step.py
+	PYTHONPATH=. $(PY) benchmarks/cpu_profile.py
 
 clean:
 	rm -rf _staging _build

@@ -32,7 +32,7 @@ class TargetConfig:
 
     family: str
     model: str  # UNet preset: tiny / small / paper
-    iterations: int
+    iterations: int  # optimizer steps; 0 = the untrained network (a chance-level baseline for tests)
     batch_size: int
     lr: float
     warmup: int
@@ -40,17 +40,25 @@ class TargetConfig:
     grad_clip: float
     random_flip: bool
     train_seed: int
+    trainer: str  # "standard" (shuffled fixed batches, global clipping) or "dp-sgd" (opacus: Poisson batches, per-example clipping, noise)
     checkpoint_every: int  # does not change the trained weights; excluded from the hash
     snapshot_every: int  # keep the EMA weights every this many iterations (0 = never); not hashed
-    dp_epsilon: float  # DP-SGD target epsilon; inf = ordinary (non-private) training
+    dp_epsilon: float  # DP-SGD target epsilon; inf = no noise
     dp_delta: float  # DP-SGD delta
-    dp_max_grad_norm: float  # per-example clipping norm
+    dp_max_grad_norm: float  # DP-SGD per-example clipping norm; inf = no clipping
     dp_multiplicity: int  # (t, noise) draws averaged inside each example's loss before clipping (DPDM's K)
     dp_physical_batch: int  # most examples per forward pass (opacus BatchMemoryManager)
 
     @property
+    def dp_sgd(self) -> bool:
+        """Trained by the DP-SGD loop (which, with epsilon and the clipping norm both inf, is the
+        non-private baseline of the same code)."""
+        return self.trainer == "dp-sgd"
+
+    @property
     def private(self) -> bool:
-        return math.isfinite(self.dp_epsilon)
+        """Differentially private: the DP-SGD loop with noise (finite epsilon)."""
+        return self.dp_sgd and math.isfinite(self.dp_epsilon)
 
 
 @dataclass(frozen=True)
@@ -96,8 +104,7 @@ class SpeedConfig:
 class FactorConfig:
     """The factor studies of chapter 04 (lists are comma-separated strings, as papermill passes them)."""
 
-    size_members: str  # member-set sizes trained at the same budget in epochs
-    size_epochs: float  # that budget (0 = the profile's: iterations x batch_size / n_members)
+    size_members: str  # member-set sizes compared, each at equal epochs and at equal iterations with the target
     factor_steps: int  # steps on the grid the size and length studies attack
     factor_noise: int  # noise draws per step in the size and length studies
     noise_draws: str  # noise draws per step compared in the aggregation study
@@ -123,7 +130,7 @@ class FactorConfig:
 class PrivacyStudyConfig:
     """The privacy-utility trade-off of chapter 05: DP targets and how they are scored."""
 
-    dp_epsilons: str  # comma-separated target epsilons; inf = the non-private target of the same budget
+    dp_epsilons: str  # comma-separated finite privacy budgets (the non-private and clipping-only arms always run)
     dp_families: str  # comma-separated families trained privately
     dp_members: int  # member-set size of the trade-off's targets
     dp_iterations: int  # optimizer steps of every target (rounded up to whole epochs under DP)
@@ -152,6 +159,13 @@ def parse_list(text: str, kind: type) -> list:
 
 
 @dataclass(frozen=True)
+class ComparisonConfig:
+    """How comparisons between separately trained targets are made."""
+
+    n_seeds: int  # training seeds per arm (C3's sizes, C5's arms); intervals cover their spread
+
+
+@dataclass(frozen=True)
 class Settings:
     profile: str
     data: DataConfig
@@ -162,6 +176,7 @@ class Settings:
     speed: SpeedConfig
     factors: FactorConfig
     privacy_study: PrivacyStudyConfig
+    comparison: ComparisonConfig
     device: str  # "auto", "cpu" or "cuda"
     runs_dir: str
     families: str  # comma-separated families the chapters train and attack side by side
@@ -175,8 +190,8 @@ class Settings:
 
     def target_hash(self) -> str:
         """Stable hash of everything that determines the trained weights."""
-        unhashed = UNHASHED if self.target.private else UNHASHED + DP_KEYS  # non-private: DP settings are moot
-        payload = {
+        unhashed = UNHASHED if self.target.dp_sgd else UNHASHED + DP_KEYS  # standard loop: DP settings are moot
+        payload = {"format": RUN_FORMAT,
             "data": dataclasses.asdict(self.data),
             "target": {k: v for k, v in dataclasses.asdict(self.target).items() if k not in unhashed},
         }
@@ -185,15 +200,18 @@ class Settings:
     def flat(self) -> dict[str, Any]:
         out: dict[str, Any] = {"profile": self.profile, **{k: getattr(self, k) for k in RUN_KEYS}}
         for section in (self.data, self.target, self.attack, self.sampling, self.likelihood, self.speed,
-                        self.factors, self.privacy_study):
+                        self.factors, self.privacy_study, self.comparison):
             out.update(dataclasses.asdict(section))
         return out
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "target": TargetConfig, "attack": AttackConfig,
                              "sampling": SampleConfig, "likelihood": LikelihoodConfig, "speed": SpeedConfig,
-            "factors": FactorConfig, "privacy_study": PrivacyStudyConfig}
+            "factors": FactorConfig, "privacy_study": PrivacyStudyConfig, "comparison": ComparisonConfig}
 RUN_KEYS = ("device", "runs_dir", "families")
+TRAINERS = ("standard", "dp-sgd")
+# version of what a run folder holds and how it was trained: 2 = bias-corrected EMA
+RUN_FORMAT = 2
 UNHASHED = ("checkpoint_every", "snapshot_every")  # what a run saves along the way, not its weights
 DP_KEYS = ("dp_epsilon", "dp_delta", "dp_max_grad_norm", "dp_multiplicity", "dp_physical_batch")
 PARAMETERS: tuple[str, ...] = tuple(
@@ -201,7 +219,7 @@ PARAMETERS: tuple[str, ...] = tuple(
 )
 
 _COMMON = dict(split_seed=0, val_fraction=0.5, family="ddpm", train_seed=0, attack_seed=0,
-               grad_clip=1.0, device="auto", runs_dir="runs", families="ddpm,smld,vpsde,vesde",
+               grad_clip=1.0, trainer="standard", device="auto", runs_dir="runs", families="ddpm,smld,vpsde,vesde",
                lik_method="dopri5", lik_probes=1,
                dp_epsilon=math.inf, dp_delta=1e-5, dp_max_grad_norm=1.0)
 
@@ -213,30 +231,35 @@ PROFILES: dict[str, dict[str, Any]] = {
                   attack_steps=6, n_noise=1, attack_batch=256, n_samples=8, sample_steps=20,
                   lik_rtol=1e-2, lik_atol=1e-2, lik_max_images=8, lik_batch=16,
                   speed_images=1, speed_batch=4, dp_speed_rounds=1,
-                  size_members="8,16", size_epochs=0.0, factor_steps=4, factor_noise=1, noise_draws="1,2", step_window=3,
+                  size_members="8,16", factor_steps=4, factor_noise=1, noise_draws="1,2", step_window=3,
                   lik_tolerances="1e-1,1e-2", lik_probe_counts="1,2", factor_lik_images=4,
-                  dp_epsilons="inf,10", dp_families="ddpm", dp_members=16, dp_iterations=12, dp_batch_size=8,
-                  dp_lik_images=4, utility_samples=16, utility_steps=10, inception_fid=False),
+                  dp_epsilons="10", dp_families="ddpm", dp_members=16, dp_iterations=12, dp_batch_size=8,
+                  dp_lik_images=4, utility_samples=16, utility_steps=10, inception_fid=False, n_seeds=2),
     # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
     # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
-    "cpu": dict(_COMMON, dataset="digits", resolution=16, n_members=100, n_nonmembers=1000,
-                model="small", iterations=1200, batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995,
-                random_flip=False, checkpoint_every=250, snapshot_every=200, dp_multiplicity=2,
+    # the digits at their native 8x8 pixels and the 0.16M-parameter UNet: measured side by side
+    # (benchmarks/cpu_profile.py), 16x16 upsampling cost ~5x the training time of 8x8 for the same
+    # membership signal and the 1.1M UNet ~2.4x the tiny one's; the time saved buys the 3 training
+    # seeds per arm that comparisons between separately trained targets need
+    "cpu": dict(_COMMON, dataset="digits", resolution=8, n_members=100, n_nonmembers=1000,
+                model="tiny", iterations=1200, batch_size=64, lr=1e-3, warmup=100, ema_decay=0.995,
+                random_flip=False, checkpoint_every=250, snapshot_every=200, dp_multiplicity=1,
                 dp_physical_batch=64,
                 attack_steps=41, n_noise=4, attack_batch=164,  # one image's 41 x 4 per pass
                 n_samples=16, sample_steps=1000,
-                lik_rtol=1e-3, lik_atol=1e-3, lik_max_images=200, lik_batch=64,
+                # every member and nonmember: 0.03 s per image at 8x8
+                lik_rtol=1e-3, lik_atol=1e-3, lik_max_images=1000, lik_batch=128,
                 speed_images=2, speed_batch=32, dp_speed_rounds=10,
-                # sizes around the 100-member target, half its epochs (at the full 768 every size
-                # leaked with AUC >= 0.99: saturated); the 100-member point is the target's own
-                # snapshot at 600 iterations, so only the 50- and 200-member targets are trained
-                size_members="50,100,200", size_epochs=384.0, factor_steps=11, factor_noise=2, noise_draws="1,4,16",
+                # sizes around the 100-member target (AUC ~0.97 after its 1200 iterations), each at
+                # equal epochs and at equal iterations with it
+                size_members="50,100,200", factor_steps=11, factor_noise=2, noise_draws="1,4,16",
                 step_window=5, lik_tolerances="1e-2,1e-3,1e-4", lik_probe_counts="1,2,4",
-                factor_lik_images=40,
-                # a small member set leaks strongly without DP, so the comparison means something
-                dp_epsilons="inf,50,10,1", dp_families="ddpm", dp_members=50, dp_iterations=400,
-                dp_batch_size=32, dp_lik_images=25, utility_samples=500, utility_steps=100,
-                inception_fid=False),
+                factor_lik_images=100,
+                # 100 members at expected batch 50 for 400 steps: the matched non-private arm leaks
+                # (AUC ~0.7) and makes digits; epsilon from 1e4 (a few recognisable digits) to 1
+                dp_epsilons="10000,100,1", dp_families="ddpm", dp_members=100, dp_iterations=400,
+                dp_batch_size=50, dp_lik_images=300, utility_samples=500, utility_steps=100,
+                inception_fid=False, n_seeds=3),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
                   n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
@@ -245,12 +268,12 @@ PROFILES: dict[str, dict[str, Any]] = {
                   attack_steps=1000, n_noise=1, attack_batch=1000, n_samples=64, sample_steps=1000,
                   lik_rtol=1e-5, lik_atol=1e-5, lik_max_images=1000, lik_batch=64,
                   speed_images=4, speed_batch=64, dp_speed_rounds=10,
-                  size_members="1000,2000,5000", size_epochs=0.0, factor_steps=101, factor_noise=1, noise_draws="1,4,16",
+                  size_members="1000,2000,5000", factor_steps=101, factor_noise=1, noise_draws="1,4,16",
                   step_window=5, lik_tolerances="1e-3,1e-4,1e-5", lik_probe_counts="1,4,16",
                   factor_lik_images=200,
-                  dp_epsilons="inf,50,10,1", dp_families="ddpm,smld,vpsde,vesde", dp_members=1000,
+                  dp_epsilons="50,10,1", dp_families="ddpm,smld,vpsde,vesde", dp_members=1000,
                   dp_iterations=100_000, dp_batch_size=256, dp_lik_images=200, utility_samples=5000,
-                  utility_steps=1000, inception_fid=True),
+                  utility_steps=1000, inception_fid=True, n_seeds=3),
 }
 
 
@@ -321,7 +344,8 @@ def _validate(s: Settings) -> None:
         (d.resolution >= 4, "resolution must be at least 4"),
         (d.n_members >= 2 and d.n_nonmembers >= 2, "need at least 2 members and 2 nonmembers"),
         (0.0 < d.val_fraction < 1.0, "val_fraction must lie strictly between 0 and 1"),
-        (t.iterations >= 1 and t.batch_size >= 1, "iterations and batch_size must be positive"),
+        (t.iterations >= 0 and t.batch_size >= 1, "iterations must be at least 0 (0 = the untrained network, a "
+         "chance-level baseline) and batch_size positive"),
         (0.0 <= t.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),
         (t.lr > 0, "lr must be positive"),
         (t.checkpoint_every >= 1, "checkpoint_every must be positive"),
@@ -338,7 +362,12 @@ def _validate(s: Settings) -> None:
         (s.speed.speed_images >= 1 and s.speed.speed_batch >= 0 and s.speed.dp_speed_rounds >= 1,
          "speed_images and dp_speed_rounds must be positive and speed_batch at least 0"),
         (bool(s.family_names()), "families must name at least one family"),
-        (s.factors.size_epochs >= 0, "size_epochs must be 0 (the profile's) or positive"),
+        (t.trainer in TRAINERS, f"trainer must be one of {TRAINERS}"),
+        (t.dp_sgd or math.isinf(t.dp_epsilon), f"dp_epsilon={t.dp_epsilon:g} needs trainer='dp-sgd' (the standard "
+         "trainer adds no noise)"),
+        (not (t.dp_sgd and math.isfinite(t.dp_epsilon) and math.isinf(t.dp_max_grad_norm)),
+         "DP-SGD with a finite dp_epsilon needs a finite dp_max_grad_norm (noise is calibrated to the clipping)"),
+        (s.comparison.n_seeds >= 1, "n_seeds must be at least 1"),
         (s.factors.factor_steps >= 2 and s.factors.factor_noise >= 1 and s.factors.step_window >= 1
          and s.factors.factor_lik_images >= 2, "factor_steps >= 2, factor_noise, step_window >= 1, "
          "factor_lik_images >= 2"),
@@ -350,8 +379,9 @@ def _validate(s: Settings) -> None:
             raise ValueError(message)
     s.factors.sizes(), s.factors.draws(), s.factors.tolerances(), s.factors.probe_counts()  # parse or raise
     p = s.privacy_study
-    if any(eps <= 0 for eps in p.epsilons()) or not p.families():
-        raise ValueError("dp_epsilons must be positive (inf for the non-private target) and dp_families non-empty")
+    if any(not (0 < eps < math.inf) for eps in p.epsilons()) or not p.families():
+        raise ValueError("dp_epsilons must list finite positive budgets (the non-private and clipping-only arms are "
+                         "always trained) and dp_families must be non-empty")
     if min(p.dp_members, p.dp_iterations, p.dp_batch_size, p.dp_lik_images, p.utility_samples, p.utility_steps) < 1:
         raise ValueError("dp_members, dp_iterations, dp_batch_size, dp_lik_images, utility_samples and "
                          "utility_steps must be positive")

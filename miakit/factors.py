@@ -1,58 +1,22 @@
-"""What makes a diffusion model leak more: the paper's factor studies and computed verdicts.
+"""What makes a diffusion model leak more: the paper's factor studies and their verdicts.
 
 Each study builds on runs in the run store, so chapter 04 run after chapters 01-03 retrains
-nothing that is already there. Steps are always chosen on the validation part of the split and
-reported on the test part. A claim passes when its effect (a difference in test AUC, oriented so
-that the paper's claim means > 0) has the paper's sign and its 95% bootstrap interval excludes
-zero; otherwise it did not reproduce here, and the tables say so with the numbers.
+nothing that is already there. Steps are always chosen on the validation part of each target's
+split and reported on the test part. Verdicts come from ``miakit.claims`` (three-valued, with
+intervals); comparisons between separately trained targets rest on ``n_seeds`` training seeds
+per arm, and their intervals resample the seeds as well as the images.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import attacks, metrics, studies, train
+from . import attacks, claims, metrics, seeding, studies, train
 from .config import Settings, stable_hash
 from .store import read_arrays, write_arrays
-
-N_BOOT = 1000
-
-
-@dataclass(frozen=True)
-class Difference:
-    """AUC(a) - AUC(b) on the test split with a 95% bootstrap interval."""
-
-    value: float
-    low: float
-    high: float
-
-    @property
-    def excludes_zero_above(self) -> bool:
-        return self.value > 0 and self.low > 0
-
-    def text(self) -> str:
-        return f"{self.value:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
-
-
-def difference(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], paired: bool) -> Difference:
-    """AUC of (members, nonmembers) scores ``a`` minus that of ``b``, bootstrapped."""
-    return Difference(*metrics.bootstrap_auc_difference(*a, *b, paired=paired, n_boot=N_BOOT))
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A claim of the paper tested on this build's runs."""
-
-    claim: str
-    statement: str
-    passed: bool
-    evidence: str  # the effect with its interval, or the numbers the check looked at
-
-    def row(self) -> dict:
-        return {"claim": self.claim, "statement": self.statement,
-                "verdict": "reproduced" if self.passed else "not reproduced here", "evidence": self.evidence}
 
 
 def tidy(frame, digits: int = 4):
@@ -60,200 +24,255 @@ def tidy(frame, digits: int = 4):
     return frame.infer_objects().round(digits)
 
 
-def verdict_table(verdicts: list[Verdict]):
-    """One row per claim: what it says, pass/fail, and the numbers behind the verdict (a pandas
-    Styler, so that the book shows the whole text; ``.data`` is the DataFrame)."""
-    import pandas as pd
-
-    frame = pd.DataFrame([v.row() for v in verdicts]).set_index("claim")
-    return frame.style.set_properties(**{"text-align": "left", "white-space": "normal"})
+def seeds(settings: Settings) -> list[int]:
+    """The training seeds of every arm: ``train_seed`` and the ``n_seeds - 1`` after it."""
+    return [settings.target.train_seed + i for i in range(settings.comparison.n_seeds)]
 
 
-def verdict_glue(verdicts: list[Verdict]) -> dict[str, str]:
-    """``verdict_<claim>`` -> "reproduced" / "not reproduced here", for the book's prose."""
-    return {"verdict_" + "".join(ch if ch.isalnum() else "_" for ch in v.claim).strip("_").replace("__", "_"):
-            v.row()["verdict"] for v in verdicts}
+def with_seed(settings: Settings, seed: int) -> Settings:
+    return dataclasses.replace(settings, target=dataclasses.replace(settings.target, train_seed=seed))
 
 
-def _interval(study: studies.LossAttackStudy, index: int) -> str:
-    lo, hi = study.auc_interval(index, N_BOOT)
-    return f"[{lo:.3f}, {hi:.3f}]"
-
-
-def _chosen(study: studies.LossAttackStudy) -> tuple[np.ndarray, np.ndarray]:
+def chosen_scores(study: studies.LossAttackStudy) -> tuple[np.ndarray, np.ndarray]:
+    """Test members' and nonmembers' scores at the step chosen on validation."""
     return study.test_scores(study.best_index_val)
+
+
+def arm_of(loss_studies: list[studies.LossAttackStudy]) -> metrics.Arm:
+    """The arm of one or more seeds' studies of the same split, cross-fitted
+    (``LossAttackStudy.cross_fitted``): every member and nonmember is scored at a step chosen
+    without it, so the comparison rests on the whole split rather than its test half; the
+    statistic is computed within each half and averaged."""
+    fitted = [st.cross_fitted() for st in loss_studies]
+    return metrics.Arm.of(((m, n) for m, n, _, _ in fitted), fitted[0][2], fitted[0][3])
 
 
 # ------------------------------------------------------------------------ 1. diffusion step (C2)
 
 @dataclass
 class StepStudy:
-    """Per family: the validation-chosen step against both ends of the process."""
+    """Per family: the validation-chosen step against both ends of the process (same images)."""
 
     loss: dict[str, studies.LossAttackStudy]
-    vs_first: dict[str, Difference] = field(default_factory=dict)
-    vs_last: dict[str, Difference] = field(default_factory=dict)
+    vs_first: dict[str, metrics.Estimate] = field(default_factory=dict)
+    vs_last: dict[str, metrics.Estimate] = field(default_factory=dict)
 
     def table(self):
         import pandas as pd
 
         rows = {}
         for name, st in self.loss.items():
-            j, last = st.best_index_val, len(st.steps) - 1
-            rows[name] = {"step chosen on validation": studies.step_label(st.steps[j].item()),
-                          "AUC there": st.test[j].auc, "interval": _interval(st, j),
-                          "AUC at t = first": st.test[0].auc, "interval (first)": _interval(st, 0),
-                          "AUC at t = last": st.test[last].auc, "interval (last)": _interval(st, last),
-                          "chosen - first": self.vs_first[name].text(), "chosen - last": self.vs_last[name].text()}
+            j, last = st.best_interior_index_val, len(st.steps) - 1
+            rows[name] = {"interior step chosen on validation": studies.step_label(st.steps[j].item()),
+                          "AUC there": st.estimate(j).value, "interval": st.estimate(j).interval(),
+                          "AUC at t = first": st.estimate(0).value, "interval (first)": st.estimate(0).interval(),
+                          "AUC at t = last": st.estimate(last).value, "interval (last)": st.estimate(last).interval(),
+                          "chosen - first": self.vs_first[name].text(signed=True),
+                          "chosen - last": self.vs_last[name].text(signed=True)}
         return tidy(pd.DataFrame(rows).T)
 
-    def verdicts(self) -> list[Verdict]:
-        names = list(self.loss)
-        weakest = min(((n, end, d) for n in names for end, d in (("first", self.vs_first[n]), ("last", self.vs_last[n]))),
-                      key=lambda item: item[2].low)
-        near = {n: [self._near_chance(n, k) for k in (0, -1)] for n in names}
-        ends = "; ".join(f"{n}: {self.loss[n].test[0].auc:.3f} at the first step, {self.loss[n].test[-1].auc:.3f} "
-                         f"at the last" for n in names)
+    def verdicts(self, figure: str = "notebooks/04_factors#c2") -> list[claims.Verdict]:
+        beats, ends = [], []
+        for n, st in self.loss.items():
+            chosen = studies.step_label(st.steps[st.best_interior_index_val].item())
+            beats += [claims.greater(f"{n}: AUC({chosen}) - AUC(first step)", self.vs_first[n]),
+                      claims.greater(f"{n}: AUC({chosen}) - AUC(last step)", self.vs_last[n])]
+            ends += [claims.within(f"{n}: AUC(first step)", st.estimate(0)),
+                     claims.within(f"{n}: AUC(last step)", st.estimate(len(st.steps) - 1))]
         return [
-            Verdict("C2", "an intermediate step leaks most: the step chosen on validation beats both ends of the "
-                    "process, on every family",
-                    all(self.vs_first[n].excludes_zero_above and self.vs_last[n].excludes_zero_above for n in names),
-                    f"weakest: {weakest[0]}, chosen - {weakest[1]} = {weakest[2].text()}"),
-            Verdict("C2 (ends)", "t near 0 and t near T are near chance: both end-step AUC intervals contain 0.5, on "
-                    "every family", all(all(v) for v in near.values()), ends),
+            claims.Verdict("C2", "an intermediate step leaks most: the interior step chosen on validation beats both "
+                           "ends of the process, on every family", tuple(beats), figure),
+            claims.Verdict("C2 (ends)", "at t near 0 and t near T the attack is at chance, on every family",
+                           tuple(ends), figure),
         ]
-
-    def _near_chance(self, name: str, index: int) -> bool:
-        st = self.loss[name]
-        lo, hi = st.auc_interval(index % len(st.steps), N_BOOT)
-        return lo <= 0.5 <= hi
 
 
 def step_study(loss: dict[str, studies.LossAttackStudy]) -> StepStudy:
-    """Claim C2 from the loss-attack scores of chapter 02 (all steps, every family)."""
+    """Claim C2 from the loss-attack scores of chapter 02 (all steps, every family): the best
+    step strictly inside the process, chosen on validation, against both ends on the test part."""
     out = StepStudy(loss)
     for name, st in loss.items():
-        out.vs_first[name] = difference(_chosen(st), st.test_scores(0), paired=True)
-        out.vs_last[name] = difference(_chosen(st), st.test_scores(len(st.steps) - 1), paired=True)
+        chosen = metrics.Arm(*st.test_scores(st.best_interior_index_val))
+        out.vs_first[name] = metrics.estimate_difference(chosen, metrics.Arm(*st.test_scores(0)), paired=True)
+        out.vs_last[name] = metrics.estimate_difference(chosen, metrics.Arm(*st.test_scores(len(st.steps) - 1)),
+                                                        paired=True)
     return out
 
 
 # -------------------------------------------------------------------- 2. training-set size (C3)
 
-def size_epochs(settings: Settings) -> float:
-    """The size study's budget in epochs: ``size_epochs``, or the profile's iterations x batch / members."""
-    t = settings.target
-    return settings.factors.size_epochs or t.iterations * t.batch_size / settings.data.n_members
+BUDGETS = ("equal epochs", "equal iterations")
 
 
-def size_settings(settings: Settings) -> dict[int, Settings]:
-    """One target per member-set size, each trained for ``size_epochs`` epochs, everything else equal."""
-    t, d = settings.target, settings.data
-    epochs = size_epochs(settings)
-    out = {}
-    for n in settings.factors.sizes():
-        iterations = max(1, round(epochs * n / t.batch_size))
-        out[n] = dataclasses.replace(settings, data=dataclasses.replace(d, n_members=n),
-                                     target=dataclasses.replace(t, iterations=iterations))
-    return out
+def size_plan(settings: Settings) -> dict[int, dict[str, int]]:
+    """Iterations per member-set size and budget. The chapter's target (``n_members`` members,
+    ``iterations`` iterations) is the reference: at equal epochs a set of n members trains for
+    iterations x n / n_members, at equal iterations for the same number of iterations."""
+    n0, it = settings.data.n_members, settings.target.iterations
+    return {n: {"equal epochs": max(1, round(it * n / n0)), "equal iterations": it}
+            for n in settings.factors.sizes()}
 
 
-def _size_target(settings: Settings, sized: Settings, progress_bar: bool) -> tuple[train.Run, int | None]:
-    """(run, iteration to attack) for one size. When the chapter's own target has this member
-    set and kept an EMA snapshot at the needed iteration, that snapshot is used: it is
-    bit-identical to a shorter run (the learning-rate schedule does not depend on the total
-    length), so nothing is trained again. Otherwise the sized target is trained (or loaded)."""
-    if sized.data == settings.data and sized.target.iterations <= settings.target.iterations:
-        run = train.ensure(settings, progress_bar)
-        if sized.target.iterations in run.snapshot_iterations():
-            return run, sized.target.iterations
-    return train.ensure(sized, progress_bar), None
+def _sized(settings: Settings, n: int, iterations: int, seed: int, snapshot_every: int) -> Settings:
+    return dataclasses.replace(
+        settings, data=dataclasses.replace(settings.data, n_members=n),
+        target=dataclasses.replace(settings.target, iterations=iterations, train_seed=seed,
+                                   snapshot_every=snapshot_every))
 
 
-@dataclass
-class FactorPoint:
-    """One setting of a factor: the attack at its validation-chosen step, on the test split."""
-
-    value: int
-    study: studies.LossAttackStudy
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def auc(self) -> float:
-        return self.study.test[self.study.best_index_val].auc
-
-    def auc_interval(self) -> tuple[float, float]:
-        return self.study.auc_interval(self.study.best_index_val, N_BOOT)
-
-    def row(self) -> dict:
-        st, j = self.study, self.study.best_index_val
-        lo, hi = self.auc_interval()
-        return {**self.extra, "step chosen on validation": studies.step_label(st.steps[j].item()),
-                "AUC": st.test[j].auc, "AUC low": lo, "AUC high": hi,
-                "TPR@1%FPR": st.test[j].tpr_at_fpr[0.01], "TPR@10%FPR": st.test[j].tpr_at_fpr[0.1],
-                "test members": st.test[j].n_members, "test nonmembers": st.test[j].n_nonmembers}
+def _size_model(settings: Settings, n: int, iterations: int, seed: int, progress_bar: bool):
+    """(run, iteration to attack or None for its final model). One run per size and seed is
+    trained for the longer of the two budgets, keeping an EMA snapshot at the shorter one; a
+    snapshot is bit-identical to a run stopped there (neither the learning-rate schedule nor
+    the bias-corrected EMA depends on the total length), so nothing is trained twice. The
+    reference size keeps the profile's snapshots (the training-length study reads them)."""
+    needed = sorted(set(size_plan(settings)[n].values()))
+    every = settings.target.snapshot_every if n == settings.data.n_members else math.gcd(*needed)
+    run = train.ensure(_sized(settings, n, needed[-1], seed, every), progress_bar)
+    if iterations == needed[-1]:
+        return run, None
+    if iterations in run.snapshot_iterations():
+        return run, iterations
+    return train.ensure(_sized(settings, n, iterations, seed, every), progress_bar), None
 
 
 @dataclass
-class FactorStudy:
-    """One factor's points, the AUC difference its claim is tested on, and the claim."""
+class SizePoint:
+    """One member-set size under one budget: the loss attack on each seed's target."""
 
-    points: list[FactorPoint]
-    effect: Difference
-    axis: str  # the factor, which indexes the table
-    claim: str
-    statement: str
-    compared: str  # what the effect subtracts, e.g. "AUC(50 members) - AUC(200 members)"
+    members: int
+    budget: str
+    iterations: int
+    epochs: float  # passes over the member set
+    studies: list[studies.LossAttackStudy]
+    seeds: list[int]
+
+    def arm(self) -> metrics.Arm:
+        return arm_of(self.studies)
+
+    def estimate(self, statistic="auc") -> metrics.Estimate:
+        return metrics.estimate(self.arm(), statistic)
+
+
+@dataclass
+class SizeStudy:
+    points: list[SizePoint]
+    reference: int  # the chapter target's member count
+
+    def point(self, budget: str, n: int) -> SizePoint:
+        return next(p for p in self.points if p.budget == budget and p.members == n)
+
+    def sizes(self) -> list[int]:
+        return sorted({p.members for p in self.points})
+
+    def effect(self, budget: str) -> metrics.Estimate:
+        """AUC(smallest set) - AUC(largest set) under ``budget`` (different images: unpaired)."""
+        small, large = self.point(budget, self.sizes()[0]), self.point(budget, self.sizes()[-1])
+        return metrics.estimate_difference(small.arm(), large.arm(), paired=False)
 
     def table(self):
         import pandas as pd
 
-        return tidy(pd.DataFrame({p.value: p.row() for p in self.points}).T.rename_axis(self.axis))
+        rows = []
+        for p in self.points:
+            auc, tpr = p.estimate(), p.estimate(0.01)
+            rows.append({"budget": p.budget, "members": p.members, "iterations": p.iterations,
+                         "epochs": p.epochs,
+                         **{f"AUC seed {s}": v for s, v in zip(p.seeds, auc.per_seed)},
+                         "AUC (mean over seeds)": auc.value, "AUC low": auc.low, "AUC high": auc.high,
+                         "TPR@1%FPR": tpr.value, "TPR@1%FPR interval": tpr.interval(),
+                         "test members": auc.n_members, "test nonmembers": auc.n_nonmembers})
+        return tidy(pd.DataFrame(rows).set_index(["budget", "members"]))
 
-    def verdict(self) -> Verdict:
-        return Verdict(self.claim, self.statement, self.effect.excludes_zero_above,
-                       f"{self.compared} = {self.effect.text()}")
+    def verdicts(self, figure: str = "notebooks/04_factors#c3") -> list[claims.Verdict]:
+        small, large = self.sizes()[0], self.sizes()[-1]
+        return [claims.Verdict(f"C3 ({budget})", f"smaller training sets leak more ({budget} with the "
+                               f"{self.reference}-member target)",
+                               (claims.greater(f"AUC({small} members) - AUC({large} members)", self.effect(budget)),),
+                               figure) for budget in BUDGETS]
 
 
-def size_study(settings: Settings, progress_bar: bool = True) -> FactorStudy:
-    """Train (or load) one target per member-set size and attack each on the factor step grid."""
+def size_study(settings: Settings, progress_bar: bool = True) -> SizeStudy:
+    """Train (or load) one target per member-set size, budget and seed, and attack each on the
+    factor step grid."""
     f = settings.factors
     points = []
-    for n, s in sorted(size_settings(settings).items()):
-        run, iteration = _size_target(settings, s, progress_bar)
-        study = studies.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps,
-                                          n_noise=f.factor_noise, iteration=iteration)
-        points.append(FactorPoint(n, study, {
-            "iterations": s.target.iterations, "epochs": s.target.iterations * s.target.batch_size / n,
-            "model": f"the chapter's target at iteration {iteration}" if iteration else "trained for this study"}))
-    small, large = points[0], points[-1]
-    return FactorStudy(points, difference(_chosen(small.study), _chosen(large.study), paired=False), "members",
-                       "C3", "smaller training sets leak more (same family, same budget in epochs)",
-                       f"AUC({small.value} members) - AUC({large.value} members)")
+    for n, budgets in sorted(size_plan(settings).items()):
+        for budget in BUDGETS:
+            per_seed = []
+            for seed in seeds(settings):
+                run, iteration = _size_model(settings, n, budgets[budget], seed, progress_bar)
+                per_seed.append(studies.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps,
+                                                          n_noise=f.factor_noise, iteration=iteration))
+            epochs = budgets[budget] * settings.target.batch_size / n
+            points.append(SizePoint(n, budget, budgets[budget], epochs, per_seed, seeds(settings)))
+    return SizeStudy(points, settings.data.n_members)
 
 
 # ------------------------------------------------------------------- 3. training length (C4)
 
-def length_study(run: train.Run, progress_bar: bool = True) -> FactorStudy:
-    """Attack every kept snapshot of ``run`` on the factor step grid. The mean loss over the
-    grid's steps (evenly spread over the process, so close to the training objective) of members
-    and of nonmembers shows the generalisation gap growing with training."""
-    f = run.settings.factors
-    iterations = run.snapshot_iterations()
-    if len(iterations) < 2:
-        raise ValueError(f"{run.dir} kept no snapshots along the way (snapshot_every = 0 when it was trained); "
-                         "remove the folder and train with snapshot_every > 0")
-    points = []
-    for it in iterations:
-        study = studies.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps,
-                                          n_noise=f.factor_noise, iteration=it)
-        loss_members = -np.r_[study.scores["members_val"], study.scores["members_test"]].mean()
-        loss_nonmembers = -np.r_[study.scores["nonmembers_val"], study.scores["nonmembers_test"]].mean()
-        points.append(FactorPoint(it, study, {"loss members": loss_members, "loss nonmembers": loss_nonmembers}))
-    first, last = points[0], points[-1]
-    return FactorStudy(points, difference(_chosen(last.study), _chosen(first.study), paired=True), "iteration",
-                       "C4", "longer training leaks more (the same run, attacked along the way)",
-                       f"AUC(iteration {last.value}) - AUC(iteration {first.value})")
+def ema_horizon(decay: float) -> int:
+    """The EMA's time constant 1 / (1 - decay) in iterations: the first snapshot the length
+    study compares is the first at or after it, where the (bias-corrected) average no longer
+    leans on the first few iterations."""
+    return math.ceil(1.0 / (1.0 - decay) - 1e-9) if decay > 0 else 1
+
+
+@dataclass
+class LengthStudy:
+    iterations: list[int]  # snapshots compared (each seed has them all)
+    studies: dict[int, list[studies.LossAttackStudy]]  # iteration -> one study per seed
+    seeds: list[int]
+    horizon: int
+    losses: dict[int, tuple[float, float]]  # iteration -> mean loss of members, of nonmembers
+
+    def arm(self, iteration: int) -> metrics.Arm:
+        return arm_of(self.studies[iteration])
+
+    def effect(self) -> metrics.Estimate:
+        """AUC(last) - AUC(first compared snapshot): same images and same seeds (paired)."""
+        return metrics.estimate_difference(self.arm(self.iterations[-1]), self.arm(self.iterations[0]), paired=True)
+
+    def table(self):
+        import pandas as pd
+
+        rows = {}
+        for it in self.iterations:
+            auc = metrics.estimate(self.arm(it))
+            rows[it] = {**{f"AUC seed {s}": v for s, v in zip(self.seeds, auc.per_seed)},
+                        "AUC": auc.value, "AUC low": auc.low, "AUC high": auc.high,
+                        "TPR@1%FPR": metrics.estimate(self.arm(it), 0.01).value,
+                        "loss members": self.losses[it][0], "loss nonmembers": self.losses[it][1]}
+        return tidy(pd.DataFrame(rows).T.rename_axis("iteration"))
+
+    def verdict(self, figure: str = "notebooks/04_factors#c4") -> claims.Verdict:
+        first, last = self.iterations[0], self.iterations[-1]
+        return claims.Verdict("C4", "longer training leaks more (the same runs, attacked along the way)",
+                              (claims.greater(f"AUC(iteration {last}) - AUC(iteration {first})", self.effect()),),
+                              figure)
+
+
+def length_study(settings: Settings, progress_bar: bool = True) -> LengthStudy:
+    """Attack the kept EMA snapshots of the chapter's target, for every training seed, on the
+    factor step grid, from the first snapshot at or after the EMA horizon to the end. The mean
+    loss over the grid's steps (spread over the whole process, so close to the training
+    objective) of members and of nonmembers shows the generalisation gap growing."""
+    f, t = settings.factors, settings.target
+    runs = [train.ensure(with_seed(settings, s), progress_bar) for s in seeds(settings)]
+    horizon = ema_horizon(t.ema_decay)
+    common = sorted(set.intersection(*(set(r.snapshot_iterations()) for r in runs)))
+    compared = [it for it in common if it >= horizon]
+    if len(compared) < 2:
+        raise ValueError(f"the length study needs two EMA snapshots at or after iteration {horizon} (the EMA "
+                         f"horizon) in every seed's run, found {compared} (snapshot_every = {t.snapshot_every}); "
+                         "train with a smaller snapshot_every (remove the run folders to retrain)")
+    by_iteration, losses = {}, {}
+    for it in compared:
+        by_iteration[it] = [studies.loss_attack_study(r, progress_bar=progress_bar, n_steps=f.factor_steps,
+                                                      n_noise=f.factor_noise, iteration=it) for r in runs]
+        losses[it] = tuple(float(-np.mean([np.r_[st.scores[f"{who}_val"], st.scores[f"{who}_test"]].mean()
+                                           for st in by_iteration[it]])) for who in ("members", "nonmembers"))
+    return LengthStudy(compared, by_iteration, seeds(settings), horizon, losses)
 
 
 # ------------------------------------------------------- 4. noise draws and step aggregation (ours)
@@ -279,13 +298,14 @@ def noise_study(run: train.Run, chapter_study: studies.LossAttackStudy, progress
     lo = int(np.clip(j - width // 2, 0, max(0, len(chapter_study.steps) - width)))
     steps = chapter_study.steps[lo: lo + width]
     center = j - lo
-    key = stable_hash({"attack": "loss-raw", "steps": steps.tolist(), "draws": max(draws), "seed": a.attack_seed})
+    key = stable_hash({"attack": "loss-raw", "steps": steps.tolist(), "draws": max(draws), "seed": a.attack_seed,
+                       "draws_format": seeding.FORMAT})
     path = run.dir / f"loss-raw-{key}.safetensors"
     if path.exists():
         raw = read_arrays(path)
     else:
         raw = {part: attacks.losses(run.model, run.family, run.images(getattr(run.split, part)), steps, max(draws),
-                                    a.attack_seed, a.attack_batch, progress_bar)
+                                    a.attack_seed, a.attack_batch, progress_bar, ids=getattr(run.split, part))
                for part in ("members_test", "nonmembers_test")}
         write_arrays(path, raw)
     rows = {}
@@ -294,13 +314,12 @@ def noise_study(run: train.Run, chapter_study: studies.LossAttackStudy, progress
                           (f"mean over {len(steps)} steps", slice(0, len(steps)))):
             m = attacks.member_score_from_loss(raw["members_test"][:, sl, :k].mean(axis=(1, 2)))
             n = attacks.member_score_from_loss(raw["nonmembers_test"][:, sl, :k].mean(axis=(1, 2)))
-            result = metrics.evaluate_split(m, n)
-            lo_, hi_ = metrics.bootstrap_auc(np.r_[m, n], np.r_[np.ones(len(m), bool), np.zeros(len(n), bool)], N_BOOT)
+            auc, tpr = metrics.estimate_split(m, n), metrics.estimate_split(m, n, statistic=0.01)
             n_steps = sl.stop - sl.start
             rows[f"{label}, {k} draw{'s' if k > 1 else ''}"] = {
-                "steps": n_steps, "draws per step": k, "queries per image": n_steps * k, "AUC": result.auc,
-                "AUC low": lo_, "AUC high": hi_, "TPR@1%FPR": result.tpr_at_fpr[0.01],
-                "TPR@10%FPR": result.tpr_at_fpr[0.1]}
+                "steps": n_steps, "draws per step": k, "queries per image": n_steps * k, "AUC": auc.value,
+                "AUC low": auc.low, "AUC high": auc.high, "TPR@1%FPR": tpr.value,
+                "TPR@1%FPR low": tpr.low, "TPR@1%FPR high": tpr.high}
     return NoiseStudy(steps, center, rows)
 
 
@@ -327,8 +346,8 @@ def likelihood_settings_study(run: train.Run, progress_bar: bool = True) -> Like
         lik = dataclasses.replace(c, lik_rtol=tol, lik_atol=tol, lik_probes=k, lik_max_images=f.factor_lik_images)
         st = studies.likelihood_study(run, progress_bar, config=lik)
         rows[f"tolerance {tol:g}, {k} probe{'s' if k > 1 else ''}"] = {
-            "tolerance": tol, "probes": k, "AUC": st.result.auc, "AUC low": st.auc_interval[0],
-            "AUC high": st.auc_interval[1], "TPR@10%FPR": st.result.tpr_at_fpr[0.1],
+            "tolerance": tol, "probes": k, "AUC": st.estimate.value, "AUC low": st.estimate.low,
+            "AUC high": st.estimate.high, "TPR@10%FPR": st.result.tpr_at_fpr[0.1],
             "seconds per image": st.seconds_per_image,
             "ODE evaluations per image": st.nfe_per_image,
             "test members": len(st.logp_members), "test nonmembers": len(st.logp_nonmembers)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,37 @@ def n_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def bias_corrected_ema_fn(decay: float):
+    """The multi-tensor update of a bias-corrected exponential moving average.
+
+    After n updates with weights w_1..w_n the average is
+    sum_k (1 - d) d^(n-k) w_k / (1 - d^n): the weights sum to one and the starting point (the
+    initial, untrained network) carries none. A plain EMA started at w_1 keeps d^(n-1) of it
+    (37% after 200 updates at d = 0.995), so an early snapshot would be part untrained network
+    and "longer training leaks more" would hold by construction. In recursive form the n-th
+    update moves the average towards w_n by 1 - beta_n, beta_n = d (1 - d^(n-1)) / (1 - d^n).
+    """
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"EMA decay must lie in [0, 1), not {decay}")
+
+    @torch.no_grad()
+    def update(ema_params, params, n_averaged) -> None:
+        n = int(n_averaged) + 1  # this is the n-th update (the first one copies w_1)
+        beta = decay * (1.0 - decay ** (n - 1)) / (1.0 - decay ** n)
+        floating = [(e, p) for e, p in zip(ema_params, params) if torch.is_floating_point(e)]
+        if floating:
+            torch._foreach_lerp_([e for e, _ in floating], [p for _, p in floating], 1.0 - beta)
+        for e, p in zip(ema_params, params):
+            if not torch.is_floating_point(e):
+                e.copy_(p)
+
+    return update
+
+
 def ema(model: torch.nn.Module, decay: float) -> AveragedModel:
-    """Exponential moving average of ``model``'s weights (torch's AveragedModel); ``.module`` is the averaged copy."""
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    """Bias-corrected exponential moving average of ``model``'s weights (torch's AveragedModel
+    with ``bias_corrected_ema_fn``); ``.module`` is the averaged copy."""
+    return AveragedModel(model, multi_avg_fn=bias_corrected_ema_fn(decay), use_buffers=True)
 
 
 def pick_device(name: str = "auto") -> torch.device:

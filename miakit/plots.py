@@ -155,34 +155,65 @@ def auc_against_cost(table, cost: str, title: str, xscale: str = "log", tpr: str
     return fig
 
 
+def _seed_values(cell) -> list[float]:
+    """Per-seed values stored in a table cell as space-separated numbers."""
+    return [float(v) for v in str(cell).split()] if isinstance(cell, str) and cell.strip() else []
+
+
 def privacy_tradeoff(table, fd_floor: float | None = None):
-    """Attack AUC (with intervals) and sample quality against epsilon, one line per family;
-    the non-private target (epsilon = inf) sits at the right end, marked "none"."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    finite = [e for e in table.index.get_level_values("epsilon") if np.isfinite(e)]
-    inf_at = max(finite) * 10 if finite else 1.0
-    for i, family in enumerate(dict.fromkeys(table.index.get_level_values("family"))):
-        part = table.xs(family, level="family").sort_index()
-        x = np.where(np.isfinite(part.index.to_numpy(dtype=float)), part.index.to_numpy(dtype=float), inf_at)
-        for attack, style in (("loss", "-"), ("likelihood", "--")):
+    """Per family, one position per matched arm (non-private, clipping only, then epsilon from
+    large to small): attack AUC with its 95% interval over images and seeds, each seed a dot;
+    and the feature Frechet distance of the samples, each seed a dot (lower is better)."""
+    families = list(dict.fromkeys(table.index.get_level_values("family")))
+    fig, axes = plt.subplots(len(families), 2, figsize=(11, 4 * len(families)), squeeze=False)
+    for (left, right), family in zip(axes, families):
+        part = table.xs(family, level="family")
+        x = np.arange(len(part))
+        for k, (attack, shift) in enumerate((("loss", -0.08), ("likelihood", 0.08))):
             auc = part[f"{attack} AUC"].to_numpy(dtype=float)
             lo, hi = part[f"{attack} AUC low"].to_numpy(dtype=float), part[f"{attack} AUC high"].to_numpy(dtype=float)
-            left.errorbar(x, auc, yerr=[auc - lo, hi - auc], ls=style, marker="o", capsize=3, color=f"C{i}",
-                          label=f"{family} {attack} attack")
-        right.plot(x, part["feature FD"].to_numpy(dtype=float), marker="o", color=f"C{i}", label=family)
-    for ax in (left, right):
-        ax.set_xscale("log")
-        ticks = sorted(set(finite)) + [inf_at]
-        ax.set_xticks(ticks, [f"{t:g}" for t in sorted(set(finite))] + ["none"])
-        ax.set_xlabel("epsilon (DP-SGD), none = not private")
-    left.axhline(0.5, color="k", ls=":", lw=0.8)
-    left.set(ylabel="AUC (test, 95% interval)", title="Attacks against the privacy budget")
-    if fd_floor is not None and np.isfinite(fd_floor):
-        right.axhline(fd_floor, color="k", ls=":", lw=0.8, label="real vs real")
-    right.set(ylabel="Frechet distance (classifier features)", title="Sample quality (lower is better)",
-              yscale="log")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
+            left.errorbar(x + shift, auc, yerr=[auc - lo, hi - auc], fmt="o", capsize=3, color=f"C{k}",
+                          label=f"{attack} attack (mean over seeds, 95% interval)")
+            for xi, cell in zip(x, part[f"{attack} AUC per seed"]):
+                seeds = _seed_values(cell)
+                left.plot([xi + shift + 0.04] * len(seeds), seeds, ".", color=f"C{k}", alpha=0.5)
+        for xi, cell in zip(x, part["feature FD per seed"]):
+            seeds = _seed_values(cell)
+            right.plot([xi] * len(seeds), seeds, ".", color="C2", alpha=0.6)
+        right.plot(x, part["feature FD"].to_numpy(dtype=float), "o-", color="C2", label="feature FD (mean over seeds)")
+        left.axhline(0.5, color="k", ls=":", lw=0.8)
+        left.axhspan(0.4, 0.6, color="k", alpha=0.05, label="at chance (0.5 +/- 0.1)")
+        if fd_floor is not None and np.isfinite(fd_floor):
+            right.axhline(fd_floor, color="k", ls=":", lw=0.8, label="real vs real")
+        for ax in (left, right):
+            ax.set_xticks(x, list(part.index), rotation=20, ha="right", fontsize=8)
+        left.set(ylabel="AUC (test)", title=f"{family}: attacks against DP-SGD")
+        right.set(ylabel="Frechet distance (classifier features)", yscale="log",
+                  title=f"{family}: sample quality (lower is better)")
+        left.legend(fontsize=7)
+        right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def size_study(table):
+    """Test AUC against member-set size, one line per budget (equal epochs, equal iterations):
+    mean over seeds with its 95% interval (images and seeds), each seed a dot."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for k, budget in enumerate(dict.fromkeys(table.index.get_level_values("budget"))):
+        part = table.xs(budget, level="budget").sort_index()
+        x = part.index.to_numpy(dtype=float) * (1 + 0.03 * (2 * k - 1))
+        auc = part["AUC (mean over seeds)"].to_numpy(dtype=float)
+        lo, hi = part["AUC low"].to_numpy(dtype=float), part["AUC high"].to_numpy(dtype=float)
+        ax.errorbar(x, auc, yerr=[auc - lo, hi - auc], fmt="o-", capsize=3, color=f"C{k}", label=budget)
+        for column in (c for c in part.columns if c.startswith("AUC seed")):
+            ax.plot(x, part[column].to_numpy(dtype=float), ".", color=f"C{k}", alpha=0.5)
+    ax.axhline(0.5, color="k", ls="--", lw=0.8)
+    ax.set(xscale="log", xlabel="members in the training set", ylabel="AUC (test)",
+           title="Loss attack against training-set size (dots: seeds)")
+    ax.set_xticks(sorted(set(table.index.get_level_values("members"))),
+                  [str(v) for v in sorted(set(table.index.get_level_values("members")))])
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -19,6 +19,19 @@ from __future__ import annotations
 import torch
 
 
+# opacus scales its noise by the clipping norm (noise_multiplier * max_grad_norm), so "no clipping"
+# is a finite bound that no per-example gradient norm reaches (an infinite one would make 0 * inf)
+NO_CLIPPING = 1e12
+# the PRV accountant is the tighter one, but its calibration stalls (minutes) at very large
+# epsilon; above this budget the RDP accountant calibrates the noise instead
+PRV_UP_TO = 200.0
+
+
+def accountant(epsilon: float) -> str:
+    """The opacus accountant that calibrates the noise for ``epsilon``."""
+    return "prv" if epsilon <= PRV_UP_TO else "rdp"
+
+
 def contiguous_conv_inputs(model: torch.nn.Module) -> list:
     """Make every Conv2d of ``model`` see a contiguous input; returns the hook handles."""
 
@@ -114,11 +127,15 @@ def train_private(settings, folder, family, model: torch.nn.Module, members: tor
     """Train ``model`` on ``members`` with DP-SGD (opacus) and write the run like ``train`` does.
 
     Poisson sampling at rate 1 / ceil(N / batch_size), per-example clipping at
-    ``dp_max_grad_norm``, Gaussian noise calibrated by opacus' accountant (PRV) so that the whole
+    ``dp_max_grad_norm``, Gaussian noise calibrated by opacus' accountant so that the whole
     run, rounded up to whole epochs, spends ``dp_epsilon`` at ``dp_delta``. Each example's loss
     averages ``dp_multiplicity`` (t, noise) draws before clipping. The epsilon the accountant
-    reports at the end is recorded in the run's history. An interrupted private run restarts
-    from scratch (its sampler and accountant state are not checkpointed).
+    reports at the end is recorded in the run's history.
+
+    The same loop trains the matched baselines of the privacy study: ``dp_epsilon = inf`` adds
+    no noise (clipping only), and ``dp_max_grad_norm = inf`` as well clips nothing (the
+    non-private baseline with the same sampling, batch size, K and steps). An interrupted run of
+    this loop restarts from scratch (its sampler and accountant state are not checkpointed).
     """
     import math
     import time
@@ -142,10 +159,15 @@ def train_private(settings, folder, family, model: torch.nn.Module, members: tor
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
     loader = DataLoader(TensorDataset(members.cpu()), batch_size=t.batch_size, generator=gen)
     epochs = math.ceil(t.iterations / len(loader))
-    engine = PrivacyEngine(accountant="prv")
-    dp_model, optimizer, loader = engine.make_private_with_epsilon(
-        module=model, optimizer=optimizer, data_loader=loader, target_epsilon=t.dp_epsilon, target_delta=t.dp_delta,
-        epochs=epochs, max_grad_norm=t.dp_max_grad_norm, poisson_sampling=True, noise_generator=noise_gen)
+    engine = PrivacyEngine(accountant=accountant(t.dp_epsilon))
+    clip = t.dp_max_grad_norm if math.isfinite(t.dp_max_grad_norm) else NO_CLIPPING
+    common = dict(module=model, optimizer=optimizer, data_loader=loader, max_grad_norm=clip, poisson_sampling=True,
+                  noise_generator=noise_gen)
+    if math.isfinite(t.dp_epsilon):
+        dp_model, optimizer, loader = engine.make_private_with_epsilon(
+            target_epsilon=t.dp_epsilon, target_delta=t.dp_delta, epochs=epochs, **common)
+    else:  # a matched baseline: no noise
+        dp_model, optimizer, loader = engine.make_private(noise_multiplier=0.0, **common)
     model.train()
     losses: list[float] = []
     began = time.perf_counter()
@@ -186,7 +208,7 @@ def train_private(settings, folder, family, model: torch.nn.Module, members: tor
     finish(folder, settings, model, ema_model, losses, {
         "train_seconds_this_session": time.perf_counter() - began, "n_members": int(members.shape[0]),
         "device": str(device), "dp": {
-            "epsilon_spent": float(engine.get_epsilon(t.dp_delta)), "target_epsilon": t.dp_epsilon,
-            "delta": t.dp_delta, "noise_multiplier": float(optimizer.noise_multiplier),
+            "epsilon_spent": float(engine.get_epsilon(t.dp_delta)) if math.isfinite(t.dp_epsilon) else math.inf,
+            "target_epsilon": t.dp_epsilon, "delta": t.dp_delta, "noise_multiplier": float(optimizer.noise_multiplier),
             "max_grad_norm": t.dp_max_grad_norm, "sample_rate": 1 / len(loader), "epochs": epochs,
-            "steps": len(losses), "noise_multiplicity": t.dp_multiplicity, "accountant": "prv"}})
+            "steps": len(losses), "noise_multiplicity": t.dp_multiplicity, "accountant": accountant(t.dp_epsilon)}})

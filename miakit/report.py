@@ -26,6 +26,11 @@ def glue_many(values: dict, prefix: str = "") -> None:
         glue(prefix + name, value)
 
 
+def glue_estimate(name: str, estimate) -> None:
+    """Glue an estimate as ``name``, ``name_low`` and ``name_high`` (its 95% interval)."""
+    glue_many({name: estimate.value, f"{name}_low": estimate.low, f"{name}_high": estimate.high})
+
+
 def show_notes(notes: list[str], none: str = "Every measurement of this chapter was made.") -> None:
     """Print what a study could not measure, and why (or that nothing was skipped)."""
     print("\n".join(f"- {note}" for note in notes) if notes else none)
@@ -104,7 +109,8 @@ def target_summary(run: Run):
         "UNet preset": f"{s.target.model} ({h['n_parameters']:,} parameters)",
         "iterations x batch": f"{s.target.iterations} x {s.target.batch_size}",
         "epochs over the members": f"{s.target.iterations * s.target.batch_size / len(sp.members):.0f}",
-        "final training loss (mean of last 100)": f"{sum(h['loss'][-100:]) / len(h['loss'][-100:]):.4f}",
+        "final training loss (mean of last 100)": (f"{sum(h['loss'][-100:]) / len(h['loss'][-100:]):.4f}"
+                                                   if h["loss"] else "not trained"),
         "training time (s, last session)": f"{h['train_seconds_this_session']:.0f} on {h['device']}",
         "run folder": str(run.dir),
     }

@@ -7,20 +7,18 @@ the reported numbers are not tuned on the data they are measured on.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-import time
-
-from . import attacks, metrics
-from .likelihood import likelihood
+from . import attacks, claims, metrics, seeding
 from .config import stable_hash
+from .data import PARTS
 from .diffusion import Family
+from .likelihood import likelihood
 from .store import read_arrays, write_arrays
 from .train import Run
-
-PARTS = ("members_val", "nonmembers_val", "members_test", "nonmembers_test")
 # the steps (of 1000) at which the paper draws ROC curves
 PAPER_ROC_STEPS = (0, 200, 500, 600, 800, 999)
 
@@ -34,7 +32,7 @@ class LossAttackStudy:
     val: list[metrics.AttackResult]
     test: list[metrics.AttackResult]
     criterion: str = "auc"
-    _intervals: dict = dataclasses.field(default_factory=dict, repr=False)
+    _estimates: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def from_scores(cls, steps: np.ndarray, scores: dict[str, np.ndarray], criterion: str = "auc") -> "LossAttackStudy":
@@ -51,6 +49,13 @@ class LossAttackStudy:
         return int(np.nanargmax([_criterion(r, self.criterion) for r in self.val]))
 
     @property
+    def best_interior_index_val(self) -> int:
+        """Index of the step, other than the first and the last, with the best validation metric."""
+        if len(self.steps) < 3:
+            raise ValueError("an interior step needs at least 3 evaluated steps")
+        return 1 + int(np.nanargmax([_criterion(r, self.criterion) for r in self.val[1:-1]]))
+
+    @property
     def best_index_test(self) -> int:
         """Index of the step with the best test metric (optimistic: tuned on the reported data)."""
         return int(np.nanargmax([_criterion(r, self.criterion) for r in self.test]))
@@ -59,14 +64,30 @@ class LossAttackStudy:
         """Test members' and nonmembers' scores at step ``index`` (higher = member)."""
         return self.scores["members_test"][:, index], self.scores["nonmembers_test"][:, index]
 
-    def auc_interval(self, index: int, n_boot: int = 1000) -> tuple[float, float]:
-        """95% bootstrap interval of the test AUC at step ``index`` (computed once)."""
-        key = (index, n_boot)
-        if key not in self._intervals:
-            m, n = self.test_scores(index)
-            labels = np.r_[np.ones(len(m), bool), np.zeros(len(n), bool)]
-            self._intervals[key] = metrics.bootstrap_auc(np.r_[m, n], labels, n_boot)
-        return self._intervals[key]
+    def cross_fitted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Scores of every member and nonmember, each at a step chosen without it: the test part
+        at the step chosen on the validation part and the validation part at the step chosen on
+        the test part (cross-fitting). Returns (members, nonmembers, member groups, nonmember
+        groups); the groups (0 = test part, 1 = validation part) keep the halves apart, since
+        their scores come from different steps and are not comparable with each other."""
+        jv, jt = self.best_index_val, self.best_index_test
+        m = np.r_[self.scores["members_test"][:, jv], self.scores["members_val"][:, jt]]
+        n = np.r_[self.scores["nonmembers_test"][:, jv], self.scores["nonmembers_val"][:, jt]]
+        gm = np.r_[np.zeros(len(self.scores["members_test"]), int), np.ones(len(self.scores["members_val"]), int)]
+        gn = np.r_[np.zeros(len(self.scores["nonmembers_test"]), int), np.ones(len(self.scores["nonmembers_val"]), int)]
+        return m, n, gm, gn
+
+    def estimate(self, index: int, statistic="auc") -> metrics.Estimate:
+        """The test AUC (or TPR at a float FPR) at step ``index`` with its 95% bootstrap
+        interval (computed once)."""
+        key = (index, statistic)
+        if key not in self._estimates:
+            self._estimates[key] = metrics.estimate_split(*self.test_scores(index), statistic=statistic)
+        return self._estimates[key]
+
+    def chosen(self, statistic="auc") -> metrics.Estimate:
+        """``estimate`` at the step chosen on validation data."""
+        return self.estimate(self.best_index_val, statistic)
 
     def result_at(self, step: int) -> metrics.AttackResult:
         return self.test[int(np.argmin(np.abs(self.steps - step)))]
@@ -124,6 +145,7 @@ def loss_attack_study(run: Run, criterion: str = "auc", progress_bar: bool = Tru
     final = iteration is None or iteration == run.settings.target.iterations
     steps = run.family.attack_steps(n_steps)
     key = stable_hash({"attack": "loss", "steps": steps.tolist(), "n_noise": n_noise, "seed": a.attack_seed,
+                       "draws_format": seeding.FORMAT,
                        **({} if final else {"iteration": iteration})})
     path = run.dir / f"loss-scores-{key}.safetensors"
     if path.exists():
@@ -131,10 +153,17 @@ def loss_attack_study(run: Run, criterion: str = "auc", progress_bar: bool = Tru
     else:
         model = run.model if final else run.model_at(iteration)
         scores = {part: attacks.loss_scores(model, run.family, run.images(getattr(run.split, part)), steps,
-                                            n_noise, a.attack_seed, a.attack_batch, progress_bar)
+                                            n_noise, a.attack_seed, a.attack_batch, progress_bar,
+                                            ids=getattr(run.split, part))
                   for part in PARTS}
         write_arrays(path, scores)
     return LossAttackStudy.from_scores(steps, scores, criterion)
+
+
+def chosen_results(studies: dict[str, LossAttackStudy]) -> dict[str, metrics.AttackResult]:
+    """family -> test result of the loss attack at its validation-chosen step (for ROC overlays)."""
+    return {f"loss attack, {name} ({step_label(st.steps[st.best_index_val].item())})": st.test[st.best_index_val]
+            for name, st in studies.items()}
 
 
 def comparison_table(results: dict[str, metrics.AttackResult]):
@@ -166,6 +195,8 @@ class LikelihoodStudy:
     """Likelihood-attack scores (log p, higher = member) of test members and nonmembers."""
 
     family: str
+    member_indices: np.ndarray  # dataset indices of the scored members (a seeded random subset)
+    nonmember_indices: np.ndarray
     logp_members: np.ndarray
     logp_nonmembers: np.ndarray
     bpd_members: np.ndarray
@@ -173,16 +204,26 @@ class LikelihoodStudy:
     nfe_per_image: float
     seconds_per_image: float
     result: metrics.AttackResult
-    auc_interval: tuple[float, float]
+    estimate: metrics.Estimate  # AUC with its 95% bootstrap interval
+    tpr_estimate: metrics.Estimate  # TPR at 1% FPR with its interval (NaN when unresolvable)
+
+    @property
+    def auc_interval(self) -> tuple[float, float]:
+        return self.estimate.low, self.estimate.high
 
 
 def likelihood_study(run: Run, progress_bar: bool = True, config=None) -> LikelihoodStudy:
-    """Run (or load) the likelihood attack on the test parts of the split, capped at
-    ``lik_max_images`` images per part; ``config`` (a LikelihoodConfig) overrides the run's."""
+    """Run (or load) the likelihood attack: at most ``lik_max_images`` members and at most as
+    many nonmembers, each a seeded random subset (``Split.subset``) of the validation and test
+    parts together. The attack chooses nothing on data (its solver settings are fixed
+    beforehand), so it needs no validation part and scores both. ``config`` (a
+    LikelihoodConfig) overrides the run's."""
     c, a = config or run.settings.likelihood, run.settings.attack
-    members = run.split.members_test[: c.lik_max_images]
-    nonmembers = run.split.nonmembers_test[: c.lik_max_images]
-    key = stable_hash({"attack": "likelihood", **dataclasses.asdict(c), "seed": a.attack_seed})
+    members = run.split.subset("members", c.lik_max_images)
+    nonmembers = run.split.subset("nonmembers", c.lik_max_images)
+    solver = {k: v for k, v in dataclasses.asdict(c).items() if k not in ("lik_max_images", "lik_batch")}
+    key = stable_hash({"attack": "likelihood", **solver, "seed": a.attack_seed, "draws_format": seeding.FORMAT,
+                       "images": stable_hash({"m": members.tolist(), "n": nonmembers.tolist()})})
     path = run.dir / f"likelihood-{key}.safetensors"
     if path.exists():
         stored = read_arrays(path)
@@ -191,18 +232,17 @@ def likelihood_study(run: Run, progress_bar: bool = True, config=None) -> Likeli
         parts = {}
         for part, idx in (("members", members), ("nonmembers", nonmembers)):
             r = likelihood(run.model, run.family, run.images(idx), c.lik_rtol, c.lik_atol, c.lik_method,
-                           a.attack_seed, c.lik_probes, batch_size=c.lik_batch, progress_bar=progress_bar)
+                           a.attack_seed, c.lik_probes, batch_size=c.lik_batch, progress_bar=progress_bar, ids=idx)
             parts.update({f"logp_{part}": r.logp, f"bpd_{part}": r.bpd, f"nfe_{part}": r.nfe})
         parts["seconds_per_image"] = np.array([(time.perf_counter() - began) / (len(members) + len(nonmembers))])
         write_arrays(path, parts)
         stored = parts
-    result = metrics.evaluate_split(stored["logp_members"], stored["logp_nonmembers"])
-    scores = np.r_[stored["logp_members"], stored["logp_nonmembers"]]
-    labels = np.r_[np.ones(len(stored["logp_members"]), bool), np.zeros(len(stored["logp_nonmembers"]), bool)]
+    m, n = stored["logp_members"], stored["logp_nonmembers"]
     return LikelihoodStudy(
-        run.family.name, stored["logp_members"], stored["logp_nonmembers"], stored["bpd_members"],
-        stored["bpd_nonmembers"], float(np.mean(np.r_[stored["nfe_members"], stored["nfe_nonmembers"]])),
-        float(stored["seconds_per_image"][0]), result, metrics.bootstrap_auc(scores, labels, n_boot=500))
+        run.family.name, members, nonmembers, m, n, stored["bpd_members"], stored["bpd_nonmembers"],
+        float(np.mean(np.r_[stored["nfe_members"], stored["nfe_nonmembers"]])),
+        float(stored["seconds_per_image"][0]), metrics.evaluate_split(m, n), metrics.estimate_split(m, n),
+        metrics.estimate_split(m, n, statistic=0.01))
 
 
 def likelihood_studies(runs: dict[str, Run], progress_bar: bool = True) -> dict[str, LikelihoodStudy]:
@@ -210,35 +250,65 @@ def likelihood_studies(runs: dict[str, Run], progress_bar: bool = True) -> dict[
 
 
 def likelihood_table(studies: dict[str, LikelihoodStudy]):
-    """Per family: metrics in both conventions, the AUC's bootstrap interval, bits/dim and cost."""
+    """Per family: metrics in both conventions, AUC and TPR@1%FPR intervals, bits/dim and cost."""
     import pandas as pd
 
     rows = {}
     for name, st in studies.items():
-        rows[name] = {**st.result.row(), "AUC 95% interval": f"[{st.auc_interval[0]:.3f}, {st.auc_interval[1]:.3f}]",
+        rows[name] = {**st.result.row(), "AUC 95% interval": st.estimate.interval(),
+                      "TPR@1%FPR 95% interval": st.tpr_estimate.interval(),
+                      "test members": len(st.logp_members), "test nonmembers": len(st.logp_nonmembers),
                       "bits/dim members": float(np.mean(st.bpd_members)),
                       "bits/dim nonmembers": float(np.mean(st.bpd_nonmembers)),
                       "ODE evaluations per image": st.nfe_per_image, "seconds per image": st.seconds_per_image}
     return pd.DataFrame(rows).T
 
 
-def chance_table(loss: dict[str, LossAttackStudy], lik: dict[str, LikelihoodStudy]):
-    """Claim C1: does each attack beat chance on each family? AUC on the test split with a 95%
-    bootstrap interval; an attack beats chance when the interval lies above 0.5."""
+def members_lower_bpd(studies: dict[str, LikelihoodStudy]) -> int:
+    """On how many families the test members' mean bits/dim lies below the nonmembers'."""
+    return int(sum(np.mean(st.bpd_members) < np.mean(st.bpd_nonmembers) for st in studies.values()))
+
+
+C1_STATEMENT = "the attack beats chance (AUC above 0.5) on this family"
+
+
+def c1_verdicts(loss: dict[str, LossAttackStudy], lik: dict[str, LikelihoodStudy],
+                figure: str = "notebooks/03_likelihood_attack#c1") -> list[claims.Verdict]:
+    """Claim C1 per family and attack: the test AUC (loss attack at the step chosen on
+    validation) beats chance by the rule ``claims.beats_chance``."""
+    out = []
+    for name in loss:
+        st = loss[name]
+        label = f"loss AUC ({step_label(st.steps[st.best_index_val].item())})"
+        out.append(claims.Verdict(f"C1 loss ({name})", C1_STATEMENT, (claims.beats_chance(label, st.chosen()),),
+                                  figure))
+    for name in lik:
+        out.append(claims.Verdict(f"C1 likelihood ({name})", C1_STATEMENT,
+                                  (claims.beats_chance("likelihood AUC", lik[name].estimate),), figure))
+    return out
+
+
+def attack_table(loss: dict[str, LossAttackStudy], lik: dict[str, LikelihoodStudy], blind=None):
+    """Every attack on every family (and the blind baseline, which sees no model): test AUC and
+    TPR at 1% FPR with 95% bootstrap intervals, and the images they rest on."""
     import pandas as pd
 
     rows = []
-    for name, study in loss.items():
-        s = study.summary()
-        lo, hi = study.auc_interval(study.best_index_val, n_boot=500)
-        rows.append({"family": name, "attack": f"loss ({step_label(s['best_step_val'])}, chosen on validation)",
-                     "AUC": s["result_val_chosen"].auc, "95% interval": f"[{lo:.3f}, {hi:.3f}]",
-                     "beats chance": bool(lo > 0.5)})
+
+    def add(family, attack, auc: metrics.Estimate, tpr: metrics.Estimate):
+        rows.append({"family": family, "attack": attack, "AUC": auc.value, "AUC 95% interval": auc.interval(),
+                     "TPR@1%FPR": tpr.value, "TPR@1%FPR 95% interval": tpr.interval(),
+                     "test members": auc.n_members, "test nonmembers": auc.n_nonmembers})
+
+    for name, st in loss.items():
+        add(name, f"loss ({step_label(st.steps[st.best_index_val].item())}, chosen on validation)", st.chosen(),
+            st.chosen(0.01))
     for name, st in lik.items():
-        rows.append({"family": name, "attack": "likelihood", "AUC": st.result.auc,
-                     "95% interval": f"[{st.auc_interval[0]:.3f}, {st.auc_interval[1]:.3f}]",
-                     "beats chance": bool(st.auc_interval[0] > 0.5)})
-    return pd.DataFrame(rows).set_index(["family", "attack"]).sort_index()
+        add(name, "likelihood", st.estimate, st.tpr_estimate)
+    if blind is not None:
+        for attack, (m, n) in blind.scores.items():
+            add("(no model)", f"blind: {attack}", metrics.estimate_split(m, n), metrics.estimate_split(m, n, statistic=0.01))
+    return pd.DataFrame(rows).set_index(["family", "attack"]).infer_objects().round(4)
 
 
 def at_paper_steps_by_family(studies: dict[str, LossAttackStudy], runs: dict[str, Run]) -> dict:

@@ -1,75 +1,111 @@
-"""The privacy-utility trade-off: targets trained with DP-SGD at several epsilon, attacked and
-scored for sample quality, and claim C5 computed.
+"""The privacy-utility trade-off: matched arms trained by one DP-SGD loop, attacked and scored
+for sample quality, and claim C5 computed.
 
-Every target of the study shares the data, split, model and training budget; only epsilon
-changes (inf = ordinary training with the same budget). The loss attack runs on the factor step
-grid with the step chosen on validation; the likelihood attack on the first ``dp_lik_images``
-test members and nonmembers; sample quality is the Frechet distance of ``utility_samples``
-generated images to the test nonmembers in a small classifier's feature space
+Every arm of a family shares the data, split, model, training code (opacus: Poisson sampling
+at the same expected batch size, the same K noise draws per example, the same number of steps)
+and training seeds; arms differ only in what DP-SGD does to the gradients:
+
+- ``non-private``: no clipping, no noise (the same loop, so the comparison is not confounded
+  by sampling, batch size, K or steps);
+- ``clipping only``: per-example clipping at ``dp_max_grad_norm``, no noise (separates the
+  effect of clipping from that of noise);
+- ``epsilon = e``: clipping and Gaussian noise calibrated to (e, ``dp_delta``).
+
+Each arm is trained ``n_seeds`` times. The loss attack runs on the factor step grid with the
+step chosen on validation; the likelihood attack on a seeded random subset of ``dp_lik_images``
+test members and nonmembers (``Split.subset``); sample quality is the Frechet distance of
+``utility_samples`` generated images to the test nonmembers in a small classifier's features
 (``miakit.utility``, not Inception FID).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from . import studies, train, utility
+from . import claims, metrics, studies, train, utility
 from .config import Settings
-from .factors import N_BOOT, Verdict, tidy
+from .factors import arm_of, seeds, tidy
 
-N_BOOT_FD = 200
+N_BOOT_FD = 200  # resamples of the Frechet-distance difference (each needs a matrix square root)
 
 
-def target_settings(settings: Settings, family: str, epsilon: float) -> Settings:
-    """The chapter's target for ``family`` at ``epsilon`` (inf = not private)."""
+@dataclass(frozen=True)
+class ArmSpec:
+    label: str
+    epsilon: float  # inf = no noise
+    clip: float  # inf = no clipping
+
+
+def arm_specs(settings: Settings) -> list[ArmSpec]:
+    """The matched arms, from the least private to the most."""
+    clip = settings.target.dp_max_grad_norm
+    return ([ArmSpec("non-private", math.inf, math.inf), ArmSpec("clipping only", math.inf, clip)]
+            + [ArmSpec(f"epsilon = {e:g}", e, clip) for e in sorted(settings.privacy_study.epsilons(), reverse=True)])
+
+
+def target_settings(settings: Settings, family: str, arm: ArmSpec, seed: int) -> Settings:
+    """The chapter's target for ``family`` in ``arm``, trained with ``seed``."""
     p = settings.privacy_study
     data = dataclasses.replace(settings.data, n_members=p.dp_members)
     target = dataclasses.replace(settings.target, family=family, iterations=p.dp_iterations,
-                                 batch_size=p.dp_batch_size, dp_epsilon=epsilon)
+                                 batch_size=p.dp_batch_size, trainer="dp-sgd", dp_epsilon=arm.epsilon,
+                                 dp_max_grad_norm=arm.clip, train_seed=seed)
     return dataclasses.replace(settings, data=data, target=target)
 
 
 @dataclass
-class PrivateTarget:
-    """One target of the trade-off: its attacks and its sample quality."""
+class ArmResult:
+    """One arm of one family: per training seed, its run, attacks and samples."""
 
     family: str
-    epsilon: float
-    run: train.Run
-    loss: studies.LossAttackStudy
-    likelihood: studies.LikelihoodStudy
-    samples: torch.Tensor
-    fd: float  # NaN where the dataset has no labels for the feature classifier
-    fd_features: np.ndarray | None = field(repr=False)
-    inception: float | None = None
+    spec: ArmSpec
+    seeds: list[int]
+    runs: list[train.Run]
+    loss: list[studies.LossAttackStudy]
+    likelihood: list[studies.LikelihoodStudy]
+    samples: list[torch.Tensor]
+    features: list[np.ndarray] | None = field(default=None, repr=False)  # classifier features of the samples
+    fd: list[float] = field(default_factory=list)  # per seed; NaN without a feature classifier
+    inception: list[float | None] = field(default_factory=list)
 
     @property
-    def loss_auc_interval(self) -> tuple[float, float]:
-        return self.loss.auc_interval(self.loss.best_index_val, N_BOOT)
+    def label(self) -> str:
+        return self.spec.label
+
+    def loss_arm(self) -> metrics.Arm:
+        return arm_of(self.loss)
+
+    def likelihood_arm(self) -> metrics.Arm:
+        return metrics.Arm.of((st.logp_members, st.logp_nonmembers) for st in self.likelihood)
 
     def row(self) -> dict:
-        j = self.loss.best_index_val
-        dp = self.run.history.get("dp", {})
-        lo, hi = self.loss_auc_interval
-        return {"family": self.family, "epsilon": self.epsilon,
-                "epsilon spent (accountant)": dp.get("epsilon_spent", math.inf),
-                "noise multiplier": dp.get("noise_multiplier", 0.0),
-                "loss AUC": self.loss.test[j].auc, "loss AUC low": lo, "loss AUC high": hi,
-                "loss TPR@1%FPR": self.loss.test[j].tpr_at_fpr[0.01],
-                "likelihood AUC": self.likelihood.result.auc, "likelihood AUC low": self.likelihood.auc_interval[0],
-                "likelihood AUC high": self.likelihood.auc_interval[1],
-                "likelihood TPR@1%FPR": self.likelihood.result.tpr_at_fpr[0.01],
-                "feature FD": self.fd, "Inception FID": math.nan if self.inception is None else self.inception,
-                "training seconds": self.run.history.get("train_seconds_this_session")}
+        dp = [r.history.get("dp", {}) for r in self.runs]
+        loss, lik = metrics.estimate(self.loss_arm()), metrics.estimate(self.likelihood_arm())
+        loss_tpr = metrics.estimate(self.loss_arm(), 0.01)
+        return {"family": self.family, "arm": self.label, "epsilon": self.spec.epsilon,
+                "epsilon spent (accountant)": float(np.mean([d.get("epsilon_spent", math.inf) for d in dp])),
+                "noise multiplier": float(np.mean([d.get("noise_multiplier", 0.0) for d in dp])),
+                "clipping norm": self.spec.clip, "seeds": len(self.seeds),
+                "loss AUC": loss.value, "loss AUC low": loss.low, "loss AUC high": loss.high,
+                "loss AUC per seed": " ".join(f"{v:.3f}" for v in loss.per_seed),
+                "loss TPR@1%FPR": loss_tpr.value, "loss TPR@1%FPR interval": loss_tpr.interval(),
+                "likelihood AUC": lik.value, "likelihood AUC low": lik.low, "likelihood AUC high": lik.high,
+                "likelihood AUC per seed": " ".join(f"{v:.3f}" for v in lik.per_seed),
+                "feature FD": float(np.mean(self.fd)) if self.fd else math.nan,
+                "feature FD per seed": " ".join(f"{v:.1f}" for v in self.fd),
+                "Inception FID": (float(np.mean(self.inception)) if self.inception and None not in self.inception
+                                  else math.nan),
+                "training seconds": float(sum(r.history.get("train_seconds_this_session", 0.0) for r in self.runs))}
 
 
 @dataclass
 class TradeoffStudy:
-    targets: list[PrivateTarget]
+    arms: list[ArmResult]
     fd_floor: float  # between two halves of the real nonmembers: what a perfect generator reaches
     classifier_accuracy: float
     reference_features: np.ndarray | None = field(repr=False)
@@ -78,85 +114,132 @@ class TradeoffStudy:
     def table(self):
         import pandas as pd
 
-        return tidy(pd.DataFrame([t.row() for t in self.targets]).set_index(["family", "epsilon"]))
+        return tidy(pd.DataFrame([a.row() for a in self.arms]).set_index(["family", "arm"]))
 
-    def sample_grids(self, n: int = 16) -> dict[str, torch.Tensor]:
-        """The first ``n`` samples of every target, labelled by family and epsilon."""
-        return {f"{t.family}, " + ("not private" if math.isinf(t.epsilon) else f"eps = {t.epsilon:g}"): t.samples[:n]
-                for t in self.targets}
+    def families(self) -> list[str]:
+        return list(dict.fromkeys(a.family for a in self.arms))
 
-    def verdicts(self) -> list[Verdict]:
-        """C5 per family: at the smallest epsilon both attacks are near chance while the
-        non-private target leaks clearly; and the smallest epsilon's samples are worse."""
+    def arm(self, family: str, label: str) -> ArmResult:
+        return next(a for a in self.arms if a.family == family and a.label == label)
+
+    def most_private(self, family: str) -> ArmResult:
+        return min((a for a in self.arms if a.family == family), key=lambda a: a.spec.epsilon)
+
+    def sample_grids(self, n: int = 16, seed_index: int = 0) -> dict[str, torch.Tensor]:
+        """The first ``n`` samples of every arm (from its first training seed)."""
+        return {f"{a.family}, {a.label}": a.samples[seed_index][:n] for a in self.arms}
+
+    def fd_difference(self, family: str, label: str, than: str = "non-private") -> metrics.Estimate:
+        """Feature FD of arm ``label`` minus that of arm ``than`` (> 0: worse samples)."""
+        a, b = self.arm(family, label), self.arm(family, than)
+        return fd_difference(a.features, b.features, self.reference_features)
+
+    def verdicts(self, figure: str = "notebooks/05_differential_privacy#c5") -> list[claims.Verdict]:
+        """C5 per family. Attacks: the non-private arm leaks (beats chance), the most private
+        arm is at chance for both attacks, and both attacks lose AUC from the non-private arm
+        to it. Utility: the most private arm's samples are worse (higher feature FD)."""
         out = []
-        for name in dict.fromkeys(t.family for t in self.targets):
-            mine = sorted((t for t in self.targets if t.family == name), key=lambda t: t.epsilon)
-            private, open_ = mine[0], mine[-1]
-            if not (math.isinf(open_.epsilon) and math.isfinite(private.epsilon)):
-                raise ValueError("the trade-off needs epsilon = inf and at least one finite epsilon per family")
-            leaks = open_.loss_auc_interval[0] > 0.5
-            near = _contains_half(private.loss_auc_interval) and _contains_half(private.likelihood.auc_interval)
-            out.append(Verdict(
-                f"C5 attacks ({name})", f"DP-SGD at epsilon = {private.epsilon:g} brings both attacks to chance, where "
-                "the non-private target leaks clearly", leaks and near,
-                f"non-private loss AUC {open_.loss.test[open_.loss.best_index_val].auc:.3f} "
-                f"[{open_.loss_auc_interval[0]:.3f}, {open_.loss_auc_interval[1]:.3f}]; at epsilon {private.epsilon:g}: "
-                f"loss AUC [{private.loss_auc_interval[0]:.3f}, {private.loss_auc_interval[1]:.3f}], likelihood AUC "
-                f"[{private.likelihood.auc_interval[0]:.3f}, {private.likelihood.auc_interval[1]:.3f}]"))
-            statement = (f"the epsilon = {private.epsilon:g} target's samples are worse than the non-private one's "
-                         "(higher feature Frechet distance)")
+        for name in self.families():
+            open_, private = self.arm(name, "non-private"), self.most_private(name)
+            if math.isinf(private.spec.epsilon):
+                raise ValueError("the trade-off needs at least one finite epsilon per family")
+            eps = f"epsilon {private.spec.epsilon:g}"
+            checks = (
+                claims.beats_chance("non-private loss AUC", metrics.estimate(open_.loss_arm())),
+                claims.within(f"{eps} loss AUC", metrics.estimate(private.loss_arm())),
+                claims.within(f"{eps} likelihood AUC", metrics.estimate(private.likelihood_arm())),
+                claims.greater(f"loss AUC: non-private - {eps}",
+                               metrics.estimate_difference(open_.loss_arm(), private.loss_arm(), paired=True)),
+                claims.greater(f"likelihood AUC: non-private - {eps}",
+                               metrics.estimate_difference(open_.likelihood_arm(), private.likelihood_arm(),
+                                                           paired=True)),
+            )
+            out.append(claims.Verdict(
+                f"C5 attacks ({name})", f"DP-SGD at {eps} brings both attacks to chance, where the matched "
+                "non-private target leaks", checks, figure))
+            statement = f"the {eps} target's samples are worse than the matched non-private one's"
             if self.reference_features is None:
-                out.append(Verdict(f"C5 utility ({name})", statement, False, "not measured: " + "; ".join(self.notes)))
+                out.append(claims.Verdict(f"C5 utility ({name})", statement, (), figure,
+                                          note="not measured: " + "; ".join(self.notes)))
                 continue
-            diff, lo, hi = fd_difference(private.fd_features, open_.fd_features, self.reference_features)
-            out.append(Verdict(f"C5 utility ({name})", statement, diff > 0 and lo > 0,
-                               f"FD {private.fd:.2f} vs {open_.fd:.2f}: difference {diff:+.2f} [{lo:+.2f}, {hi:+.2f}]"))
+            out.append(claims.Verdict(f"C5 utility ({name})", statement, (claims.greater(
+                f"feature FD: {eps} - non-private", self.fd_difference(name, private.label)),), figure))
+        return out
+
+    def glue_values(self, family: str) -> dict[str, float]:
+        """Numbers the chapter's prose quotes, for ``family``."""
+        out = {}
+        for a in (x for x in self.arms if x.family == family):
+            key = re.sub(r"[^A-Za-z0-9]+", "_", a.label).strip("_")
+            out[f"loss_auc_{key}"] = metrics.estimate(a.loss_arm()).value
+            out[f"fd_{key}"] = float(np.mean(a.fd)) if a.fd else math.nan
+        private = [a for a in self.arms if a.family == family and math.isfinite(a.spec.epsilon)]
+        out["fd_private_summary"] = ", ".join(f"{np.mean(a.fd):.1f} at {a.label}" for a in private if a.fd) or "n/a"
+        if self.reference_features is not None:
+            clip = self.fd_difference(family, "clipping only")
+            out.update({"fd_clip_minus_open": clip.value, "fd_clip_minus_open_low": clip.low,
+                        "fd_clip_minus_open_high": clip.high})
         return out
 
 
-def _contains_half(interval: tuple[float, float]) -> bool:
-    return interval[0] <= 0.5 <= interval[1]
-
-
-def fd_difference(a: np.ndarray, b: np.ndarray, reference: np.ndarray, n_boot: int = N_BOOT_FD,
-                  seed: int = 0) -> tuple[float, float, float]:
-    """FD(a, reference) - FD(b, reference) with a bootstrap interval over all three sets."""
+def fd_difference(a: list[np.ndarray], b: list[np.ndarray], reference: np.ndarray, n_boot: int = N_BOOT_FD,
+                  seed: int = 0) -> metrics.Estimate:
+    """Mean over seeds of FD(a_s, reference) - FD(b_s, reference), with a bootstrap interval
+    that resamples the reference images, the seeds (the same for both arms: seed s of each
+    arm shares initial weights and batches) and each seed's generated images."""
+    if len(a) != len(b):
+        raise ValueError("both arms need the same training seeds")
     rng = np.random.default_rng(seed)
-    value = utility.frechet_distance(a, reference) - utility.frechet_distance(b, reference)
-    diffs = np.empty(n_boot)
+
+    def mean_fd(feats: list[np.ndarray], ref: np.ndarray, which, resample: bool) -> float:
+        return float(np.mean([utility.frechet_distance(f[rng.integers(0, len(f), len(f))] if resample else f, ref)
+                              for f in (feats[i] for i in which)]))
+
+    every = range(len(a))
+    value = mean_fd(a, reference, every, False) - mean_fd(b, reference, every, False)
+    reps = np.empty(n_boot)
     for i in range(n_boot):
-        ra, rb, rr = (x[rng.integers(0, len(x), len(x))] for x in (a, b, reference))
-        diffs[i] = utility.frechet_distance(ra, rr) - utility.frechet_distance(rb, rr)
-    lo, hi = np.quantile(diffs, [0.025, 0.975])
-    return float(value), float(lo), float(hi)
+        ref = reference[rng.integers(0, len(reference), len(reference))]
+        which = rng.integers(0, len(a), len(a)) if len(a) > 1 else [0]
+        reps[i] = mean_fd(a, ref, which, True) - mean_fd(b, ref, which, True)
+    lo, hi = np.quantile(reps, [(1 - metrics.LEVEL) / 2, 1 - (1 - metrics.LEVEL) / 2])
+    return metrics.Estimate(value, float(lo), float(hi), float(np.std(reps)), min(len(f) for f in a + b),
+                            len(reference), len(a), sample_names=("generated images", "reference images"))
 
 
 def tradeoff_study(settings: Settings, progress_bar: bool = True) -> TradeoffStudy:
-    """Train (or load) every target of the trade-off, attack it and score its samples."""
+    """Train (or load) every arm of every DP family with every seed, attack it and score its samples."""
     p, f = settings.privacy_study, settings.factors
-    targets, notes = [], []
+    arms, notes = [], []
     feature_reference = None  # (classifier, reference features, floor, accuracy), from the first run's split
     for name in p.families():
-        for eps in p.epsilons():
-            s = target_settings(settings, name, eps)
-            run = train.ensure(s, progress_bar)
-            if feature_reference is None:
-                feature_reference = _feature_reference(run, notes)
-            clf, reference, floor, accuracy = feature_reference
-            loss = studies.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps,
-                                             n_noise=f.factor_noise)
-            lik_cfg = dataclasses.replace(s.likelihood, lik_max_images=p.dp_lik_images)
-            lik = studies.likelihood_study(run, progress_bar, config=lik_cfg)
-            samples = run.samples(p.utility_samples, n_steps=p.utility_steps)
-            feats = clf.features(samples) if clf else None
-            fd = utility.frechet_distance(feats, reference) if clf else math.nan
-            inception = None
-            if p.inception_fid:
-                inception, note = utility.inception_fid(samples, run.images(run.split.nonmembers_test))
-                if inception is None and note not in notes:
-                    notes.append(note)
-            targets.append(PrivateTarget(name, eps, run, loss, lik, samples, fd, feats, inception))
-    return TradeoffStudy(targets, floor, accuracy, reference, notes)
+        for spec in arm_specs(settings):
+            runs, loss, lik, samples, feats, fds, inception = [], [], [], [], [], [], []
+            for seed in seeds(settings):
+                s = target_settings(settings, name, spec, seed)
+                run = train.ensure(s, progress_bar)
+                if feature_reference is None:
+                    feature_reference = _feature_reference(run, notes)
+                clf, reference, _, _ = feature_reference
+                runs.append(run)
+                loss.append(studies.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps,
+                                                      n_noise=f.factor_noise))
+                lik.append(studies.likelihood_study(run, progress_bar, config=dataclasses.replace(
+                    s.likelihood, lik_max_images=p.dp_lik_images)))
+                x = run.samples(p.utility_samples, n_steps=p.utility_steps)
+                samples.append(x)
+                if clf is not None:
+                    feats.append(clf.features(x))
+                    fds.append(utility.frechet_distance(feats[-1], reference))
+                if p.inception_fid:
+                    value, note = utility.inception_fid(x, run.images(run.split.nonmembers_test))
+                    inception.append(value)
+                    if value is None and note not in notes:
+                        notes.append(note)
+            arms.append(ArmResult(name, spec, seeds(settings), runs, loss, lik, samples,
+                                  feats if clf is not None else None, fds, inception))
+    _, reference, floor, accuracy = feature_reference
+    return TradeoffStudy(arms, floor, accuracy, reference, notes)
 
 
 def _feature_reference(run: train.Run, notes: list[str]):
@@ -169,7 +252,7 @@ def _feature_reference(run: train.Run, notes: list[str]):
         return None, None, math.nan, math.nan
     real = run.split.nonmembers_test
     reference = clf.features(run.images(real))
-    half = clf.features(run.images(run.split.nonmembers_val[: len(real)]))
+    half = clf.features(run.images(run.split.subset("nonmembers_val", len(real))))
     return clf, reference, utility.frechet_distance(half, reference), clf.accuracy
 
 

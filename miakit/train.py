@@ -95,7 +95,7 @@ def ensure(settings: Settings, progress_bar: bool = True) -> Run:
     model = _fresh_model(settings, dataset.images.shape[1], device)
     if not (folder / FINAL).exists():
         members = dataset.images[torch.as_tensor(split.members)]
-        if settings.target.private:
+        if settings.target.dp_sgd:
             from .privacy import train_private
 
             train_private(settings, folder, fam, model, members, device, progress_bar)

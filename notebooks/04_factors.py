@@ -19,12 +19,16 @@
 # the loss attack needs, and what the likelihood attack's solver settings and number of
 # Hutchinson probes buy.
 #
-# Every verdict is computed. A claim is *reproduced* when its effect, a difference in test AUC
-# oriented so that the paper's claim means a positive number, is positive and its 95% bootstrap
-# interval lies above zero; otherwise the chapter says it did not reproduce here and shows the
-# numbers. Attack steps are chosen on the validation part of each split and reported on the
-# test part. Targets and scores come from the run store: run after chapters 01-03, this chapter
-# trains only the targets of the training-set-size study.
+# Every verdict is computed by the rules of the claims layer (`miakit.claims`): a claim that A
+# leaks more than B is REPRODUCED when the 95% bootstrap interval of AUC(A) - AUC(B) lies above
+# zero, CONTRADICTED when it lies below, and UNDECIDED otherwise, with the number of test images
+# that would decide it at the observed effect. "At chance" is an equivalence statement: the
+# whole AUC interval inside 0.5 +/- {glue:text}`delta:.1f`. Comparisons between separately
+# trained targets rest on {glue:text}`n_seeds:d` training seeds per arm, and their intervals
+# resample the seeds as well as the images. Attack steps are chosen on the validation part of
+# each split and reported on the test part. Targets and scores come from the run store: run
+# after chapters 01-03, this chapter trains only the extra seeds and the targets of the
+# training-set-size study.
 
 # %% tags=["remove-cell"]
 # Colab only: install miakit and its dependencies (does nothing elsewhere).
@@ -45,21 +49,21 @@ families = None  # comma-separated; default: all four
 model = None
 iterations = None
 snapshot_every = None  # iterations between the kept EMA snapshots (training-length study)
+n_seeds = None  # training seeds per arm of the size and length studies
 size_members = None  # comma-separated member-set sizes, e.g. "50,100,200"
-size_epochs = None  # their common budget in epochs (0 = the profile's)
 factor_steps = None  # steps the size and length studies attack
 factor_noise = None  # noise draws per step in the size and length studies
 noise_draws = None  # comma-separated draws per step compared, e.g. "1,4,16"
 step_window = None  # neighbouring steps averaged in the aggregation study
 lik_tolerances = None  # comma-separated ODE tolerances compared
 lik_probe_counts = None  # comma-separated Hutchinson probe counts compared
-factor_lik_images = None  # test members (and as many nonmembers) in the likelihood study
+factor_lik_images = None  # test members (and as many nonmembers, a seeded random subset) in the likelihood study
 device = None
 runs_dir = None
 
 # %%
 import miakit
-from miakit import factors, plots, report, studies
+from miakit import claims, factors, plots, report, studies
 
 settings = miakit.config.from_namespace(globals())
 clock = report.Stopwatch()
@@ -68,11 +72,13 @@ loss = studies.loss_attack_studies(runs)
 lead = studies.lead_family(runs)
 
 # %% [markdown]
+# (c2)=
 # ## 1. The diffusion step (claim C2)
 #
 # Test AUC and TPR at 1% FPR of the loss attack against the step, for every family (the scores
-# of [chapter 02](02_loss_attack.ipynb)). The table compares the step chosen on validation data
-# with both ends of the process on the same test images (paired bootstrap).
+# of [chapter 02](02_loss_attack.ipynb)). The table compares the best step strictly inside the
+# process, chosen on validation data, with both ends of the process on the same test images
+# (paired bootstrap).
 
 # %%
 plots.metrics_vs_step_by_family(loss, runs);
@@ -83,38 +89,44 @@ clock.lap("step")
 step.table()
 
 # %% [markdown]
+# (c3)=
 # ## 2. The size of the training set (claim C3)
 #
-# The {glue:text}`lead_family:s` target trained on member sets of different sizes for the same
-# number of epochs ({glue:text}`size_epochs:.0f`; a larger set therefore also gets
-# proportionally more iterations), each with its own split into members and nonmembers,
-# attacked on a grid of {glue:text}`factor_steps:d` steps with the step chosen on validation.
-# Where the chapter's own target has the needed member set, its EMA snapshot at the needed
-# iteration is used (bit-identical to a shorter run). The budget is below the chapter's own:
-# at its full budget every size leaks almost perfectly, and a saturated AUC cannot show a
-# difference.
+# The {glue:text}`lead_family:s` target trained on member sets of different sizes, each with
+# its own split into members and nonmembers, and each trained with {glue:text}`n_seeds:d` seeds.
+# Set size and training length are entangled: at *equal epochs* a larger set also gets
+# proportionally more optimizer steps, at *equal iterations* every set gets the chapter
+# target's {glue:text}`iterations:d` steps (fewer passes over a larger set). Both are shown
+# side by side, each relative to the chapter's own {glue:text}`n_members:d`-member target. One
+# run per size and seed trains for the longer of the two budgets and keeps an EMA snapshot at
+# the shorter one, which is bit-identical to a run stopped there. Dots are the seeds; bars are
+# 95% intervals over images and seeds.
 
 # %%
 size = factors.size_study(settings.for_family(lead))
 clock.lap("size")
-plots.auc_against_factor(size.table(), "members in the training set", "Attack AUC against training-set size",
-                         xscale="log");
+plots.size_study(size.table());
 
 # %%
 size.table()
 
 # %% [markdown]
+# (c4)=
 # ## 3. The length of training (claim C4)
 #
-# The same {glue:text}`lead_family:s` target attacked at the EMA snapshots kept along its
-# training. The dotted lines are the mean denoising loss of members and of nonmembers over the
-# attacked steps (evenly spread over the process, so close to the training objective): the gap
-# between them is the generalisation gap the attack exploits.
+# The chapter's {glue:text}`lead_family:s` target, for each of its {glue:text}`n_seeds:d`
+# training seeds, attacked at the EMA snapshots kept along its training. The EMA is
+# bias-corrected (the initial, untrained weights carry no weight in it), and the first
+# snapshot compared is the first at or after the EMA's time constant 1 / (1 - decay) =
+# {glue:text}`ema_horizon:d` iterations, so an early snapshot is a shorter-trained model and not
+# part untrained network. The dotted lines are the mean denoising loss of members and of
+# nonmembers over the attacked steps (spread over the whole process, so close to the training
+# objective): the gap between them is the generalisation gap the attack exploits.
 
 # %%
-length = factors.length_study(runs[lead])
+length = factors.length_study(settings.for_family(lead))
 clock.lap("length")
-plots.auc_against_factor(length.table(), "training iterations", "Attack AUC along training",
+plots.auc_against_factor(length.table(), "training iterations", "Attack AUC along training (mean over seeds)",
                          loss_columns=["loss members", "loss nonmembers"]);
 
 # %%
@@ -126,8 +138,8 @@ length.table()
 # The paper scores an image with one noise draw at one step. Here the loss at the most
 # vulnerable step of chapter 02 (chosen on validation) is averaged over more noise draws, and
 # over a window of neighbouring steps, on the test images; the cost is the number of network
-# queries per image. On a target that leaks this much the AUC saturates; the TPR at 1% FPR
-# (right) shows what the extra queries buy.
+# queries per image. The TPR at 1% FPR (right) shows what the extra queries buy where the AUC
+# moves little.
 
 # %%
 noise = factors.noise_study(runs[lead], loss[lead])
@@ -141,10 +153,8 @@ noise.table()
 # ## 5. Likelihood attack settings (ours)
 #
 # The likelihood attack at several ODE tolerances (one Hutchinson probe, as the paper) and with
-# more probes per image (at this profile's tolerance), on the first
-# {glue:text}`factor_lik_images:d` test members and as many test nonmembers. The probe's noise
-# in log p can be larger than the solver's error, so more probes may buy more than a tighter
-# tolerance.
+# more probes per image (at this profile's tolerance), on the same {glue:text}`factor_lik_images:d`
+# test members and as many test nonmembers, a seeded random subset of each part.
 
 # %%
 lik = factors.likelihood_settings_study(runs[lead])
@@ -160,22 +170,27 @@ lik.table()
 # Each claim of the paper studied here, with the verdict computed from the runs above.
 
 # %%
-verdicts = [*step.verdicts(), size.verdict(), length.verdict()]
-factors.verdict_table(verdicts)
+verdicts = [*step.verdicts(), *size.verdicts(), length.verdict()]
+claims.table(verdicts)
 
 # %% tags=["remove-cell"]
 report.glue("lead_family", lead)
+report.glue("delta", claims.DELTA)
+report.glue("n_seeds", settings.comparison.n_seeds)
+report.glue("iterations", settings.target.iterations)
+report.glue("n_members", settings.data.n_members)
+report.glue("ema_horizon", length.horizon)
 report.glue("factor_steps", settings.factors.factor_steps)
-report.glue("size_epochs", factors.size_epochs(settings))
 report.glue("factor_lik_images", settings.factors.factor_lik_images)
-report.glue_many(factors.verdict_glue(verdicts))
+report.glue_many(claims.glue_values(verdicts))
 report.glue_many(clock.laps, prefix="seconds_")
 report.glue("seconds", clock.elapsed())
 
 # %% [markdown]
-# In this build: C2 {glue:text}`verdict_C2:s` (the ends near chance: {glue:text}`verdict_C2_ends:s`),
-# C3 {glue:text}`verdict_C3:s`, C4 {glue:text}`verdict_C4:s`. The studies took
+# In this build: C2 {glue:text}`verdict_C2:s` (the ends at chance: {glue:text}`verdict_C2_ends:s`),
+# C3 at equal epochs {glue:text}`verdict_C3_equal_epochs:s` and at equal iterations
+# {glue:text}`verdict_C3_equal_iterations:s`, C4 {glue:text}`verdict_C4:s`. The studies took
 # {glue:text}`seconds_size:.0f` s (training-set size, including training),
-# {glue:text}`seconds_length:.0f` s (training length), {glue:text}`seconds_noise:.0f` s (noise draws)
-# and {glue:text}`seconds_likelihood:.0f` s (likelihood settings); the whole chapter
-# {glue:text}`seconds:.0f` s.
+# {glue:text}`seconds_length:.0f` s (training length, including the extra seeds),
+# {glue:text}`seconds_noise:.0f` s (noise draws) and {glue:text}`seconds_likelihood:.0f` s
+# (likelihood settings); the whole chapter {glue:text}`seconds:.0f` s.

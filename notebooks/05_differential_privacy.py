@@ -14,22 +14,34 @@
 # # Differential privacy: the attacks against DP-SGD targets
 #
 # Hu & Pang (2023) train diffusion models with differentially private SGD and find that the
-# attacks lose their power while the models lose sample quality. This chapter trains the same
-# target at several privacy budgets epsilon with [opacus](https://opacus.ai): Poisson sampling,
-# per-example gradient clipping, Gaussian noise calibrated by opacus' accountant (PRV) to the
-# target epsilon at delta = {glue:text}`delta:g`, and DPDM's noise multiplicity (each example's
-# loss averages {glue:text}`multiplicity:d` draws of step and noise before it is clipped, which
-# improves utility at no privacy cost; the accountant counts each example once). Every target
-# shares data, split, model and number of optimizer steps; epsilon = inf is the same budget
-# trained without DP.
+# attacks lose their power while the models lose sample quality. This chapter trains the
+# {glue:text}`lead_family:s` target with [opacus](https://opacus.ai): Poisson sampling,
+# per-example gradient clipping, Gaussian noise calibrated by opacus' accountant to a budget
+# epsilon at delta = {glue:text}`delta:g`, and DPDM's noise multiplicity (each example's loss
+# averages {glue:text}`multiplicity:d` draws of step and noise before it is clipped; the
+# accountant counts each example once).
 #
-# Sample quality is measured offline as a Frechet distance between generated images and the
-# real test nonmembers in the feature space of a small classifier trained on images that are
-# neither members nor nonmembers. It is **not** Inception FID: its numbers only compare targets
-# within this chapter. The per-example gradients that DP-SGD clips are checked against a
-# per-example loop for every parameter in the test suite (`tests/test_privacy.py`): opacus'
-# default mode silently gets the convolutions after diffusers' attention blocks wrong unless
-# their inputs are made contiguous, which `miakit.privacy` does.
+# **Matched arms.** DP-SGD changes more than the noise: it samples batches by Poisson sampling,
+# clips every example's gradient, and here averages K draws per example. So every arm below is
+# trained by the *same* DP-SGD loop, with the same expected batch size
+# ({glue:text}`dp_batch_size:d` of {glue:text}`dp_members:d` members), the same K, the same
+# {glue:text}`dp_iterations:d` steps and the same {glue:text}`n_seeds:d` training seeds, and
+# differs only in what is done to the gradients: *non-private* (no clipping, no noise),
+# *clipping only* (per-example clipping at norm {glue:text}`clip:g`, no noise), and the private
+# arms (clipping and noise for each budget). The clipping-only arm separates the effect of
+# clipping from that of the noise.
+#
+# The loss attack is cross-fitted: the validation part is scored at the step chosen on the test
+# part and the other way round, so every member and nonmember counts; the likelihood attack
+# (which tunes nothing) scores a seeded random subset of all members and nonmembers. Intervals
+# resample images and seeds. Sample quality is measured offline as a Frechet distance between
+# generated images and the real test nonmembers in the feature space of a small classifier
+# trained on images that are neither members nor nonmembers. It is **not** Inception FID: its
+# numbers only compare targets within this chapter. The per-example gradients that DP-SGD clips
+# are checked against a per-example loop for every parameter in the test suite
+# (`tests/test_privacy.py`): opacus' default mode silently gets the convolutions after
+# diffusers' attention blocks wrong unless their inputs are made contiguous, which
+# `miakit.privacy` does.
 
 # %% tags=["remove-cell"]
 # Colab only: install miakit and its dependencies (does nothing elsewhere).
@@ -46,7 +58,8 @@ dataset = None
 resolution = None
 n_nonmembers = None
 model = None
-dp_epsilons = None  # comma-separated privacy budgets; inf = not private
+n_seeds = None  # training seeds per arm
+dp_epsilons = None  # comma-separated finite privacy budgets (non-private and clipping-only arms always run)
 dp_families = None  # comma-separated families trained privately
 dp_members = None  # member-set size of every target here
 dp_iterations = None  # optimizer steps of every target
@@ -55,7 +68,7 @@ dp_delta = None
 dp_max_grad_norm = None  # per-example clipping norm
 dp_multiplicity = None  # draws of (step, noise) averaged in each example's loss (DPDM's K)
 dp_physical_batch = None  # most examples per forward pass
-dp_lik_images = None  # test members (and as many nonmembers) for the likelihood attack
+dp_lik_images = None  # members (and at most as many nonmembers) for the likelihood attack
 utility_samples = None  # generated images per target for the Frechet distance
 utility_steps = None  # sampler steps for them
 factor_steps = None  # steps the loss attack evaluates
@@ -66,19 +79,22 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit import factors, plots, report, tradeoff
+from miakit import claims, plots, report, tradeoff
 
 settings = miakit.config.from_namespace(globals())
 clock = report.Stopwatch()
 study = tradeoff.tradeoff_study(settings)
+lead = study.families()[0]
 
 # %% [markdown]
+# (c5)=
 # ## The trade-off
 #
-# Left: test AUC of the loss attack (step chosen on validation) and of the likelihood attack,
-# with 95% bootstrap intervals, against epsilon. Right: the feature Frechet distance of each
-# target's samples to real images (lower is better); the dotted line is the distance between
-# two halves of the real nonmembers, the floor a perfect generator would reach.
+# Left: AUC of the loss attack and of the likelihood attack per arm, the mean over seeds with
+# its 95% interval over images and seeds; the dots are the seeds, and the grey band is "at
+# chance" (0.5 +/- {glue:text}`chance_delta:.1f`). Right: the feature Frechet distance of each
+# arm's samples to real images (lower is better), each seed a dot; the dotted line is the
+# distance between two halves of the real nonmembers, the floor a perfect generator would reach.
 
 # %%
 plots.privacy_tradeoff(study.table(), study.fd_floor);
@@ -92,23 +108,31 @@ report.show_notes(study.notes)
 # %% [markdown]
 # ## Samples
 #
-# Generated images of every target ({glue:text}`utility_steps:d` sampler steps).
+# Generated images of every arm (first training seed, {glue:text}`utility_steps:d` sampler
+# steps).
 
 # %%
 plots.image_grids(study.sample_grids());
 
 # %% [markdown]
+# In this build the non-private arm's samples sit at a feature Frechet distance of
+# {glue:text}`fd_non_private:.1f` (real against real: {glue:text}`fd_floor:.1f`); clipping alone
+# moves it by {glue:text}`fd_clip_minus_open:+.1f` (95% interval {glue:text}`fd_clip_minus_open_low:+.1f`
+# to {glue:text}`fd_clip_minus_open_high:+.1f`), and the private arms reach
+# {glue:text}`fd_private_summary:s`.
+#
 # ## Claim C5
 #
-# The paper's claim has two halves, tested per family: at the smallest epsilon both attacks are
-# near chance (their AUC intervals contain 0.5) while the non-private target of the same budget
-# leaks clearly (its loss-attack AUC interval lies above 0.5; otherwise the comparison would
-# prove nothing), and the private samples are worse (their Frechet distance exceeds the
-# non-private one's, with a bootstrap interval above zero).
+# The paper's claim has two halves, tested per family by the rules of the claims layer. Attacks:
+# the non-private arm leaks (its loss-attack AUC beats chance), both attacks on the most private
+# arm are at chance (their whole AUC intervals lie inside 0.5 +/- {glue:text}`chance_delta:.1f`),
+# and both lose AUC from the non-private arm to it (paired differences above 0). Utility: the
+# most private arm's samples are worse (the difference of feature Frechet distances lies above
+# 0). An UNDECIDED verdict says how large a sample would decide it.
 
 # %%
 verdicts = study.verdicts()
-factors.verdict_table(verdicts)
+claims.table(verdicts)
 
 # %% [markdown]
 # ## What a DP-SGD step costs (target P3)
@@ -127,17 +151,24 @@ dp_speed.table()
 # %% [markdown]
 # In this build a DP-SGD step cost {glue:text}`p3_ratio:.2f` times an ordinary one
 # ({glue:text}`p3_ms_private:.0f` ms against {glue:text}`p3_ms_plain:.0f` ms); P3 met:
-# {glue:text}`p3_met:s`. Most of the extra time goes into opacus' per-sample gradients of the
-# convolutions (unfolding each input and one einsum per layer), then clipping and noise.
+# {glue:text}`p3_met:s`.
 
 # %% tags=["remove-cell"]
 report.glue_many(dp_speed.headline(), prefix="p3_")
+report.glue("lead_family", lead)
 report.glue("delta", settings.target.dp_delta)
+report.glue("chance_delta", claims.DELTA)
 report.glue("multiplicity", settings.target.dp_multiplicity)
+report.glue("clip", settings.target.dp_max_grad_norm)
+report.glue("n_seeds", settings.comparison.n_seeds)
+report.glue("dp_members", settings.privacy_study.dp_members)
+report.glue("dp_batch_size", settings.privacy_study.dp_batch_size)
+report.glue("dp_iterations", settings.privacy_study.dp_iterations)
 report.glue("utility_steps", settings.privacy_study.utility_steps)
 report.glue("classifier_accuracy", study.classifier_accuracy)
 report.glue("fd_floor", study.fd_floor)
-report.glue_many(factors.verdict_glue(verdicts))
+report.glue_many(study.glue_values(lead))
+report.glue_many(claims.glue_values(verdicts))
 report.glue("seconds", clock.elapsed())
 
 # %% [markdown]

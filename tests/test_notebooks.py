@@ -12,16 +12,35 @@ from miakit import book, report
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
-# glued numbers each notebook must produce, finite
+# glued numbers each notebook must produce, and the range each must lie in on the smoke profile
+UNIT = (0.0, 1.0)
+POSITIVE = (1e-9, float("inf"))
 EXPECTED = {
-    "01_targets": ["n_members", "n_nonmembers", "n_families", "train_seconds", "seconds"],
-    "02_loss_attack": ["best_step", "best_auc", "optimistic_auc", "seconds"],
-    "03_likelihood_attack": ["lead_auc", "lead_seconds_per_image", "lead_nfe", "p2_ratio", "p2_dbpd",
-                             "p2_ms_ours", "p2_ms_paper", "p2_nfe_ours", "p2_nfe_paper", "seconds"],
-    "04_factors": ["factor_steps", "seconds_step", "seconds_size", "seconds_length", "seconds_noise",
-                   "seconds_likelihood", "seconds"],
-    "05_differential_privacy": ["delta", "multiplicity", "classifier_accuracy", "fd_floor", "p3_ratio",
-                                "p3_ms_private", "p3_ms_plain", "seconds"],
+    "01_targets": {"n_members": (16, 16), "n_nonmembers": (48, 48), "n_families": (4, 4), "train_seconds": (0, 600),
+                   "seconds": POSITIVE},
+    "02_loss_attack": {"best_step": (0, 999), "best_auc": UNIT, "best_auc_low": UNIT, "best_auc_high": UNIT,
+                       "optimistic_auc": UNIT, "auc_first_step": UNIT, "auc_last_step": UNIT,
+                       "blind_auc_pixel_statistics": UNIT, "blind_auc_nearest_neighbour": UNIT, "delta": (0.1, 0.1),
+                       "seconds": POSITIVE},
+    "03_likelihood_attack": {"lead_auc": UNIT, "lead_auc_low": UNIT, "lead_auc_high": UNIT,
+                             "lead_seconds_per_image": POSITIVE, "lead_nfe": (2, 10_000), "p2_ratio": POSITIVE,
+                             "p2_dbpd": (0, 1), "p2_ms_ours": POSITIVE, "p2_ms_paper": POSITIVE,
+                             "p2_nfe_ours": (2, 10_000), "p2_nfe_paper": (2, 100_000), "n_lower_bpd": (0, 4),
+                             "lead_test_members": (8, 8), "seconds": POSITIVE},
+    "04_factors": {"factor_steps": (4, 4), "n_seeds": (2, 2), "ema_horizon": (1, 30), "seconds_step": POSITIVE,
+                   "seconds_size": POSITIVE, "seconds_length": POSITIVE, "seconds_noise": POSITIVE,
+                   "seconds_likelihood": POSITIVE, "seconds": POSITIVE},
+    "05_differential_privacy": {"delta": (1e-5, 1e-5), "multiplicity": (2, 2), "classifier_accuracy": UNIT,
+                                "fd_floor": POSITIVE, "fd_non_private": POSITIVE, "p3_ratio": POSITIVE,
+                                "p3_ms_private": POSITIVE, "p3_ms_plain": POSITIVE, "seconds": POSITIVE},
+    "90_claims": {"n_reproduced": (0, 40), "n_contradicted": (0, 40), "n_undecided": (0, 40), "seconds": POSITIVE},
+}
+# glued verdicts each notebook must produce, each one of the three outcomes
+VERDICTS = {
+    "02_loss_attack": ["verdict_IID_split"],
+    "03_likelihood_attack": [f"verdict_C1_{a}_{f}" for a in ("loss", "likelihood") for f in ("ddpm", "smld", "vpsde", "vesde")],
+    "04_factors": ["verdict_C2", "verdict_C2_ends", "verdict_C3_equal_epochs", "verdict_C3_equal_iterations", "verdict_C4"],
+    "05_differential_privacy": ["verdict_C5_attacks_ddpm", "verdict_C5_utility_ddpm"],
 }
 
 
@@ -56,16 +75,22 @@ def built_book(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_every_notebook_runs_and_glues_finite_metrics(built_book):
-    for name, keys in EXPECTED.items():
+def test_every_notebook_runs_and_glues_numbers_in_range(built_book):
+    for name, ranges in EXPECTED.items():
         executed = built_book / "notebooks" / f"{name}.ipynb"
         nb = nbformat.read(executed, as_version=4)
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, f"{name} raised: {errors[:1]}"
         glued = report.read_glued(executed)
-        for key in keys:
+        for key, (low, high) in ranges.items():
             assert key in glued, f"{name} did not glue {key}"
-            assert math.isfinite(report.glued_number(glued[key])), f"{name}: {key} = {glued[key]!r}"
+            value = report.glued_number(glued[key])
+            assert low <= value <= high, f"{name}: {key} = {glued[key]!r} outside [{low}, {high}]"
+        for key in VERDICTS.get(name, []):
+            assert glued.get(key, "").strip("'\"") in ("REPRODUCED", "CONTRADICTED", "UNDECIDED"), (name, key)
+    claims_glued = report.read_glued(built_book / "notebooks" / "90_claims.ipynb")
+    n = sum(report.glued_number(claims_glued[f"n_{o}"]) for o in ("reproduced", "contradicted", "undecided"))
+    assert n == 1 + 8 + 2 + 2 + 1 + 2  # split check, C1 x 8, C2 x 2, C3 x 2, C4, C5 x 2
 
 
 @pytest.mark.slow
@@ -79,6 +104,10 @@ def test_book_html_has_every_chapter_with_figures(built_book):
     assert (html / "notebooks/05_differential_privacy.html").read_text().count("<img") >= 2
     intro = (html / "book/intro.html").read_text()
     assert "AUC of" in intro and "colab.research.google.com" in loss_page
+    assert "smoke" in intro and "test the code, not the" in intro  # the profile says what its numbers mean
+    # the claims table is glued into the introduction, with its verdicts and figure links
+    assert "C5 attacks (ddpm)" in intro and 'href="../notebooks/04_factors.html#c3"' in intro
+    assert any(v in intro for v in ("REPRODUCED", "CONTRADICTED", "UNDECIDED"))
     timings = json.loads((built_book / "timings.json").read_text())
     assert set(timings["seconds"]) == set(EXPECTED)
 

@@ -50,8 +50,11 @@ def test_merge_replicas_averages_consecutive_rows():
 
 
 def test_private_target_records_the_epsilon_it_spent(tmp_path):
-    s = config.resolve("smoke", runs_dir=str(tmp_path), iterations=12, dp_epsilon=8)
+    with pytest.raises(ValueError, match="trainer='dp-sgd'"):
+        config.resolve("smoke", iterations=12, dp_epsilon=8)  # a budget without the DP-SGD loop is an error
+    s = config.resolve("smoke", runs_dir=str(tmp_path), iterations=12, dp_epsilon=8, trainer="dp-sgd")
     assert s.target_hash() != config.resolve("smoke", runs_dir=str(tmp_path), iterations=12).target_hash()
+    assert s.target_hash() != config.resolve("smoke", runs_dir=str(tmp_path), iterations=12, trainer="dp-sgd").target_hash()
     run = train.ensure(s, progress_bar=False)
     dp = run.history["dp"]
     assert dp["epsilon_spent"] <= 8 * 1.01 and dp["epsilon_spent"] > 4  # the accountant spent the budget

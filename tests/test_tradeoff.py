@@ -1,18 +1,42 @@
-"""The privacy-utility trade-off of chapter 05 on the smoke profile, and its C5 verdicts."""
+"""The privacy-utility trade-off of chapter 05: matched arms on the smoke profile, and the C5
+verdicts coming out all three ways on synthetic arms."""
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from miakit import config, tradeoff
+from miakit import config, metrics, studies, tradeoff
+from miakit.claims import Outcome
 
 
 def test_fd_difference_sees_a_worse_generator():
     rng = np.random.default_rng(0)
     reference = rng.normal(size=(400, 4))
-    good, bad = rng.normal(size=(400, 4)), rng.normal(size=(400, 4)) * 1.5 + 1.0
-    diff, lo, hi = tradeoff.fd_difference(bad, good, reference, n_boot=50)
-    assert diff > 0 and 0 < lo < diff < hi
+    good = [rng.normal(size=(400, 4)) for _ in range(2)]
+    bad = [rng.normal(size=(400, 4)) * 1.5 + 1.0 for _ in range(2)]
+    e = tradeoff.fd_difference(bad, good, reference, n_boot=50)
+    assert e.value > 0 and 0 < e.low < e.value < e.high and e.n_seeds == 2
+    assert e.sample_names == ("generated images", "reference images")
+
+
+def test_arms_are_matched_and_differ_only_in_clipping_and_noise():
+    s = config.resolve("cpu", dp_epsilons="10,1")
+    specs = tradeoff.arm_specs(s)
+    assert [a.label for a in specs] == ["non-private", "clipping only", "epsilon = 10", "epsilon = 1"]
+    targets = [tradeoff.target_settings(s, "ddpm", a, seed=1) for a in specs]
+    for t in targets:
+        assert t.target.trainer == "dp-sgd" and t.target.train_seed == 1
+        assert (t.target.iterations, t.target.batch_size, t.target.dp_multiplicity, t.data.n_members) == (
+            s.privacy_study.dp_iterations, s.privacy_study.dp_batch_size, s.target.dp_multiplicity,
+            s.privacy_study.dp_members)
+        differing = {k for k, v in dataclasses.asdict(t.target).items()
+                     if v != dataclasses.asdict(targets[0].target)[k]}
+        assert differing <= {"dp_epsilon", "dp_max_grad_norm"}
+    assert math.isinf(targets[0].target.dp_max_grad_norm) and math.isinf(targets[1].target.dp_epsilon)
+    assert len({t.target_hash() for t in targets}) == 4
+    with pytest.raises(ValueError, match="finite"):
+        config.resolve("cpu", dp_epsilons="inf,1")
 
 
 @pytest.fixture(scope="module")
@@ -21,51 +45,76 @@ def smoke_study(tmp_path_factory):
     return s, tradeoff.tradeoff_study(s, progress_bar=False)
 
 
-def test_every_target_is_trained_attacked_and_scored(smoke_study):
+def test_every_arm_and_seed_is_trained_attacked_and_scored(smoke_study):
     s, study = smoke_study
     p = s.privacy_study
     table = study.table()
-    assert len(table) == len(p.families()) * len(p.epsilons())
-    for target in study.targets:
-        assert target.run.settings.data.n_members == p.dp_members
-        assert target.run.settings.target.iterations == p.dp_iterations
-        assert target.samples.shape[0] == p.utility_samples and math.isfinite(target.fd) and target.fd >= 0
-        if math.isfinite(target.epsilon):
-            assert target.run.history["dp"]["epsilon_spent"] <= target.epsilon * 1.01
-        else:
-            assert "dp" not in target.run.history
+    assert len(table) == len(p.families()) * (2 + len(p.epsilons()))
+    for arm in study.arms:
+        assert len(arm.runs) == s.comparison.n_seeds == len(arm.fd)
+        for run in arm.runs:
+            dp = run.history["dp"]
+            assert run.settings.data.n_members == p.dp_members and dp["steps"] <= p.dp_iterations + 2
+            if math.isfinite(arm.spec.epsilon):
+                assert dp["epsilon_spent"] <= arm.spec.epsilon * 1.01 and dp["noise_multiplier"] > 0
+            else:
+                assert dp["noise_multiplier"] == 0.0
+        assert all(math.isfinite(v) and v >= 0 for v in arm.fd)
+        assert arm.likelihood[0].member_indices.shape[0] == min(p.dp_lik_images, p.dp_members)
     assert math.isfinite(study.fd_floor) and 0 <= study.classifier_accuracy <= 1
-    assert len(study.sample_grids()) == len(study.targets)
+    assert len(study.sample_grids()) == len(study.arms)
+    assert [v.claim for v in study.verdicts()] == [f"C5 {half} ({name})" for name in p.families()
+                                                   for half in ("attacks", "utility")]
 
 
-def test_c5_verdicts_per_family(smoke_study):
-    s, study = smoke_study
-    verdicts = study.verdicts()
-    assert [v.claim for v in verdicts] == [f"C5 {half} ({name})" for name in s.privacy_study.families()
-                                           for half in ("attacks", "utility")]
-    assert all(v.evidence for v in verdicts)
+def test_non_private_arm_clips_nothing(smoke_study):
+    _, study = smoke_study
+    open_ = study.arm("ddpm", "non-private").runs[0]
+    assert math.isinf(open_.history["dp"]["max_grad_norm"]) and open_.history["dp"]["noise_multiplier"] == 0.0
 
 
 def test_unlabelled_data_skips_the_feature_distance_with_a_note(smoke_study):
-    import dataclasses
-
-    s, study = smoke_study
-    run = study.targets[0].run
+    _, study = smoke_study
+    run = study.arms[0].runs[0]
     unlabelled = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, labels=None))
     notes = []
     assert tradeoff._feature_reference(unlabelled, notes)[0] is None
     assert "no class labels" in notes[0]
     skipped = dataclasses.replace(study, reference_features=None, notes=notes)
     utility_verdicts = [v for v in skipped.verdicts() if v.claim.startswith("C5 utility")]
-    assert utility_verdicts and all(not v.passed and v.evidence.startswith("not measured") for v in utility_verdicts)
+    assert utility_verdicts and all(v.outcome is Outcome.UNDECIDED and "not measured" in v.deciding()
+                                    for v in utility_verdicts)
 
 
-def test_inception_fid_is_skipped_with_a_reason_when_unavailable():
-    import importlib.util
+def synthetic_arm(label, epsilon, shift, n=300, seeds=3, fd_shift=0.0):
+    rng = np.random.default_rng(int(shift * 100) + int(fd_shift))
+    loss = [studies.LossAttackStudy.from_scores(np.array([0, 1]), {
+        "members_val": rng.normal(shift, 1, (n, 2)), "nonmembers_val": rng.normal(0, 1, (3 * n, 2)),
+        "members_test": rng.normal(shift, 1, (n, 2)), "nonmembers_test": rng.normal(0, 1, (3 * n, 2))})
+        for _ in range(seeds)]
+    lik = []
+    for _ in range(seeds):
+        m, nn = rng.normal(shift, 1, 2 * n), rng.normal(0, 1, 2 * n)
+        lik.append(studies.LikelihoodStudy("ddpm", np.arange(2 * n), np.arange(2 * n), m, nn, -m, -nn, 1.0, 1.0,
+                                           metrics.evaluate_split(m, nn), metrics.estimate_split(m, nn),
+                                           metrics.estimate_split(m, nn, 0.01)))
+    feats = [rng.normal(fd_shift, 1, (200, 3)) for _ in range(seeds)]
+    return tradeoff.ArmResult("ddpm", tradeoff.ArmSpec(label, epsilon, 1.0), list(range(seeds)), [], loss, lik,
+                              [], feats, [0.0] * seeds)
 
-    from miakit import utility
 
-    if importlib.util.find_spec("torchmetrics") is not None:
-        pytest.skip("torchmetrics is installed here; the skip path is not reachable")
-    value, note = utility.inception_fid(np.zeros((2, 1, 8, 8)), np.zeros((2, 1, 8, 8)))
-    assert value is None and "torchmetrics" in note and "skipped" in note
+def synthetic_tradeoff(open_shift, private_shift, n=300, private_fd=1.0):
+    reference = np.random.default_rng(9).normal(0, 1, (300, 3))
+    return tradeoff.TradeoffStudy([synthetic_arm("non-private", math.inf, open_shift, n),
+                                   synthetic_arm("epsilon = 1", 1.0, private_shift, n, fd_shift=private_fd)],
+                                  1.0, 1.0, reference)
+
+
+def test_c5_three_ways():
+    attacks, utility = synthetic_tradeoff(1.0, 0.0).verdicts()
+    assert attacks.outcome is Outcome.REPRODUCED and utility.outcome is Outcome.REPRODUCED
+    attacks, utility = synthetic_tradeoff(1.0, 1.0, private_fd=0.0).verdicts()
+    assert attacks.outcome is Outcome.CONTRADICTED  # the private arm leaks as much
+    assert utility.outcome is not Outcome.REPRODUCED
+    attacks, _ = synthetic_tradeoff(0.4, 0.1, n=15).verdicts()
+    assert attacks.outcome is Outcome.UNDECIDED and "seeds" in attacks.deciding()

@@ -1,0 +1,51 @@
+"""Every claim of the book in one table: the verdicts of chapters 02-05, recomputed from the run
+store (every target and score there is cached, so this trains and attacks nothing new when the
+chapters ran before it).
+"""
+from __future__ import annotations
+
+from . import blind, claims, factors, studies, tradeoff, train
+from .config import Settings
+
+IID_STATEMENT = ("(ours) the split is IID: attacks that never query the model (blind baselines) are at chance, "
+                 "so the attacks below measure membership, not a difference between the member and nonmember images")
+
+
+def iid_verdict(study: blind.BlindStudy, figure: str = "notebooks/02_loss_attack#blind") -> claims.Verdict:
+    """The split check: every blind baseline at chance (``claims.within``)."""
+    return claims.Verdict("IID split", IID_STATEMENT,
+                          tuple(claims.within(f"blind {name} AUC", e) for name, e in study.estimates().items()), figure)
+
+
+def all_verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdict]:
+    """The split check, C1 (every family, both attacks), C2, C3, C4 and C5, in that order."""
+    runs = train.ensure_all(settings, progress_bar)
+    lead = studies.lead_family(runs)
+    loss = studies.loss_attack_studies(runs, progress_bar=progress_bar)
+    lik = studies.likelihood_studies(runs, progress_bar)
+    out = [iid_verdict(blind.blind_study_of_run(runs[lead]))]
+    out += studies.c1_verdicts(loss, lik)
+    out += factors.step_study(loss).verdicts()
+    out += factors.size_study(settings.for_family(lead), progress_bar).verdicts()
+    out.append(factors.length_study(settings.for_family(lead), progress_bar).verdict())
+    out += tradeoff.tradeoff_study(settings, progress_bar).verdicts()
+    return out
+
+
+def counts(verdicts: list[claims.Verdict]) -> dict[str, int]:
+    """How many verdicts came out each way (for the book's prose)."""
+    return {str(o).lower(): sum(v.outcome is o for v in verdicts) for o in claims.Outcome}
+
+
+PROFILE_NOTES = {
+    "smoke": "profile smoke: tiny models trained for seconds on a few images; its numbers test the code, not the "
+             "paper, and its verdicts mean nothing",
+    "cpu": "profile cpu: small models on the digits dataset at its native 8x8 pixels, trained on a 2-core CPU in "
+           "minutes; the claims are tested at this scale, not at the paper's",
+    "paper": "profile paper: the paper's models and training length on the user's image folder",
+}
+
+
+def profile_note(settings: Settings) -> str:
+    """What the numbers of a build under ``settings.profile`` can and cannot show."""
+    return PROFILE_NOTES.get(settings.profile, f"profile {settings.profile}")
