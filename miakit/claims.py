@@ -79,8 +79,7 @@ def greater(quantity: str, est: Estimate, than: float = 0.0, margin: float = 0.0
         gaps = [est.value - than] if est.value > than else []
         gaps += [than + margin - est.value] if est.value < than + margin else []
         gap = max(gaps, default=0.0)
-    rule = f"> {than:g} when the interval lies above {than:g}" + (
-        f", at most {than + margin:g} when below it" if margin else "")
+    rule = f"> {than:g}" + (f"; below {than + margin:g} contradicts" if margin else "")
     return Check(quantity, est, rule, outcome, gap, signed)
 
 
@@ -96,7 +95,7 @@ def within(quantity: str, est: Estimate, center: float = 0.5, delta: float = DEL
         outcome = Outcome.UNDECIDED
         d = abs(est.value - center)
         gap = delta - d if d < delta else d - delta
-    return Check(quantity, est, f"at chance when inside {center:g} +/- {delta:g}", outcome, gap)
+    return Check(quantity, est, f"inside {center:g} +/- {delta:g}", outcome, gap)
 
 
 def beats_chance(quantity: str, est: Estimate) -> Check:

@@ -65,6 +65,8 @@ class StepStudy:
             j, last = st.best_interior_index_val, len(st.steps) - 1
             rows[name] = {"interior step chosen on validation": studies.step_label(st.steps[j].item()),
                           "AUC there": st.estimate(j).value, "interval": st.estimate(j).interval(),
+                          "TPR@1%FPR there": st.estimate(j, 0.01).value,
+                          "TPR@1%FPR interval": st.estimate(j, 0.01).interval(),
                           "AUC at t = first": st.estimate(0).value, "interval (first)": st.estimate(0).interval(),
                           "AUC at t = last": st.estimate(last).value, "interval (last)": st.estimate(last).interval(),
                           "chosen - first": self.vs_first[name].text(signed=True),
@@ -238,10 +240,10 @@ class LengthStudy:
 
         rows = {}
         for it in self.iterations:
-            auc = metrics.estimate(self.arm(it))
+            auc, tpr = metrics.estimate(self.arm(it)), metrics.estimate(self.arm(it), 0.01)
             rows[it] = {**{f"AUC seed {s}": v for s, v in zip(self.seeds, auc.per_seed)},
                         "AUC": auc.value, "AUC low": auc.low, "AUC high": auc.high,
-                        "TPR@1%FPR": metrics.estimate(self.arm(it), 0.01).value,
+                        "TPR@1%FPR": tpr.value, "TPR@1%FPR interval": tpr.interval(),
                         "loss members": self.losses[it][0], "loss nonmembers": self.losses[it][1]}
         return tidy(pd.DataFrame(rows).T.rename_axis("iteration"))
 
@@ -347,7 +349,8 @@ def likelihood_settings_study(run: train.Run, progress_bar: bool = True) -> Like
         st = studies.likelihood_study(run, progress_bar, config=lik)
         rows[f"tolerance {tol:g}, {k} probe{'s' if k > 1 else ''}"] = {
             "tolerance": tol, "probes": k, "AUC": st.estimate.value, "AUC low": st.estimate.low,
-            "AUC high": st.estimate.high, "TPR@10%FPR": st.result.tpr_at_fpr[0.1],
+            "AUC high": st.estimate.high, "TPR@1%FPR": st.tpr_estimate.value,
+            "TPR@1%FPR interval": st.tpr_estimate.interval(), "TPR@10%FPR": st.result.tpr_at_fpr[0.1],
             "seconds per image": st.seconds_per_image,
             "ODE evaluations per image": st.nfe_per_image,
             "test members": len(st.logp_members), "test nonmembers": len(st.logp_nonmembers)}

@@ -2,8 +2,9 @@
 
 Presets (channels per resolution level, res blocks per level, where attention sits):
 
-- ``tiny``  (16, 32), 1 block, no attention — for tests (~0.16M parameters at 8x8).
-- ``small`` (32, 64, 64), 1 block, attention at the deepest level — the ``cpu`` profile (~1.1M).
+- ``tiny``  (16, 32), 1 block, no attention — the ``cpu`` and ``smoke`` profiles (~0.16M
+  parameters at 8x8).
+- ``small`` (32, 64, 64), 1 block, attention at the deepest level (~1.1M).
 - ``paper`` (128, 256, 256, 256), 2 blocks, attention at 16x16, dropout 0.1 — the paper's
   score_sde DDPM configuration for 64x64 images (nf=128, ch_mult (1, 2, 2, 2)).
 """

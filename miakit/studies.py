@@ -178,14 +178,16 @@ def loss_attack_studies(runs: dict[str, Run], criterion: str = "auc", progress_b
 
 
 def best_step_table(studies: dict[str, LossAttackStudy]):
-    """Per family: the validation-chosen step and its test metrics in both conventions, with the
-    optimistic best-on-test AUC beside it."""
+    """Per family: the validation-chosen step and its test metrics in both conventions (AUC and
+    TPR at 1% FPR with 95% intervals), with the optimistic best-on-test AUC beside it."""
     import pandas as pd
 
     rows = {}
     for name, study in studies.items():
         s = study.summary()
         rows[name] = {"step (chosen on validation)": step_label(s["best_step_val"]), **s["result_val_chosen"].row(),
+                      "AUC 95% interval": study.chosen().interval(),
+                      "TPR@1%FPR 95% interval": study.chosen(0.01).interval(),
                       "optimistic AUC (best on test)": s["result_test_chosen"].auc}
     return pd.DataFrame(rows).T
 

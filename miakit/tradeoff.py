@@ -86,7 +86,7 @@ class ArmResult:
     def row(self) -> dict:
         dp = [r.history.get("dp", {}) for r in self.runs]
         loss, lik = metrics.estimate(self.loss_arm()), metrics.estimate(self.likelihood_arm())
-        loss_tpr = metrics.estimate(self.loss_arm(), 0.01)
+        loss_tpr, lik_tpr = metrics.estimate(self.loss_arm(), 0.01), metrics.estimate(self.likelihood_arm(), 0.01)
         return {"family": self.family, "arm": self.label, "epsilon": self.spec.epsilon,
                 "epsilon spent (accountant)": float(np.mean([d.get("epsilon_spent", math.inf) for d in dp])),
                 "noise multiplier": float(np.mean([d.get("noise_multiplier", 0.0) for d in dp])),
@@ -96,6 +96,7 @@ class ArmResult:
                 "loss TPR@1%FPR": loss_tpr.value, "loss TPR@1%FPR interval": loss_tpr.interval(),
                 "likelihood AUC": lik.value, "likelihood AUC low": lik.low, "likelihood AUC high": lik.high,
                 "likelihood AUC per seed": " ".join(f"{v:.3f}" for v in lik.per_seed),
+                "likelihood TPR@1%FPR": lik_tpr.value, "likelihood TPR@1%FPR interval": lik_tpr.interval(),
                 "feature FD": float(np.mean(self.fd)) if self.fd else math.nan,
                 "feature FD per seed": " ".join(f"{v:.1f}" for v in self.fd),
                 "Inception FID": (float(np.mean(self.inception)) if self.inception and None not in self.inception

@@ -64,8 +64,9 @@ report.targets_table(runs)
 # %% [markdown]
 # ## Training
 #
-# The denoising loss per batch over training. The attack exploits what this curve hides: the
-# loss on the members falls further than the loss on images the model has never seen.
+# The denoising loss per batch over training. The attack exploits what this curve cannot show:
+# whether the loss on the members falls further than the loss on images the model has never
+# seen ([chapter 04](04_factors.ipynb) measures that gap along training).
 
 # %%
 plots.training_curves(runs);
