@@ -132,9 +132,9 @@ class Verdict:
     def passed(self) -> bool:
         return self.outcome is Outcome.REPRODUCED
 
-    def evidence(self) -> str:
+    def evidence(self, sep: str = "; ") -> str:
         parts = [c.text() for c in self.checks]
-        return "; ".join(parts + ([self.note] if self.note else [])) or "not measured"
+        return sep.join(parts + ([self.note] if self.note else [])) or "not measured"
 
     def factor(self) -> float:
         """Sample growth that decides every undecided check at the observed effects."""
@@ -159,7 +159,7 @@ class Verdict:
 
     def row(self, link_prefix: str = "../") -> dict:
         figure = (f'<a href="{link_prefix}{_html_path(self.figure)}">figure</a>' if self.figure else "")
-        return {"claim": self.claim, "the paper says": self.statement, "this build": self.evidence(),
+        return {"claim": self.claim, "the paper says": self.statement, "this build": self.evidence("<br>"),
                 "verdict": str(self.outcome), "what would decide it": self.deciding(), "figure": figure}
 
 

@@ -87,7 +87,7 @@ class LikelihoodConfig:
     lik_atol: float
     lik_method: str  # a torchdiffeq method, e.g. dopri5
     lik_probes: int  # Hutchinson probes per image
-    lik_max_images: int  # at most this many test members and as many test nonmembers
+    lik_max_images: int  # at most this many members and this many nonmembers (seeded random subsets)
     lik_batch: int
 
 
@@ -111,7 +111,7 @@ class FactorConfig:
     step_window: int  # attack-grid steps averaged around the most vulnerable one
     lik_tolerances: str  # ODE tolerances compared (rtol = atol)
     lik_probe_counts: str  # Hutchinson probes per image compared
-    factor_lik_images: int  # test members and as many test nonmembers in the likelihood study
+    factor_lik_images: int  # at most this many members and nonmembers in the likelihood-settings study
 
     def sizes(self) -> list[int]:
         return parse_list(self.size_members, int)
@@ -135,7 +135,7 @@ class PrivacyStudyConfig:
     dp_members: int  # member-set size of the trade-off's targets
     dp_iterations: int  # optimizer steps of every target (rounded up to whole epochs under DP)
     dp_batch_size: int  # expected (Poisson) batch size
-    dp_lik_images: int  # test members and as many nonmembers for the likelihood attack
+    dp_lik_images: int  # at most this many members and nonmembers for the likelihood attack on DP targets
     utility_samples: int  # generated images per target for the Frechet distance
     utility_steps: int  # sampler steps for those images
     inception_fid: bool  # also Inception FID (torchmetrics; skipped with a message when unavailable)

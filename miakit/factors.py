@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,32 @@ from .store import read_arrays, write_arrays
 def tidy(frame, digits: int = 4):
     """A table for the book: numeric columns typed as numbers and rounded."""
     return frame.infer_objects().round(digits)
+
+
+def compact(frame, digits: int = 3):
+    """A narrow table for the book: each "<x>" with "<x> low" and "<x> high" becomes one column
+    "<x> [95%]" reading "value [low, high]", and "<x> seed <s>" columns become one "<x> per
+    seed" column; numbers are rounded. (Plots read the wide frame.)"""
+    out = frame.infer_objects().copy()
+    for col in list(frame.columns):
+        lo, hi = f"{col} low", f"{col} high"
+        if lo in out.columns and hi in out.columns:
+            text = [f"{v:.{digits}f} [{a:.{digits}f}, {b:.{digits}f}]" for v, a, b in
+                    zip(out[col].astype(float), out[lo].astype(float), out[hi].astype(float))]
+            position = out.columns.get_loc(col)
+            out = out.drop(columns=[col, lo, hi])
+            out.insert(position, f"{col} [95%]", text)
+    seeds = {}
+    for col in out.columns:
+        match = re.fullmatch(r"(.+) seed (\S+)", str(col))
+        if match:
+            seeds.setdefault(match.group(1), []).append(col)
+    for name, cols in seeds.items():
+        position = out.columns.get_loc(cols[0])
+        text = [" ".join(f"{v:.{digits}f}" for v in row) for row in out[cols].astype(float).to_numpy()]
+        out = out.drop(columns=cols)
+        out.insert(position, f"{name} per seed", text)
+    return out.round(digits)
 
 
 def seeds(settings: Settings) -> list[int]:
@@ -64,14 +91,12 @@ class StepStudy:
         for name, st in self.loss.items():
             j, last = st.best_interior_index_val, len(st.steps) - 1
             rows[name] = {"interior step chosen on validation": studies.step_label(st.steps[j].item()),
-                          "AUC there": st.estimate(j).value, "interval": st.estimate(j).interval(),
-                          "TPR@1%FPR there": st.estimate(j, 0.01).value,
-                          "TPR@1%FPR interval": st.estimate(j, 0.01).interval(),
-                          "AUC at t = first": st.estimate(0).value, "interval (first)": st.estimate(0).interval(),
-                          "AUC at t = last": st.estimate(last).value, "interval (last)": st.estimate(last).interval(),
+                          "AUC there [95%]": st.estimate(j).text(), "TPR@1%FPR there [95%]": st.estimate(j, 0.01).text(),
+                          "AUC at the first step [95%]": st.estimate(0).text(),
+                          "AUC at the last step [95%]": st.estimate(last).text(),
                           "chosen - first": self.vs_first[name].text(signed=True),
                           "chosen - last": self.vs_last[name].text(signed=True)}
-        return tidy(pd.DataFrame(rows).T)
+        return pd.DataFrame(rows).T
 
     def verdicts(self, figure: str = "notebooks/04_factors#c2") -> list[claims.Verdict]:
         beats, ends = [], []
@@ -172,19 +197,22 @@ class SizeStudy:
         small, large = self.point(budget, self.sizes()[0]), self.point(budget, self.sizes()[-1])
         return metrics.estimate_difference(small.arm(), large.arm(), paired=False)
 
-    def table(self):
+    def frame(self):
+        """Per budget and size: per-seed AUCs, the mean over seeds with its interval, TPR@1%FPR."""
         import pandas as pd
 
         rows = []
         for p in self.points:
             auc, tpr = p.estimate(), p.estimate(0.01)
             rows.append({"budget": p.budget, "members": p.members, "iterations": p.iterations,
-                         "epochs": p.epochs,
-                         **{f"AUC seed {s}": v for s, v in zip(p.seeds, auc.per_seed)},
-                         "AUC (mean over seeds)": auc.value, "AUC low": auc.low, "AUC high": auc.high,
-                         "TPR@1%FPR": tpr.value, "TPR@1%FPR interval": tpr.interval(),
-                         "test members": auc.n_members, "test nonmembers": auc.n_nonmembers})
+                         "epochs": p.epochs, **{f"AUC seed {s}": v for s, v in zip(p.seeds, auc.per_seed)},
+                         "AUC": auc.value, "AUC low": auc.low, "AUC high": auc.high,
+                         "TPR@1%FPR": tpr.value, "TPR@1%FPR low": tpr.low, "TPR@1%FPR high": tpr.high,
+                         "members scored": auc.n_members, "nonmembers scored": auc.n_nonmembers})
         return tidy(pd.DataFrame(rows).set_index(["budget", "members"]))
+
+    def table(self):
+        return compact(self.frame())
 
     def verdicts(self, figure: str = "notebooks/04_factors#c3") -> list[claims.Verdict]:
         small, large = self.sizes()[0], self.sizes()[-1]
@@ -235,7 +263,8 @@ class LengthStudy:
         """AUC(last) - AUC(first compared snapshot): same images and same seeds (paired)."""
         return metrics.estimate_difference(self.arm(self.iterations[-1]), self.arm(self.iterations[0]), paired=True)
 
-    def table(self):
+    def frame(self):
+        """Per compared snapshot: per-seed AUCs, the mean with its interval, TPR@1%FPR, losses."""
         import pandas as pd
 
         rows = {}
@@ -243,9 +272,12 @@ class LengthStudy:
             auc, tpr = metrics.estimate(self.arm(it)), metrics.estimate(self.arm(it), 0.01)
             rows[it] = {**{f"AUC seed {s}": v for s, v in zip(self.seeds, auc.per_seed)},
                         "AUC": auc.value, "AUC low": auc.low, "AUC high": auc.high,
-                        "TPR@1%FPR": tpr.value, "TPR@1%FPR interval": tpr.interval(),
+                        "TPR@1%FPR": tpr.value, "TPR@1%FPR low": tpr.low, "TPR@1%FPR high": tpr.high,
                         "loss members": self.losses[it][0], "loss nonmembers": self.losses[it][1]}
         return tidy(pd.DataFrame(rows).T.rename_axis("iteration"))
+
+    def table(self):
+        return compact(self.frame())
 
     def verdict(self, figure: str = "notebooks/04_factors#c4") -> claims.Verdict:
         first, last = self.iterations[0], self.iterations[-1]
@@ -285,10 +317,13 @@ class NoiseStudy:
     center: int  # index of the most vulnerable step within ``steps``
     rows: dict  # label -> {"queries per image", "draws", "steps", "AUC", interval, TPR}
 
-    def table(self):
+    def frame(self):
         import pandas as pd
 
         return tidy(pd.DataFrame(self.rows).T)
+
+    def table(self):
+        return compact(self.frame())
 
 
 def noise_study(run: train.Run, chapter_study: studies.LossAttackStudy, progress_bar: bool = True) -> NoiseStudy:
@@ -331,10 +366,13 @@ def noise_study(run: train.Run, chapter_study: studies.LossAttackStudy, progress
 class LikelihoodSettingsStudy:
     rows: dict  # label -> {"tolerance", "probes", "AUC", interval, "seconds per image", "NFE per image"}
 
-    def table(self):
+    def frame(self):
         import pandas as pd
 
         return tidy(pd.DataFrame(self.rows).T)
+
+    def table(self):
+        return compact(self.frame())
 
 
 def likelihood_settings_study(run: train.Run, progress_bar: bool = True) -> LikelihoodSettingsStudy:
@@ -350,8 +388,9 @@ def likelihood_settings_study(run: train.Run, progress_bar: bool = True) -> Like
         rows[f"tolerance {tol:g}, {k} probe{'s' if k > 1 else ''}"] = {
             "tolerance": tol, "probes": k, "AUC": st.estimate.value, "AUC low": st.estimate.low,
             "AUC high": st.estimate.high, "TPR@1%FPR": st.tpr_estimate.value,
-            "TPR@1%FPR interval": st.tpr_estimate.interval(), "TPR@10%FPR": st.result.tpr_at_fpr[0.1],
+            "TPR@1%FPR low": st.tpr_estimate.low, "TPR@1%FPR high": st.tpr_estimate.high,
+            "TPR@10%FPR": st.result.tpr_at_fpr[0.1],
             "seconds per image": st.seconds_per_image,
             "ODE evaluations per image": st.nfe_per_image,
-            "test members": len(st.logp_members), "test nonmembers": len(st.logp_nonmembers)}
+            "members scored": len(st.logp_members), "nonmembers scored": len(st.logp_nonmembers)}
     return LikelihoodSettingsStudy(rows)

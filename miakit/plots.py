@@ -203,7 +203,7 @@ def size_study(table):
     for k, budget in enumerate(dict.fromkeys(table.index.get_level_values("budget"))):
         part = table.xs(budget, level="budget").sort_index()
         x = part.index.to_numpy(dtype=float) * (1 + 0.03 * (2 * k - 1))
-        auc = part["AUC (mean over seeds)"].to_numpy(dtype=float)
+        auc = part["AUC"].to_numpy(dtype=float)
         lo, hi = part["AUC low"].to_numpy(dtype=float), part["AUC high"].to_numpy(dtype=float)
         ax.errorbar(x, auc, yerr=[auc - lo, hi - auc], fmt="o-", capsize=3, color=f"C{k}", label=budget)
         for column in (c for c in part.columns if c.startswith("AUC seed")):
@@ -213,6 +213,7 @@ def size_study(table):
            title="Loss attack against training-set size (dots: seeds)")
     ax.set_xticks(sorted(set(table.index.get_level_values("members"))),
                   [str(v) for v in sorted(set(table.index.get_level_values("members")))])
+    ax.set_xticks([], minor=True)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -29,7 +29,7 @@ import torch
 
 from . import claims, metrics, studies, train, utility
 from .config import Settings
-from .factors import arm_of, seeds, tidy
+from .factors import arm_of, compact, seeds, tidy
 
 N_BOOT_FD = 200  # resamples of the Frechet-distance difference (each needs a matrix square root)
 
@@ -93,10 +93,12 @@ class ArmResult:
                 "clipping norm": self.spec.clip, "seeds": len(self.seeds),
                 "loss AUC": loss.value, "loss AUC low": loss.low, "loss AUC high": loss.high,
                 "loss AUC per seed": " ".join(f"{v:.3f}" for v in loss.per_seed),
-                "loss TPR@1%FPR": loss_tpr.value, "loss TPR@1%FPR interval": loss_tpr.interval(),
+                "loss TPR@1%FPR": loss_tpr.value, "loss TPR@1%FPR low": loss_tpr.low,
+                "loss TPR@1%FPR high": loss_tpr.high,
                 "likelihood AUC": lik.value, "likelihood AUC low": lik.low, "likelihood AUC high": lik.high,
                 "likelihood AUC per seed": " ".join(f"{v:.3f}" for v in lik.per_seed),
-                "likelihood TPR@1%FPR": lik_tpr.value, "likelihood TPR@1%FPR interval": lik_tpr.interval(),
+                "likelihood TPR@1%FPR": lik_tpr.value, "likelihood TPR@1%FPR low": lik_tpr.low,
+                "likelihood TPR@1%FPR high": lik_tpr.high,
                 "feature FD": float(np.mean(self.fd)) if self.fd else math.nan,
                 "feature FD per seed": " ".join(f"{v:.1f}" for v in self.fd),
                 "Inception FID": (float(np.mean(self.inception)) if self.inception and None not in self.inception
@@ -112,10 +114,24 @@ class TradeoffStudy:
     reference_features: np.ndarray | None = field(repr=False)
     notes: list[str] = field(default_factory=list)  # what could not be measured, and why
 
-    def table(self):
+    def frame(self):
+        """Every arm: accounting, both attacks (mean over seeds, interval, per seed), quality."""
         import pandas as pd
 
         return tidy(pd.DataFrame([a.row() for a in self.arms]).set_index(["family", "arm"]))
+
+    ATTACK_COLUMNS = ("epsilon spent (accountant)", "noise multiplier", "loss AUC [95%]", "loss AUC per seed",
+                      "loss TPR@1%FPR [95%]", "likelihood AUC [95%]", "likelihood AUC per seed",
+                      "likelihood TPR@1%FPR [95%]")
+    UTILITY_COLUMNS = ("feature FD", "feature FD per seed", "Inception FID", "training seconds")
+
+    def table(self):
+        """The attacks on every arm (a narrow table for the book)."""
+        return compact(self.frame())[list(self.ATTACK_COLUMNS)]
+
+    def utility_table(self):
+        """Sample quality and training cost of every arm."""
+        return compact(self.frame())[list(self.UTILITY_COLUMNS)]
 
     def families(self) -> list[str]:
         return list(dict.fromkeys(a.family for a in self.arms))

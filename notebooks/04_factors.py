@@ -105,7 +105,7 @@ step.table()
 # %%
 size = factors.size_study(settings.for_family(lead))
 clock.lap("size")
-plots.size_study(size.table());
+plots.size_study(size.frame());
 
 # %%
 size.table()
@@ -126,7 +126,7 @@ size.table()
 # %%
 length = factors.length_study(settings.for_family(lead))
 clock.lap("length")
-plots.auc_against_factor(length.table(), "training iterations", "Attack AUC along training (mean over seeds)",
+plots.auc_against_factor(length.frame(), "training iterations", "Attack AUC along training (mean over seeds)",
                          loss_columns=["loss members", "loss nonmembers"]);
 
 # %%
@@ -144,7 +144,7 @@ length.table()
 # %%
 noise = factors.noise_study(runs[lead], loss[lead])
 clock.lap("noise")
-plots.auc_against_cost(noise.table(), "queries per image", "Loss attack: AUC against queries per image");
+plots.auc_against_cost(noise.frame(), "queries per image", "Loss attack: AUC against queries per image");
 
 # %%
 noise.table()
@@ -159,7 +159,7 @@ noise.table()
 # %%
 lik = factors.likelihood_settings_study(runs[lead])
 clock.lap("likelihood")
-plots.auc_against_cost(lik.table(), "seconds per image", "Likelihood attack: AUC against cost", tpr="TPR@10%FPR");
+plots.auc_against_cost(lik.frame(), "seconds per image", "Likelihood attack: AUC against cost", tpr="TPR@10%FPR");
 
 # %%
 lik.table()

@@ -17,9 +17,9 @@
 # attacks lose their power while the models lose sample quality. This chapter trains the
 # {glue:text}`lead_family:s` target with [opacus](https://opacus.ai): Poisson sampling,
 # per-example gradient clipping, Gaussian noise calibrated by opacus' accountant to a budget
-# epsilon at delta = {glue:text}`delta:g`, and DPDM's noise multiplicity (each example's loss
-# averages {glue:text}`multiplicity:d` draws of step and noise before it is clipped; the
-# accountant counts each example once).
+# epsilon at delta = {glue:text}`delta:g`, and DPDM's noise multiplicity K =
+# {glue:text}`multiplicity:d` (each example's loss averages K draws of step and noise before it
+# is clipped; the accountant counts each example once).
 #
 # **Matched arms.** DP-SGD changes more than the noise: it samples batches by Poisson sampling,
 # clips every example's gradient, and here averages K draws per example. So every arm below is
@@ -97,10 +97,13 @@ lead = study.families()[0]
 # distance between two halves of the real nonmembers, the floor a perfect generator would reach.
 
 # %%
-plots.privacy_tradeoff(study.table(), study.fd_floor);
+plots.privacy_tradeoff(study.frame(), study.fd_floor);
 
 # %%
 study.table()
+
+# %%
+study.utility_table()
 
 # %%
 report.show_notes(study.notes)

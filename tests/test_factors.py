@@ -65,7 +65,9 @@ def test_c3_three_ways():
     assert {v.outcome for v in undecided} == {Outcome.UNDECIDED}
     assert "training seeds" in undecided[0].deciding()  # the arms rest on seeds too
     table = synthetic_size_study(1.5, 0.2).table()
-    assert {"AUC seed 0", "AUC seed 1", "AUC seed 2", "AUC (mean over seeds)"} <= set(table.columns)
+    assert {"AUC seed 0", "AUC seed 1", "AUC seed 2", "AUC", "AUC low", "AUC high"} <= set(
+        synthetic_size_study(1.5, 0.2).frame().columns)
+    assert {"AUC per seed", "AUC [95%]", "TPR@1%FPR [95%]"} <= set(table.columns)  # the narrow table of the book
 
 
 def synthetic_length_study(shifts, n=150, seeds=3):
@@ -92,8 +94,8 @@ def test_length_study_attacks_every_snapshot_after_the_horizon_for_every_seed(sn
     assert study.horizon == 10 and study.iterations == [10, 20, 30]
     assert all(len(study.studies[it]) == 2 for it in study.iterations)
     table = study.table()
-    assert list(table.index) == [10, 20, 30] and {"AUC seed 0", "AUC seed 1"} <= set(table.columns)
-    assert (table["loss members"] > 0).all() and (table["loss nonmembers"] > 0).all()
+    assert list(table.index) == [10, 20, 30] and {"AUC per seed", "AUC [95%]"} <= set(table.columns)
+    assert (study.frame()["loss members"] > 0).all() and (study.frame()["loss nonmembers"] > 0).all()
     assert study.verdict().claim == "C4"
 
 
@@ -139,4 +141,5 @@ def test_likelihood_settings_grid(smoke_run):
     f, c = smoke_run.settings.factors, smoke_run.settings.likelihood
     expected = {(t, 1) for t in f.tolerances()} | {(c.lik_rtol, k) for k in f.probe_counts()}
     assert {(r["tolerance"], r["probes"]) for r in study.rows.values()} == expected
-    assert all(r["test members"] == f.factor_lik_images for r in study.rows.values())
+    assert all(r["members scored"] == min(f.factor_lik_images, smoke_run.settings.data.n_members)
+               for r in study.rows.values())
