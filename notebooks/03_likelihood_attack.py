@@ -46,7 +46,7 @@ lik_rtol = None  # ODE solver tolerances
 lik_atol = None
 lik_method = None  # torchdiffeq method
 lik_probes = None  # Hutchinson probes per image
-lik_max_images = None  # at most this many test members and as many test nonmembers (a seeded random subset)
+lik_max_images = None  # at most this many members and this many nonmembers (seeded random subsets of both parts)
 speed_images = None  # images in the side-by-side timing against the paper's loop
 speed_batch = None  # images in miakit's throughput batch (0 = skip)
 device = None

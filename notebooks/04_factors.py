@@ -57,7 +57,7 @@ noise_draws = None  # comma-separated draws per step compared, e.g. "1,4,16"
 step_window = None  # neighbouring steps averaged in the aggregation study
 lik_tolerances = None  # comma-separated ODE tolerances compared
 lik_probe_counts = None  # comma-separated Hutchinson probe counts compared
-factor_lik_images = None  # test members (and as many nonmembers, a seeded random subset) in the likelihood study
+factor_lik_images = None  # at most this many members and nonmembers (seeded random subsets) in the likelihood study
 device = None
 runs_dir = None
 
@@ -153,8 +153,9 @@ noise.table()
 # ## 5. Likelihood attack settings (ours)
 #
 # The likelihood attack at several ODE tolerances (one Hutchinson probe, as the paper) and with
-# more probes per image (at this profile's tolerance), on the same {glue:text}`factor_lik_images:d`
-# test members and as many test nonmembers, a seeded random subset of each part.
+# more probes per image (at this profile's tolerance), on the same images for every setting: at
+# most {glue:text}`factor_lik_images:d` members and as many nonmembers, seeded random subsets of
+# both parts of the split (the attack tunes nothing on them).
 
 # %%
 lik = factors.likelihood_settings_study(runs[lead])
