@@ -47,8 +47,8 @@ lik_atol = None
 lik_method = None  # torchdiffeq method
 lik_probes = None  # Hutchinson probes per image
 lik_max_images = None  # at most this many members and this many nonmembers (seeded random subsets of both parts)
-speed_images = None  # images in the side-by-side timing against the paper's loop
-speed_batch = None  # images in miakit's throughput batch (0 = skip)
+speed_images = None  # images in the side-by-side timing against the loop of the paper
+speed_batch = None  # images in the miakit throughput batch (0 skips it)
 device = None
 runs_dir = None
 
