@@ -6,12 +6,28 @@ Datasets (the ``dataset`` parameter):
 - ``fashion-mnist`` or ``fashion-mnist:<dir>`` — the 70,000 Fashion-MNIST images (28x28) from
   the IDX files of Debian's ``dataset-fashion-mnist`` package, or any folder holding them.
 - ``folder:<path>`` — every readable image under a folder (FFHQ thumbnails, retina images),
-  centre-cropped to a square and resized; grayscale when every image is grayscale, else RGB.
+  centre-cropped to a square and resized (bicubic); grayscale when every image is grayscale,
+  else RGB (gray images then fill all three channels).
+
+Pixel values of folder images are mapped to [0, 1] by their real range, never clipped:
+
+- 8-bit images (``L``, ``RGB``, palette, ...) divide by 255.
+- 16-bit grayscale (``I;16``, ``I;16B``, ...) divides by 65535.
+- 32-bit integer grayscale (``I``; Pillow opens 16-bit PGMs so) is read as 16-bit data: its
+  values must lie in [0, 65535] and are divided by 65535; any other range is a DatasetError.
+- 32-bit float grayscale (``F``) must already lie in [0, 1]; any other range is a DatasetError
+  naming the file (no per-image rescaling, which would change the data).
+
+Every image is cropped and resized as a float image (one per channel), then clipped to [0, 1],
+so the 8-bit, 16-bit and float versions of one picture give nearly the same tensor. Any dataset holding a
+NaN or infinite pixel is a DatasetError naming the first such image (index, and file).
 """
 from __future__ import annotations
 
 import gzip
+import hashlib
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +40,8 @@ from .store import read_json, write_json
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
 FASHION_MNIST_LABELS = ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+REINSTALL = ("reinstall it with `apt-get install --reinstall -y dataset-fashion-mnist` "
+             "or download the IDX files again")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -40,6 +58,26 @@ class Dataset:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def fingerprint(self, indices=None) -> str:
+        """First 16 hex digits of a sha256 of the float32 bytes of ``images[indices]`` (all images
+        when None, hashed as ``arange(len(self))``), their shape and the indices: the same on every
+        machine and process for the same pixels, and different when any pixel of the subset changes."""
+        index = np.arange(len(self)) if indices is None else np.asarray(indices)
+        if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
+            raise ValueError(f"fingerprint needs a 1-D array of integer indices, not {index.dtype} {index.shape}")
+        index = index.astype("<i8")
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"fingerprint index outside the dataset of {len(self)} images")
+        picked = self.images.detach().cpu()
+        if indices is not None:
+            picked = picked[torch.from_numpy(index)]
+        pixels = np.ascontiguousarray(picked.numpy(), dtype="<f4")
+        digest = hashlib.sha256(b"miakit-dataset-v1")
+        digest.update(np.asarray(pixels.shape, dtype="<i8").tobytes())
+        digest.update(index.tobytes())
+        digest.update(pixels.reshape(-1).view(np.uint8))
+        return digest.hexdigest()[:16]
+
 
 def load(name: str, resolution: int) -> Dataset:
     """Load dataset ``name`` at ``resolution`` x ``resolution`` pixels, scaled to [-1, 1]."""
@@ -49,11 +87,21 @@ def load(name: str, resolution: int) -> Dataset:
         folder = Path(name.split(":", 1)[1]) if ":" in name else FASHION_MNIST_DIR
         unit, labels = _fashion_mnist(folder)
     elif name.startswith("folder:"):
-        return Dataset(name, _folder(Path(name.split(":", 1)[1]), resolution) * 2.0 - 1.0)
+        unit, labels = _folder(Path(name.split(":", 1)[1]), resolution), None
     else:
         raise DatasetError(
             f"unknown dataset {name!r}; use 'digits', 'fashion-mnist[:<dir>]' or 'folder:<path>'")
+    _require_finite(unit, name)
     return Dataset(name, resize(unit, resolution) * 2.0 - 1.0, labels)
+
+
+def _require_finite(images: torch.Tensor, name: str) -> None:
+    """Raise DatasetError naming the first image of ``images`` with a NaN or infinite pixel."""
+    bad = ~torch.isfinite(images.reshape(len(images), -1)).all(dim=1)
+    if bad.any():
+        first = int(bad.nonzero()[0, 0])
+        raise DatasetError(f"dataset {name!r}: image {first} has NaN or infinite pixel values "
+                           f"({int(bad.sum())} image(s) in all)")
 
 
 def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -76,14 +124,18 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
 def _read_idx(path: Path, magic: int, n_dims: int, what: str) -> np.ndarray:
     """An (optionally gzipped) IDX file with ``n_dims`` dimensions as a uint8 array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DatasetError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
+                           f"{REINSTALL}") from exc
     header = 4 + 4 * n_dims
     if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
         raise DatasetError(f"{path} is not an {what} file")
     shape = tuple(int.from_bytes(raw[i:i + 4], "big") for i in range(4, header, 4))
     if len(raw) != header + int(np.prod(shape)):
-        raise DatasetError(f"{path} is truncated: expected {'x'.join(map(str, shape))} values")
+        raise DatasetError(f"{path} is truncated: expected {'x'.join(map(str, shape))} values; {REINSTALL}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -127,24 +179,58 @@ def _folder(folder: Path, resolution: int) -> torch.Tensor:
     if not folder.is_dir():
         raise DatasetError(f"image folder {folder} does not exist; pass dataset='folder:<path to images>'")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    images, skipped = [], []
+    images, read, skipped = [], [], []
     for path in paths:
         try:
             with Image.open(path) as img:
                 img.load()
                 images.append(img.copy())
+                read.append(path)
         except (UnidentifiedImageError, OSError):
             skipped.append(path.name)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {folder}, e.g. {skipped[:3]}")
     if not images:
         raise DatasetError(f"no readable images in {folder} (looked for {sorted(IMAGE_SUFFIXES)})")
-    gray = all(img.mode in ("1", "L", "LA", "I", "I;16", "F") for img in images)
-    mode = "L" if gray else "RGB"
-    arrays = [np.asarray(_square(img.convert(mode), resolution), dtype=np.float32) / 255.0 for img in images]
+    gray = all(img.mode in GRAY_MODES for img in images)
+    arrays = [_unit_image(img, path, i, gray, resolution) for i, (img, path) in enumerate(zip(images, read))]
     stacked = np.stack(arrays)
     stacked = stacked[:, None] if gray else stacked.transpose(0, 3, 1, 2)
     return torch.from_numpy(np.ascontiguousarray(stacked))
+
+
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"}
+# any other mode (rare) is converted to 8-bit gray or RGB by Pillow
+
+
+def _unit_image(img, path: Path, index: int, gray: bool, resolution: int) -> np.ndarray:
+    """One folder image as float32 in [0, 1] by its real range (see the module docstring), cropped
+    and resized in float: [H, W] when ``gray``, else [H, W, 3]."""
+    from PIL import Image
+
+    if img.mode in EIGHT_BIT_MODES or img.mode not in GRAY_MODES:
+        unit = np.asarray(img.convert("L" if gray else "RGB"), dtype=np.float32) / 255.0
+    elif img.mode == "F":
+        unit = np.asarray(img, dtype=np.float32)
+    else:  # "I;16*" (0..65535) or "I" (32-bit int, read as 16-bit data)
+        values = np.asarray(img)
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > 65535:
+            raise DatasetError(f"image {index} ({path}): 32-bit integer pixels span [{low}, {high}], outside the "
+                               "16-bit range [0, 65535]; save it as 8- or 16-bit, or as float in [0, 1]")
+        unit = values.astype(np.float32) / 65535.0
+    if not np.isfinite(unit).all():
+        raise DatasetError(f"image {index} ({path}) has NaN or infinite pixel values")
+    if unit.min() < 0.0 or unit.max() > 1.0:
+        raise DatasetError(f"image {index} ({path}): float pixels span [{unit.min():g}, {unit.max():g}], not [0, 1]; "
+                           "scale the file to [0, 1] (no per-image rescaling is done, it would change the data)")
+    if not gray and unit.ndim == 2:
+        unit = np.repeat(unit[:, :, None], 3, axis=2)
+    channels = [unit] if gray else [unit[:, :, c] for c in range(3)]
+    out = [np.asarray(_square(Image.fromarray(np.ascontiguousarray(ch)), resolution), dtype=np.float32)
+           for ch in channels]
+    return np.clip(out[0] if gray else np.stack(out, axis=2), 0.0, 1.0)
 
 
 def _square(img, resolution: int):

@@ -1,4 +1,7 @@
 import gzip
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -146,3 +149,108 @@ def test_subsets_are_seeded_random_draws_not_the_first_k():
     assert not np.array_equal(other.subset("nonmembers_test", 50), split.subset("nonmembers_test", 50))
     with pytest.raises(ValueError, match="unknown split part"):
         split.subset("train", 5)
+
+
+def gradient8(h=30, w=40):
+    """An 8-bit test picture: a diagonal gradient with a bright square, 0..255."""
+    y, x = np.mgrid[0:h, 0:w]
+    picture = (x * 255 // (w - 1) + y * 3) % 256
+    picture[5:12, 8:20] = 250
+    return picture.astype(np.uint8)
+
+
+def test_deep_images_load_by_their_real_range(tmp_path):
+    """16-bit PNGs, 16-bit PGMs (Pillow mode "I") and float TIFFs of one picture load like its 8-bit PNG."""
+    picture = gradient8()
+    loaded = {}
+    for kind, image in (("png8", Image.fromarray(picture)),
+                        ("png16", Image.fromarray(picture.astype(np.uint16) * 257)),
+                        ("pgm16", Image.fromarray(picture.astype(np.uint16) * 257)),
+                        ("tif32f", Image.fromarray(picture.astype(np.float32) / 255.0))):
+        folder = tmp_path / kind
+        folder.mkdir()
+        image.save(folder / f"x.{kind[:3]}")
+        ds = data.load(f"folder:{folder}", 16)
+        assert ds.images.shape == (1, 1, 16, 16), kind
+        loaded[kind] = ds.images
+    assert Image.open(tmp_path / "png16" / "x.png").mode == "I;16"
+    assert Image.open(tmp_path / "pgm16" / "x.pgm").mode == "I"
+    assert Image.open(tmp_path / "tif32f" / "x.tif").mode == "F"
+    for kind in ("png16", "pgm16", "tif32f"):  # in [-1, 1] a pixel step of 1/255 is 2/255
+        assert (loaded[kind] - loaded["png8"]).abs().max() <= 2 / 255, kind  # 1/255 in [0, 1]
+        assert loaded[kind].min() >= -1 and loaded[kind].max() <= 1
+
+
+def test_deep_gray_in_an_rgb_folder_fills_all_channels(tmp_path):
+    picture = gradient8()
+    Image.fromarray(picture.astype(np.uint16) * 257).save(tmp_path / "a.png")
+    Image.fromarray(np.stack([picture] * 3, axis=2)).save(tmp_path / "b.png")
+    ds = data.load(f"folder:{tmp_path}", 16)
+    assert ds.images.shape == (2, 3, 16, 16)
+    assert (ds.images[0] - ds.images[1]).abs().max() <= 2 / 255
+
+
+def test_float_image_outside_unit_range_is_an_error(tmp_path):
+    ramp = np.linspace(0, 1000, 20 * 20, dtype=np.float32).reshape(20, 20)
+    Image.fromarray(ramp).save(tmp_path / "depth.tif")
+    with pytest.raises(data.DatasetError, match=r"depth\.tif.*\[0, 1000\]"):
+        data.load(f"folder:{tmp_path}", 8)
+
+
+def test_int32_image_outside_16_bits_is_an_error(tmp_path):
+    Image.fromarray(np.full((20, 20), 70000, dtype=np.int32)).save(tmp_path / "counts.tif")
+    assert Image.open(tmp_path / "counts.tif").mode == "I"
+    with pytest.raises(data.DatasetError, match=r"counts\.tif.*\[70000, 70000\]"):
+        data.load(f"folder:{tmp_path}", 8)
+
+
+def test_nan_pixel_is_an_error_naming_image_and_file(tmp_path):
+    Image.fromarray(np.full((20, 20), 0.5, dtype=np.float32)).save(tmp_path / "a.tif")
+    bad = np.full((20, 20), 0.5, dtype=np.float32)
+    bad[3, 4] = np.nan
+    Image.fromarray(bad).save(tmp_path / "b.tif")
+    with pytest.raises(data.DatasetError, match=r"image 1 \(.*b\.tif\) has NaN"):
+        data.load(f"folder:{tmp_path}", 8)
+
+
+def test_non_finite_pixel_in_any_dataset_is_an_error(monkeypatch):
+    images, labels = data._digits()
+    images = images.clone()
+    images[7, 0, 2, 2] = float("inf")
+    monkeypatch.setattr(data, "_digits", lambda: (images, labels))
+    with pytest.raises(data.DatasetError, match="image 7 has NaN or infinite"):
+        data.load("digits", 8)
+
+
+@pytest.mark.parametrize("keep", [5, 20, -8, -1])
+def test_truncated_gzip_idx_names_the_file(tmp_path, keep):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    write_idx(path, np.random.default_rng(0).integers(0, 256, (50, 28, 28)))
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(data.DatasetError, match=re.escape(str(path)) + ".*truncated or corrupt.*dataset-fashion-mnist"):
+        data.read_idx_images(path)
+
+
+def test_fingerprint_follows_the_pixels_of_the_subset():
+    ds = data.load("digits", 8)
+    subset = np.array([3, 10, 500])
+    fp = ds.fingerprint(subset)
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    assert data.Dataset("digits", ds.images.clone()).fingerprint(subset) == fp  # same pixels, same name or not
+    assert ds.fingerprint(list(subset)) == fp and ds.fingerprint(torch.tensor(subset)) == fp
+    assert ds.fingerprint() == ds.fingerprint(np.arange(len(ds))) != fp
+    changed = ds.images.clone()
+    changed[10, 0, 4, 4] += 1e-3
+    assert data.Dataset("digits", changed).fingerprint(subset) != fp
+    outside = ds.images.clone()
+    outside[11] = 0.0
+    assert data.Dataset("digits", outside).fingerprint(subset) == fp
+    assert ds.fingerprint(np.array([3, 10, 501])) != fp
+    assert data.load("digits", 16).fingerprint(subset) != fp
+    # the same in a fresh process (no per-process hash seed)
+    code = ("import numpy as np; from miakit import data; "
+            "print(data.load('digits', 8).fingerprint(np.array([3, 10, 500])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == fp
+    with pytest.raises(IndexError):
+        ds.fingerprint([len(ds)])
