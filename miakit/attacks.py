@@ -20,6 +20,23 @@ from .progress import progress
 DEFAULT_BATCH = {"cpu": 128, "cuda": 1024}
 
 
+class NonFiniteScore(ValueError):
+    """An attack produced NaN or inf for some images (named by their ids)."""
+
+
+def require_finite(values: np.ndarray, ids, attack: str) -> np.ndarray:
+    """``values`` (one row per image) unchanged, or an error naming the images whose row is not
+    finite, by their ids (dataset indices), so one bad image is found rather than a whole
+    evaluation failing later."""
+    rows = np.asarray(values).reshape(len(values), -1)
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    if len(bad):
+        named = [int(np.asarray(ids)[i]) for i in bad[:10]]
+        raise NonFiniteScore(f"the {attack} is NaN or inf for {len(bad)} image(s), dataset indices {named}"
+                             f"{' ...' if len(bad) > 10 else ''}: check those images and the model")
+    return values
+
+
 def member_score_from_loss(loss: np.ndarray | torch.Tensor) -> np.ndarray:
     """Orient a loss (lower = member) as a member score (higher = member)."""
     return -np.asarray(loss, dtype=np.float64)
@@ -71,7 +88,7 @@ def losses(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed
             bar.update(values[-1].shape[0])
         out[start:stop] = torch.cat(values).reshape(stop - start, n_steps, n_noise).double().numpy()
     bar.close()
-    return out
+    return require_finite(out, ids, "loss attack")
 
 
 def loss_scores(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed: int = 0,

@@ -18,10 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PARAMETERS, PROFILES
+from .config import resolve
 
 ROOT_FILES = ("_config.yml", "_toc.yml")
 ROOT_DIRS = ("book",)
+STAGE_MARK = ".miakit-stage"  # a staging folder miakit made (and may overwrite)
 
 
 def notebooks(root: Path) -> list[Path]:
@@ -29,11 +30,27 @@ def notebooks(root: Path) -> list[Path]:
 
 
 def check_parameters(profile: str, parameters: dict) -> None:
-    if profile not in PROFILES:
-        raise SystemExit(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    unknown = sorted(set(parameters) - set(PARAMETERS))
-    if unknown:
-        raise SystemExit(f"unknown parameter(s) {unknown}; valid: {', '.join(PARAMETERS)}")
+    """Every parameter name and value checked as the notebooks will (``config.resolve``), and a
+    folder dataset's folder present, before a kernel starts or anything is written."""
+    try:
+        settings = resolve(profile, **parameters)
+    except ValueError as err:
+        raise SystemExit(f"invalid parameters: {err}") from None
+    kind, _, where = settings.data.dataset.partition(":")
+    if kind == "folder" and not Path(where).is_dir():
+        raise SystemExit(f"dataset={settings.data.dataset!r}: the folder {where} does not exist")
+
+
+def check_stage(stage: Path, default: Path) -> None:
+    """Refuse a staging folder that holds files miakit did not put there (staging overwrites
+    ``_config.yml``, ``_toc.yml`` and ``book/``)."""
+    if stage == default or not stage.exists():
+        return
+    if not stage.is_dir():
+        raise SystemExit(f"--stage {stage} is not a folder")
+    if any(stage.iterdir()) and not (stage / STAGE_MARK).exists():
+        raise SystemExit(f"--stage {stage} is a non-empty folder that miakit did not make; staging would "
+                         "overwrite its files. Pass an empty or new folder.")
 
 
 def execute(root: Path, stage: Path, profile: str, parameters: dict, only: list[str] | None = None) -> dict:
@@ -58,6 +75,7 @@ def execute(root: Path, stage: Path, profile: str, parameters: dict, only: list[
 
 def stage_sources(root: Path, stage: Path) -> None:
     stage.mkdir(parents=True, exist_ok=True)
+    (stage / STAGE_MARK).write_text("made by miakit.book: its _config.yml, _toc.yml and book/ are overwritten\n")
     for name in ROOT_FILES:
         shutil.copy2(root / name, stage / name)
     for name in ROOT_DIRS:
@@ -97,9 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-html", action="store_true", help="execute only, do not build HTML")
     args = parser.parse_args(argv)
     root = args.root.resolve()
-    stage = (args.stage or root / "_staging").resolve()
+    default_stage = (root / "_staging").resolve()
+    stage = (args.stage or default_stage).resolve()
     parameters = dict(args.parameter)
     check_parameters(args.profile, parameters)
+    check_stage(stage, default_stage)
     stage_sources(root, stage)
     timings = execute(root, stage, args.profile, parameters, args.only)
     (stage / "timings.json").write_text(json.dumps({"profile": args.profile, "seconds": timings}, indent=1))

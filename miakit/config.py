@@ -47,7 +47,7 @@ class TargetConfig:
     dp_delta: float  # DP-SGD delta
     dp_max_grad_norm: float  # DP-SGD per-example clipping norm; inf = no clipping
     dp_multiplicity: int  # (t, noise) draws averaged inside each example's loss before clipping (DPDM's K)
-    dp_physical_batch: int  # most examples per forward pass (opacus BatchMemoryManager)
+    dp_physical_batch: int  # most examples per forward pass (a Poisson batch is split into physical batches)
 
     @property
     def dp_sgd(self) -> bool:
@@ -133,7 +133,7 @@ class PrivacyStudyConfig:
     dp_epsilons: str  # comma-separated finite privacy budgets (the non-private and clipping-only arms always run)
     dp_families: str  # comma-separated families trained privately
     dp_members: int  # member-set size of the trade-off's targets
-    dp_iterations: int  # optimizer steps of every target (rounded up to whole epochs under DP)
+    dp_iterations: int  # optimizer steps of every target
     dp_batch_size: int  # expected (Poisson) batch size
     dp_lik_images: int  # at most this many members and nonmembers for the likelihood attack on DP targets
     utility_samples: int  # generated images per target for the Frechet distance
@@ -189,7 +189,8 @@ class Settings:
         return dataclasses.replace(self, target=dataclasses.replace(self.target, family=name))
 
     def target_hash(self) -> str:
-        """Stable hash of everything that determines the trained weights."""
+        """Stable hash of the settings that determine the trained weights (the run key,
+        ``miakit.train.run_key``, adds the family, the resolved UNet and the member images)."""
         unhashed = UNHASHED if self.target.dp_sgd else UNHASHED + DP_KEYS  # standard loop: DP settings are moot
         payload = {"format": RUN_FORMAT,
             "data": dataclasses.asdict(self.data),
@@ -210,8 +211,9 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "target": TargetConfig, "attack
             "factors": FactorConfig, "privacy_study": PrivacyStudyConfig, "comparison": ComparisonConfig}
 RUN_KEYS = ("device", "runs_dir", "families")
 TRAINERS = ("standard", "dp-sgd")
-# version of what a run folder holds and how it was trained: 2 = bias-corrected EMA
-RUN_FORMAT = 2
+# version of what a run folder holds and how it was trained: 2 = bias-corrected EMA; 3 = one training
+# loop (DP-SGD draws its own Poisson batches and runs exactly `iterations` steps), checksummed files
+RUN_FORMAT = 3
 UNHASHED = ("checkpoint_every", "snapshot_every")  # what a run saves along the way, not its weights
 DP_KEYS = ("dp_epsilon", "dp_delta", "dp_max_grad_norm", "dp_multiplicity", "dp_physical_batch")
 PARAMETERS: tuple[str, ...] = tuple(
@@ -322,20 +324,84 @@ def from_namespace(namespace: Mapping[str, Any]) -> Settings:
     return resolve(profile, **params)
 
 
+INFINITE_OK = ("dp_epsilon", "dp_max_grad_norm")  # inf means "no noise" / "no clipping"
+DATASET_FORMS = "'digits', 'fashion-mnist', 'fashion-mnist:<folder>' or 'folder:<path>'"
+
+
 def _coerce(name: str, value: Any, reference: Any) -> Any:
-    """Cast papermill/CLI values (often strings or ints) to the profile's type."""
+    """Cast a papermill/CLI value (JSON, or a string) to the type of the profile's value, strictly:
+    no bool where a number is meant, no fraction where a count is meant, no NaN, and no infinity
+    except where it means something (``INFINITE_OK``)."""
+    def bad(kind: str) -> ValueError:
+        return ValueError(f"parameter {name}={value!r} is not {kind}")
+
     if isinstance(reference, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "false", "no"):
+            return value.lower() in ("true", "yes")
+        raise bad("a boolean (true or false)")
+    if isinstance(value, bool) and not isinstance(reference, str):
+        raise bad(("a whole number" if isinstance(reference, int) else "a number") + " (a boolean was given)")
+    if isinstance(reference, int):
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
         if isinstance(value, str):
-            if value.lower() in ("true", "1", "yes"):
-                return True
-            if value.lower() in ("false", "0", "no"):
-                return False
-            raise ValueError(f"parameter {name}={value!r} is not a boolean")
-        return bool(value)
-    try:
-        return type(reference)(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"parameter {name}={value!r} is not a valid {type(reference).__name__}") from err
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise bad("a whole number")
+    if isinstance(reference, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise bad("a number") from None
+        else:
+            raise bad("a number")
+        if math.isnan(number) or (math.isinf(number) and name not in INFINITE_OK):
+            raise bad("a finite number" + (" (inf is allowed only for " + ", ".join(INFINITE_OK) + ")"
+                                          if math.isinf(number) else ""))
+        return number
+    if isinstance(reference, str):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):  # a one-element list such as size_members=50
+            return str(value)
+        raise bad("a string")
+    raise bad(type(reference).__name__)
+
+
+def _check_names(s: "Settings") -> None:
+    """Names that select code or files: known presets, families, solvers, a dataset of a known
+    form, a resolution the preset's UNet accepts."""
+    from torchdiffeq._impl.odeint import SOLVERS
+
+    from .diffusion import FAMILIES
+    from .models import PRESETS, check_resolution
+
+    t = s.target
+    if t.model not in PRESETS:
+        raise ValueError(f"model={t.model!r} is not a UNet preset; choose one of {sorted(PRESETS)}")
+    check_resolution(t.model, s.data.resolution)
+    for label, names in (("family", [t.family]), ("families", s.family_names()),
+                         ("dp_families", s.privacy_study.families())):
+        unknown = [n for n in names if n not in FAMILIES]
+        if unknown:
+            raise ValueError(f"{label}: unknown diffusion famil{'y' if len(unknown) == 1 else 'ies'} {unknown}; "
+                             f"choose from {sorted(FAMILIES)}")
+    if s.likelihood.lik_method not in SOLVERS or s.likelihood.lik_method == "scipy_solver":
+        raise ValueError(f"lik_method={s.likelihood.lik_method!r} is not a torchdiffeq method; choose one of "
+                         f"{sorted(set(SOLVERS) - {'scipy_solver'})}")
+    d = s.data.dataset
+    kind, sep, where = d.partition(":")
+    if not (d in ("digits", "fashion-mnist") or (sep and kind in ("fashion-mnist", "folder") and where.strip())):
+        raise ValueError(f"dataset={d!r} is not {DATASET_FORMS}")
 
 
 def _validate(s: Settings) -> None:
@@ -377,6 +443,7 @@ def _validate(s: Settings) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+    _check_names(s)
     s.factors.sizes(), s.factors.draws(), s.factors.tolerances(), s.factors.probe_counts()  # parse or raise
     p = s.privacy_study
     if any(not (0 < eps < math.inf) for eps in p.epsilons()) or not p.families():

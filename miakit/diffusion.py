@@ -81,6 +81,17 @@ class Family(ABC):
         """Name of the sampler ``sample`` uses (part of the sample cache key)."""
         return "ancestral"
 
+    def hyperparameters(self) -> dict:
+        """Every plain number or name that defines this family (step count, beta or sigma range,
+        time offset, sampler settings), class attributes and instance attributes alike: part of
+        the key of every run trained with it, so changing one trains a new run."""
+        out: dict = {"class": type(self).__name__}
+        for owner in (*reversed(type(self).__mro__), self):
+            for name, value in vars(owner).items():
+                if not name.startswith("__") and isinstance(value, (bool, int, float, str)):
+                    out[name] = value
+        return out
+
     @property
     @abstractmethod
     def n_steps(self) -> int:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import attacks, claims, metrics, seeding, studies, train
-from .config import Settings, stable_hash
-from .store import read_arrays, write_arrays
+from . import attacks, claims, metrics, studies, train
+from .config import Settings
 
 
 def tidy(frame, digits: int = 4):
@@ -335,16 +334,12 @@ def noise_study(run: train.Run, chapter_study: studies.LossAttackStudy, progress
     lo = int(np.clip(j - width // 2, 0, max(0, len(chapter_study.steps) - width)))
     steps = chapter_study.steps[lo: lo + width]
     center = j - lo
-    key = stable_hash({"attack": "loss-raw", "steps": steps.tolist(), "draws": max(draws), "seed": a.attack_seed,
-                       "draws_format": seeding.FORMAT})
-    path = run.dir / f"loss-raw-{key}.safetensors"
-    if path.exists():
-        raw = read_arrays(path)
-    else:
-        raw = {part: attacks.losses(run.model, run.family, run.images(getattr(run.split, part)), steps, max(draws),
-                                    a.attack_seed, a.attack_batch, progress_bar, ids=getattr(run.split, part))
-               for part in ("members_test", "nonmembers_test")}
-        write_arrays(path, raw)
+    parts = ("members_test", "nonmembers_test")
+    raw = run.cached("loss-raw", {"steps": steps.tolist(), "draws": max(draws), "seed": a.attack_seed},
+                     {part: getattr(run.split, part) for part in parts},
+                     lambda: {part: attacks.losses(run.model, run.family, run.images(getattr(run.split, part)), steps,
+                                                   max(draws), a.attack_seed, a.attack_batch, progress_bar,
+                                                   ids=getattr(run.split, part)) for part in parts})
     rows = {}
     for k in draws:
         for label, sl in ((f"{studies.step_label(steps[center].item())} alone", slice(center, center + 1)),

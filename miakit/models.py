@@ -37,28 +37,41 @@ PRESETS: dict[str, Preset] = {
 TIME_EMBEDDING = {"ddpm": "positional", "smld": "positional", "vpsde": "positional", "vesde": "fourier"}
 
 
+def architecture(preset: str, family: str, resolution: int, channels: int) -> dict:
+    """The ``UNet2DModel`` arguments of ``preset`` for ``family`` at ``resolution``: what the
+    preset resolves to, and part of the key of every run trained with it."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    check_resolution(preset, resolution)
+    p = PRESETS[preset]
+    levels = len(p.block_out_channels)
+    level_res = [resolution // 2 ** i for i in range(levels)]
+    attn = [i == levels - 1 for i in range(levels)] if p.attention == "deepest" else \
+        [r in p.attention for r in level_res]
+    return dict(
+        sample_size=resolution, in_channels=channels, out_channels=channels,
+        block_out_channels=list(p.block_out_channels), layers_per_block=p.layers_per_block,
+        down_block_types=["AttnDownBlock2D" if a else "DownBlock2D" for a in attn],
+        up_block_types=["AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)],
+        norm_num_groups=p.norm_num_groups, dropout=p.dropout,
+        time_embedding_type=TIME_EMBEDDING.get(family, "positional"),
+    )
+
+
+def check_resolution(preset: str, resolution: int) -> None:
+    """Raise unless ``preset`` accepts ``resolution`` (it halves the image once per level)."""
+    levels = len(PRESETS[preset].block_out_channels)
+    if resolution < 2 ** (levels - 1) or resolution % (2 ** (levels - 1)):
+        raise ValueError(f"preset {preset!r} halves the image {levels - 1} times: resolution "
+                         f"{resolution} must be a positive multiple of {2 ** (levels - 1)}")
+
+
 def build_unet(preset: str, family: str, resolution: int, channels: int):
     """A fresh ``UNet2DModel`` of ``preset`` size for ``family`` at ``resolution``."""
     from diffusers import UNet2DModel
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
-    p = PRESETS[preset]
-    levels = len(p.block_out_channels)
-    if resolution % (2 ** (levels - 1)):
-        raise ValueError(f"preset {preset!r} halves the image {levels - 1} times: resolution "
-                         f"{resolution} must be divisible by {2 ** (levels - 1)}")
-    level_res = [resolution // 2 ** i for i in range(levels)]
-    attn = [i == levels - 1 for i in range(levels)] if p.attention == "deepest" else \
-        [r in p.attention for r in level_res]
-    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn)
-    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn))
-    return UNet2DModel(
-        sample_size=resolution, in_channels=channels, out_channels=channels,
-        block_out_channels=p.block_out_channels, layers_per_block=p.layers_per_block,
-        down_block_types=down, up_block_types=up, norm_num_groups=p.norm_num_groups,
-        dropout=p.dropout, time_embedding_type=TIME_EMBEDDING.get(family, "positional"),
-    )
+    arch = architecture(preset, family, resolution, channels)
+    return UNet2DModel(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
 
 
 def n_parameters(model: torch.nn.Module) -> int:

@@ -16,6 +16,11 @@ Two things here are specific to diffusion models:
 """
 from __future__ import annotations
 
+import functools
+import json
+import math
+import warnings
+
 import torch
 
 
@@ -122,93 +127,121 @@ def per_sample_gradient_mismatches(model: torch.nn.Module, family, x0: torch.Ten
     return wrong
 
 
-def train_private(settings, folder, family, model: torch.nn.Module, members: torch.Tensor, device: torch.device,
-                  progress_bar: bool = True) -> None:
-    """Train ``model`` on ``members`` with DP-SGD (opacus) and write the run like ``train`` does.
+def noise_multiplier(target, sample_rate: float) -> float:
+    """The noise multiplier that makes ``target.iterations`` Poisson-sampled steps at
+    ``sample_rate`` spend ``target.dp_epsilon`` at ``target.dp_delta`` (0 for epsilon = inf)."""
+    if not math.isfinite(target.dp_epsilon):
+        return 0.0
+    return _calibrated(target.dp_epsilon, target.dp_delta, sample_rate, max(1, target.iterations))
 
-    Poisson sampling at rate 1 / ceil(N / batch_size), per-example clipping at
-    ``dp_max_grad_norm``, Gaussian noise calibrated by opacus' accountant so that the whole
-    run, rounded up to whole epochs, spends ``dp_epsilon`` at ``dp_delta``. Each example's loss
-    averages ``dp_multiplicity`` (t, noise) draws before clipping. The epsilon the accountant
-    reports at the end is recorded in the run's history.
 
-    The same loop trains the matched baselines of the privacy study: ``dp_epsilon = inf`` adds
-    no noise (clipping only), and ``dp_max_grad_norm = inf`` as well clips nothing (the
-    non-private baseline with the same sampling, batch size, K and steps). An interrupted run of
-    this loop restarts from scratch (its sampler and accountant state are not checkpointed).
+@functools.lru_cache(maxsize=64)
+def _calibrated(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
+    # the PRV calibration takes seconds: the seeds and resumes of one process share it
+    from opacus.accountants.utils import get_noise_multiplier
+
+    return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
+                                      steps=steps, accountant=accountant(epsilon)))
+
+
+class DPSGDStep:
+    """The private step of the one training loop (``miakit.train._train``), with opacus.
+
+    Each step draws a Poisson batch (every member independently with probability
+    ``sample_rate = batch_size / n_members``, from the loop's generator, as opacus'
+    ``UniformWithReplacementSampler`` does), splits it into physical batches of at most
+    ``dp_physical_batch`` examples, lets opacus' ``GradSampleModule`` compute per-example
+    gradients, averages each example's ``dp_multiplicity`` replicas (DPDM's K) and hands them to
+    opacus' ``DPOptimizer``, which clips each at ``dp_max_grad_norm``, adds Gaussian noise
+    calibrated by the accountant (``noise_multiplier``) and takes the Adam step; the accountant
+    (PRV, or RDP above epsilon 200) records the step. An empty Poisson batch takes a noise-only
+    step. The run is exactly ``iterations`` steps.
+
+    With ``dp_epsilon = inf`` no noise is added (the clipping-only arm) and with
+    ``dp_max_grad_norm = inf`` as well nothing is clipped (the non-private arm of the same code:
+    same sampling, batch size, K and steps).
+
+    Its state (noise generator, accountant history) goes into the loop's checkpoints, so a
+    private run resumes after a crash exactly where it stopped, and spends the same epsilon.
     """
-    import math
-    import time
-    import warnings
 
-    import numpy as np
-    from opacus import PrivacyEngine
-    from opacus.utils.batch_memory_manager import BatchMemoryManager
-    from torch.utils.data import DataLoader, TensorDataset
+    name = "dp-sgd"
 
-    from .models import ema as make_ema
-    from .progress import progress
-    from .train import finish, snapshot
+    def __init__(self, settings, family, model: torch.nn.Module, members: torch.Tensor,
+                 generator: torch.Generator, device: torch.device):
+        from opacus import GradSampleModule
+        from opacus.accountants import create_accountant
+        from opacus.optimizers import DPOptimizer
 
-    t = settings.target
-    torch.manual_seed(t.train_seed)
-    gen = torch.Generator().manual_seed(t.train_seed)  # Poisson batches, steps and noise of the loss
-    noise_gen = torch.Generator(device=device).manual_seed(t.train_seed + 1)  # DP-SGD's Gaussian noise
-    ema_model = make_ema(model, t.ema_decay)  # before opacus hooks the model: the EMA copy carries none
-    handles = contiguous_conv_inputs(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
-    loader = DataLoader(TensorDataset(members.cpu()), batch_size=t.batch_size, generator=gen)
-    epochs = math.ceil(t.iterations / len(loader))
-    engine = PrivacyEngine(accountant=accountant(t.dp_epsilon))
-    clip = t.dp_max_grad_norm if math.isfinite(t.dp_max_grad_norm) else NO_CLIPPING
-    common = dict(module=model, optimizer=optimizer, data_loader=loader, max_grad_norm=clip, poisson_sampling=True,
-                  noise_generator=noise_gen)
-    if math.isfinite(t.dp_epsilon):
-        dp_model, optimizer, loader = engine.make_private_with_epsilon(
-            target_epsilon=t.dp_epsilon, target_delta=t.dp_delta, epochs=epochs, **common)
-    else:  # a matched baseline: no noise
-        dp_model, optimizer, loader = engine.make_private(noise_multiplier=0.0, **common)
-    model.train()
-    losses: list[float] = []
-    began = time.perf_counter()
-    bar = progress(total=epochs * len(loader), desc=f"train {t.family} (DP, eps={t.dp_epsilon:g})", enabled=progress_bar)
-    def step(x0: torch.Tensor) -> float | None:
-        """One physical batch; the mean loss when it completed a logical step, else None."""
-        for group in optimizer.param_groups:
-            group["lr"] = t.lr * min(1.0, (len(losses) + 1) / max(1, t.warmup))
-        loss = replica_loss(family, dp_model, x0.to(device), t.dp_multiplicity, gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.mean().backward()
-        merge_replicas(dp_model, t.dp_multiplicity)
-        optimizer.step()
-        return None if optimizer._is_last_step_skipped else float(loss.detach().mean())
+        t = self.t = settings.target
+        self.family, self.members, self.gen, self.device = family, members, generator, device
+        n = members.shape[0]
+        self.sample_rate = min(1.0, t.batch_size / n)
+        self.handles = contiguous_conv_inputs(model)
+        self.gsm = GradSampleModule(model, loss_reduction="mean")
+        self.noise_gen = torch.Generator(device=device).manual_seed(t.train_seed + 1)  # DP-SGD's Gaussian noise
+        self.clip = t.dp_max_grad_norm if math.isfinite(t.dp_max_grad_norm) else NO_CLIPPING
+        self.sigma = noise_multiplier(t, self.sample_rate)
+        self.base_optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+        self.optimizer = DPOptimizer(self.base_optimizer, noise_multiplier=self.sigma, max_grad_norm=self.clip,
+                                     expected_batch_size=max(1, round(n * self.sample_rate)), loss_reduction="mean",
+                                     generator=self.noise_gen)
+        self.accountant = create_accountant(accountant(t.dp_epsilon) if math.isfinite(t.dp_epsilon) else "rdp")
+        self.optimizer.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate))
+        self.empty_batches = 0
 
-    # opacus' backward hooks fire on module outputs because the input needs no gradient: harmless
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        try:
-            for _ in range(epochs):
-                with BatchMemoryManager(data_loader=loader, max_physical_batch_size=t.dp_physical_batch,
-                                        optimizer=optimizer) as batches:
-                    # an empty Poisson batch is skipped: that spends less privacy, not more
-                    done = (step(x0) for (x0,) in batches if x0.shape[0] > 0)
-                    for loss in (value for value in done if value is not None):  # logical steps only
-                        ema_model.update_parameters(model)
-                        losses.append(loss)
-                        bar.update(1)
-                        if t.snapshot_every and len(losses) % t.snapshot_every == 0:
-                            snapshot(folder, settings, len(losses), ema_model)
-                        if len(losses) % 50 == 0:
-                            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        finally:
-            bar.close()
-            for h in handles:
-                h.remove()
-    dp_model._close()
-    finish(folder, settings, model, ema_model, losses, {
-        "train_seconds_this_session": time.perf_counter() - began, "n_members": int(members.shape[0]),
-        "device": str(device), "dp": {
-            "epsilon_spent": float(engine.get_epsilon(t.dp_delta)) if math.isfinite(t.dp_epsilon) else math.inf,
-            "target_epsilon": t.dp_epsilon, "delta": t.dp_delta, "noise_multiplier": float(optimizer.noise_multiplier),
-            "max_grad_norm": t.dp_max_grad_norm, "sample_rate": 1 / len(loader), "epochs": epochs,
-            "steps": len(losses), "noise_multiplicity": t.dp_multiplicity, "accountant": accountant(t.dp_epsilon)}})
+    def step(self) -> float | None:
+        """One logical DP-SGD step; the mean per-replica loss of its batch (None if it was empty)."""
+        t = self.t
+        chosen = torch.nonzero(torch.rand(self.members.shape[0], generator=self.gen) < self.sample_rate).flatten()
+        x0 = self.members[chosen.to(self.device)]
+        if x0.shape[0] == 0:
+            self.empty_batches += 1
+            for p in self.optimizer.params:
+                p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        chunks = x0.split(t.dp_physical_batch)
+        total, count = 0.0, 0
+        for i, chunk in enumerate(chunks):
+            self.optimizer.signal_skip_step(do_skip=i < len(chunks) - 1)
+            loss = replica_loss(self.family, self.gsm, chunk, t.dp_multiplicity, self.gen)
+            self.optimizer.zero_grad(set_to_none=True)
+            with warnings.catch_warnings():
+                # opacus' backward hooks fire on module outputs because the input needs no gradient: harmless
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                loss.mean().backward()
+            merge_replicas(self.gsm, t.dp_multiplicity)
+            self.optimizer.step()
+            total, count = total + float(loss.detach().sum()), count + loss.shape[0]
+        return total / count
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        history = [list(h) for h in self.accountant.history]
+        return ({"rng.noise": self.noise_gen.get_state()},
+                {"accountant": json.dumps(history), "empty_batches": str(self.empty_batches)})
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        self.noise_gen.set_state(tensors["rng.noise"])
+        self.accountant.history = [tuple(h) for h in json.loads(meta["accountant"])]
+        self.empty_batches = int(meta["empty_batches"])
+
+    def epsilon_spent(self) -> float:
+        """The epsilon the accountant reports for the steps taken so far (inf without noise)."""
+        if not math.isfinite(self.t.dp_epsilon) or not self.accountant.history:
+            return math.inf
+        return float(self.accountant.get_epsilon(self.t.dp_delta))
+
+    def record(self) -> dict:
+        t = self.t
+        return {"dp": {"epsilon_spent": self.epsilon_spent(), "target_epsilon": t.dp_epsilon, "delta": t.dp_delta,
+                       "noise_multiplier": self.sigma, "max_grad_norm": t.dp_max_grad_norm,
+                       "sample_rate": self.sample_rate, "steps": t.iterations, "empty_batches": self.empty_batches,
+                       "noise_multiplicity": t.dp_multiplicity, "accountant": self.accountant.mechanism()}}
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+        self.gsm._close()

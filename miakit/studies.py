@@ -12,12 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import attacks, claims, metrics, seeding
-from .config import stable_hash
+from . import attacks, claims, metrics
 from .data import PARTS
 from .diffusion import Family
 from .likelihood import likelihood
-from .store import read_arrays, write_arrays
 from .train import Run
 # the steps (of 1000) at which the paper draws ROC curves
 PAPER_ROC_STEPS = (0, 200, 500, 600, 800, 999)
@@ -144,19 +142,17 @@ def loss_attack_study(run: Run, criterion: str = "auc", progress_bar: bool = Tru
     n_steps, n_noise = n_steps or a.attack_steps, n_noise or a.n_noise
     final = iteration is None or iteration == run.settings.target.iterations
     steps = run.family.attack_steps(n_steps)
-    key = stable_hash({"attack": "loss", "steps": steps.tolist(), "n_noise": n_noise, "seed": a.attack_seed,
-                       "draws_format": seeding.FORMAT,
-                       **({} if final else {"iteration": iteration})})
-    path = run.dir / f"loss-scores-{key}.safetensors"
-    if path.exists():
-        scores = read_arrays(path)
-    else:
-        model = run.model if final else run.model_at(iteration)
-        scores = {part: attacks.loss_scores(model, run.family, run.images(getattr(run.split, part)), steps,
-                                            n_noise, a.attack_seed, a.attack_batch, progress_bar,
-                                            ids=getattr(run.split, part))
-                  for part in PARTS}
-        write_arrays(path, scores)
+    model = run.model if final else None
+
+    def compute() -> dict[str, np.ndarray]:
+        net = model if model is not None else run.model_at(iteration)
+        return {part: attacks.loss_scores(net, run.family, run.images(getattr(run.split, part)), steps, n_noise,
+                                          a.attack_seed, a.attack_batch, progress_bar, ids=getattr(run.split, part))
+                for part in PARTS}
+
+    scores = run.cached("loss-scores", {"steps": steps.tolist(), "n_noise": n_noise, "seed": a.attack_seed,
+                                        **({} if final else {"iteration": iteration})},
+                        {part: getattr(run.split, part) for part in PARTS}, compute)
     return LossAttackStudy.from_scores(steps, scores, criterion)
 
 
@@ -224,21 +220,20 @@ def likelihood_study(run: Run, progress_bar: bool = True, config=None) -> Likeli
     members = run.split.subset("members", c.lik_max_images)
     nonmembers = run.split.subset("nonmembers", c.lik_max_images)
     solver = {k: v for k, v in dataclasses.asdict(c).items() if k not in ("lik_max_images", "lik_batch")}
-    key = stable_hash({"attack": "likelihood", **solver, "seed": a.attack_seed, "draws_format": seeding.FORMAT,
-                       "images": stable_hash({"m": members.tolist(), "n": nonmembers.tolist()})})
-    path = run.dir / f"likelihood-{key}.safetensors"
-    if path.exists():
-        stored = read_arrays(path)
-    else:
+
+    def compute() -> dict[str, np.ndarray]:
         began = time.perf_counter()
         parts = {}
         for part, idx in (("members", members), ("nonmembers", nonmembers)):
             r = likelihood(run.model, run.family, run.images(idx), c.lik_rtol, c.lik_atol, c.lik_method,
                            a.attack_seed, c.lik_probes, batch_size=c.lik_batch, progress_bar=progress_bar, ids=idx)
+            attacks.require_finite(r.logp, idx, "likelihood attack")
             parts.update({f"logp_{part}": r.logp, f"bpd_{part}": r.bpd, f"nfe_{part}": r.nfe})
         parts["seconds_per_image"] = np.array([(time.perf_counter() - began) / (len(members) + len(nonmembers))])
-        write_arrays(path, parts)
-        stored = parts
+        return parts
+
+    stored = run.cached("likelihood", {**solver, "seed": a.attack_seed},
+                        {"members": members, "nonmembers": nonmembers}, compute)
     m, n = stored["logp_members"], stored["logp_nonmembers"]
     return LikelihoodStudy(
         run.family.name, members, nonmembers, m, n, stored["bpd_members"], stored["bpd_nonmembers"],

@@ -1,30 +1,56 @@
-"""Train target diffusion models: EMA, optional flips, resumable safetensors checkpoints.
+"""Train target diffusion models: one training loop, resumable, locked and checked.
 
-``ensure(settings)`` is idempotent: the run folder is keyed by the hash of everything that
-determines the weights, so a second call (from any notebook) loads the finished run instead of
-training again, and a call after a crash resumes from the last checkpoint with the same result
-an uninterrupted run would have given.
+``ensure(settings)`` is idempotent: the run folder is keyed by everything that determines the
+weights (``run_key``: the settings, the family's hyperparameters, the UNet the preset resolves
+to, the content of the member images and the run format), so a second call, from any notebook
+or process, loads the finished run instead of training again; a call after a crash resumes from
+the last checkpoint with the result an uninterrupted run would have given.
+
+There is one loop (``_train``). What differs between the ordinary and the private trainer is
+the step: ``StandardStep`` here (fixed-size batches drawn with replacement, one global
+gradient-norm clip) or ``miakit.privacy.DPSGDStep`` (opacus: Poisson batches, per-example
+clipping, Gaussian noise, an accountant). Seeding, warm-up, the EMA, snapshots, checkpoints,
+resume, Ctrl-C and divergence are written once, here.
+
+- **Ctrl-C** inside a step is deferred to the end of the step: the step finishes, a checkpoint
+  is written and ``KeyboardInterrupt`` is raised, so the resumed run is bit-identical to an
+  uninterrupted one (a second Ctrl-C stops at once and the run resumes from its last periodic
+  checkpoint). **SIGKILL** loses the steps since the last checkpoint, never the result.
+- **Divergence**: a non-finite loss stops training with ``TrainingDiverged`` at that
+  iteration; nothing non-finite is ever written (``miakit.store``).
+- **Locks**: two processes that ensure the same run do not both train it; the second waits
+  and loads the first one's result.
 """
 from __future__ import annotations
 
+import math
 import re
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from . import data as data_mod
+from . import seeding
 from .config import Settings, stable_hash
 from .diffusion import Family, family as get_family
-from .models import autocast, build_unet, ema as make_ema, n_parameters, pick_device
+from .models import architecture, autocast, build_unet, ema as make_ema, n_parameters, pick_device
 from .progress import progress
-from .store import CorruptRunError, read_json, read_tensors, write_json, write_tensors
+from .store import (CorruptRunError, clean_orphans, lock, read_arrays, read_json, read_metadata, read_tensors,
+                    write_arrays, write_cache, write_json, write_tensors)
 
 CHECKPOINT = "checkpoint.safetensors"
 FINAL = "final.safetensors"
 SNAPSHOTS = "snapshots"  # EMA weights along the way: snapshots/ema-<iteration>.safetensors
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or inf."""
 
 
 @dataclass
@@ -39,6 +65,11 @@ class Run:
     split: data_mod.Split
     history: dict = field(default_factory=dict)
     device: torch.device = torch.device("cpu")
+
+    @property
+    def key(self) -> str:
+        """The run key (``run_key``), the last part of the folder name."""
+        return self.dir.name.rsplit("-", 1)[1]
 
     def images(self, indices: np.ndarray) -> torch.Tensor:
         return self.dataset.images[torch.as_tensor(indices, dtype=torch.long)]
@@ -57,7 +88,7 @@ class Run:
             raise FileNotFoundError(
                 f"{self.dir} kept no snapshot at iteration {iteration} (it has {self.snapshot_iterations()}); "
                 f"snapshots are written while training with snapshot_every > 0: remove the folder to retrain")
-        tensors = _read_checked(path, self.settings)
+        tensors = _read_checked(path, self.key)
         net = _fresh_model(self.settings, self.dataset.images.shape[1], self.device)
         net.load_state_dict({k.removeprefix("ema.module."): v for k, v in tensors.items()
                              if k.startswith("ema.module.")})
@@ -66,42 +97,72 @@ class Run:
     def samples(self, n: int = 16, seed: int = 0, n_steps: int | None = None) -> torch.Tensor:
         """``n`` generated images in [-1, 1], cached in the run folder."""
         n_steps = n_steps or self.family.n_steps
-        # the plain samplers keep their original file names; any other sampler gets its own key
-        plain = self.family.sampler in ("ancestral", "euler-maruyama")
-        sampler = "" if plain else "-" + stable_hash({"sampler": self.family.sampler}, 6)
-        path = self.dir / f"samples-n{n}-steps{n_steps}-seed{seed}{sampler}.safetensors"
+        payload = {"n": n, "steps": n_steps, "seed": seed, "sampler": self.family.sampler}
+
+        def generate() -> dict[str, np.ndarray]:
+            shape = (n, *self.dataset.images.shape[1:])
+            with torch.inference_mode(), autocast(self.device):
+                x = self.family.sample(self.model, shape, torch.Generator().manual_seed(seed), n_steps, self.device)
+            return {"samples": x.float().clamp(-1, 1).cpu().numpy()}
+
+        return torch.from_numpy(self.cached("samples", payload, {}, generate)["samples"])
+
+    def cached(self, kind: str, payload: dict, images: dict[str, np.ndarray],
+               compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """The arrays ``compute()`` returns for this run, kept in its folder under a key that
+        covers ``payload`` (what is computed and with which settings), the content of the images
+        it reads (``images``: a name -> dataset indices) and the format of the per-image draws.
+        The one cache of the package: a second call reads the file (checked against its
+        checksum); a read-only store still returns the result, with a warning."""
+        key = stable_hash({"kind": kind, **payload, "draws_format": seeding.FORMAT,
+                           "images": {name: self.dataset.fingerprint(idx) for name, idx in sorted(images.items())}})
+        path = self.dir / f"{kind}-{key}.safetensors"
         if path.exists():
-            return read_tensors(path)["samples"]
-        shape = (n, *self.dataset.images.shape[1:])
-        with torch.inference_mode(), autocast(self.device):
-            x = self.family.sample(self.model, shape, torch.Generator().manual_seed(seed), n_steps, self.device)
-        x = x.float().clamp(-1, 1).cpu()
-        write_tensors(path, {"samples": x})
-        return x
+            return read_arrays(path)
+        arrays = compute()
+        write_cache(path, lambda p: write_arrays(p, arrays))
+        return arrays
 
 
-def run_dir(settings: Settings) -> Path:
+def run_key(settings: Settings, dataset: data_mod.Dataset, split: data_mod.Split) -> str:
+    """The key of the run ``settings`` train on ``dataset``: a hash of everything that determines
+    its weights (the hashed settings, the family's hyperparameters, the resolved UNet
+    architecture, the exact member images and the run format)."""
+    t = settings.target
+    return stable_hash({
+        "settings": settings.target_hash(),
+        "family": get_family(t.family).hyperparameters(),
+        "unet": architecture(t.model, t.family, settings.data.resolution, int(dataset.images.shape[1])),
+        "members": dataset.fingerprint(split.members),
+    })
+
+
+def run_dir(settings: Settings, dataset: data_mod.Dataset | None = None) -> Path:
+    """The folder of the run ``settings`` train (the dataset is loaded when not given)."""
+    dataset = dataset if dataset is not None else data_mod.load(settings.data.dataset, settings.data.resolution)
+    split = _split_for(settings, len(dataset))
     slug = re.sub(r"[^A-Za-z0-9]+", "-", settings.data.dataset).strip("-")[:40]
-    return Path(settings.runs_dir) / f"{settings.target.family}-{slug}-{settings.target_hash()}"
+    return Path(settings.runs_dir) / f"{settings.target.family}-{slug}-{run_key(settings, dataset, split)}"
 
 
 def ensure(settings: Settings, progress_bar: bool = True) -> Run:
     """The trained target for ``settings``: loaded if finished, else trained (resuming if possible)."""
-    folder = run_dir(settings)
     device = pick_device(settings.device)
     dataset = data_mod.load(settings.data.dataset, settings.data.resolution)
-    split = _ensure_split(settings, folder, len(dataset))
+    folder = run_dir(settings, dataset)
+    key = folder.name.rsplit("-", 1)[1]
     fam = get_family(settings.target.family)
     model = _fresh_model(settings, dataset.images.shape[1], device)
-    if not (folder / FINAL).exists():
-        members = dataset.images[torch.as_tensor(split.members)]
-        if settings.target.dp_sgd:
-            from .privacy import train_private
-
-            train_private(settings, folder, fam, model, members, device, progress_bar)
-        else:
-            _train(settings, folder, fam, model, members, device, progress_bar)
-    final = _read_checked(folder / FINAL, settings)
+    if not (folder / FINAL).exists():  # a finished run is read without the lock (files are replaced atomically)
+        with lock(folder):
+            clean_orphans(folder)
+            split = _ensure_split(settings, folder, len(dataset), key)
+            if not (folder / FINAL).exists():  # another process may have finished it while we waited
+                members = dataset.images[torch.as_tensor(split.members)]
+                _train(settings, key, folder, fam, model, members, device, progress_bar)
+    split = data_mod.load_split(folder / "split.json")
+    _check_split(split, settings, folder, len(dataset))
+    final = _read_checked(folder / FINAL, key)
     ema_model = make_ema(model, settings.target.ema_decay)
     ema_model.load_state_dict({k.removeprefix("ema."): v for k, v in final.items() if k.startswith("ema.")})
     net = ema_model.module.to(device).eval()
@@ -129,142 +190,216 @@ def samples(runs: dict[str, Run], n: int, n_steps: int | None = None, seed: int 
     return {name: run.samples(n, seed, n_steps) for name, run in runs.items()}
 
 
-def _ensure_split(settings: Settings, folder: Path, n_total: int) -> data_mod.Split:
+def _split_for(settings: Settings, n_total: int) -> data_mod.Split:
     d = settings.data
+    return data_mod.make_split(d.dataset, n_total, d.n_members, d.n_nonmembers, d.val_fraction, d.split_seed)
+
+
+def _check_split(split: data_mod.Split, settings: Settings, folder: Path, n_total: int) -> None:
+    if split.dataset != settings.data.dataset or split.n_total != n_total:
+        raise CorruptRunError(f"{folder / 'split.json'} was made for {split.dataset!r} with {split.n_total} images, "
+                              f"not {settings.data.dataset!r} with {n_total}; remove {folder} to start over")
+
+
+def _ensure_split(settings: Settings, folder: Path, n_total: int, key: str) -> data_mod.Split:
     path = folder / "split.json"
     if path.exists():
         split = data_mod.load_split(path)
-        if split.dataset != d.dataset or split.n_total != n_total:
-            raise CorruptRunError(f"{path} was made for {split.dataset!r} with {split.n_total} images, "
-                                  f"not {d.dataset!r} with {n_total}; remove {folder} to start over")
+        _check_split(split, settings, folder, n_total)
         return split
-    split = data_mod.make_split(d.dataset, n_total, d.n_members, d.n_nonmembers, d.val_fraction, d.split_seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "config.json", {"target_hash": settings.target_hash(), **settings.flat()})
+    split = _split_for(settings, n_total)
+    write_json(folder / "config.json", {"run_key": key, "target_hash": settings.target_hash(), **settings.flat()})
     data_mod.save_split(split, path)
     return split
 
 
-def _read_checked(path: Path, settings: Settings) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-
+def _read_checked(path: Path, key: str) -> dict[str, torch.Tensor]:
     tensors = read_tensors(path)
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    if meta.get("target_hash") != settings.target_hash():
-        raise CorruptRunError(f"{path} belongs to configuration {meta.get('target_hash')!r}, not "
-                              f"{settings.target_hash()!r}; remove it to retrain")
+    found = read_metadata(path).get("run_key")
+    if found != key:
+        raise CorruptRunError(f"{path} belongs to run {found!r}, not {key!r}; remove it to retrain")
     return tensors
 
 
-def _save_checkpoint(path: Path, settings: Settings, iteration: int, model, ema_model, optimizer,
-                     batch_gen: torch.Generator, losses: list[float]) -> None:
+class StandardStep:
+    """The ordinary step: a batch of ``batch_size`` members drawn with replacement (and flipped
+    when ``random_flip``), one (t, noise) draw each, Adam, a global gradient-norm clip."""
+
+    name = "standard"
+
+    def __init__(self, settings: Settings, family: Family, model: torch.nn.Module, members: torch.Tensor,
+                 generator: torch.Generator, device: torch.device):
+        self.t, self.family, self.model, self.members, self.gen, self.device = \
+            settings.target, family, model, members, generator, device
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.t.lr)
+        self.base_optimizer = self.optimizer  # what a checkpoint saves
+
+    def step(self) -> float:
+        t, gen = self.t, self.gen
+        idx = torch.randint(0, self.members.shape[0], (t.batch_size,), generator=gen)
+        x0 = self.members[idx.to(self.device)]
+        if t.random_flip:
+            flip = (torch.rand(t.batch_size, generator=gen) < 0.5).to(self.device)
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        steps = self.family.sample_train_t(t.batch_size, gen, self.device)
+        noise = torch.randn(x0.shape, generator=gen).to(self.device)
+        with autocast(self.device):
+            loss = self.family.loss(self.model, x0, steps, noise).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        return {}, {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        pass
+
+    def record(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class _DeferredInterrupt:
+    """Within ``with``, a first Ctrl-C (SIGINT) only sets ``requested``; the loop finishes its
+    step, writes a checkpoint and raises. A second one interrupts at once. Outside the main
+    thread (where signals cannot be handled) Ctrl-C is left alone."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            signal.signal(signal.SIGINT, self._previous)
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def _make_step(settings: Settings, family: Family, model, members, generator, device):
+    if settings.target.dp_sgd:
+        from .privacy import DPSGDStep  # opacus is imported only for private runs
+
+        return DPSGDStep(settings, family, model, members, generator, device)
+    return StandardStep(settings, family, model, members, generator, device)
+
+
+def _train(settings: Settings, key: str, folder: Path, fam: Family, model: torch.nn.Module,
+           members: torch.Tensor, device: torch.device, progress_bar: bool) -> None:
+    """The training loop, for every trainer; writes checkpoints, snapshots and the final run."""
+    t = settings.target
+    torch.manual_seed(t.train_seed)  # dropout
+    gen = torch.Generator().manual_seed(t.train_seed)  # batches, flips, steps, noise of the loss
+    ema_model = make_ema(model, t.ema_decay)  # before the step wraps the model: the EMA copy carries no hooks
+    members = members.to(device)
+    model.train()
+    stepper = _make_step(settings, fam, model, members, gen, device)
+    start, losses = 0, []
+    if (folder / CHECKPOINT).exists():
+        start, losses = _load_checkpoint(folder / CHECKPOINT, key, model, ema_model, stepper, gen)
+    began = time.perf_counter()
+    label = f"train {t.family}" + (f" (DP-SGD, eps={t.dp_epsilon:g})" if t.dp_sgd else "")
+    bar = progress(range(start, t.iterations), total=t.iterations, initial=start, desc=label, enabled=progress_bar)
+
+    def save(done: int) -> None:
+        _save_checkpoint(folder / CHECKPOINT, key, done, model, ema_model, stepper, gen, losses)
+
+    try:
+        with _DeferredInterrupt() as interrupt:
+            for iteration in bar:
+                for group in stepper.optimizer.param_groups:
+                    group["lr"] = t.lr * min(1.0, (iteration + 1) / max(1, t.warmup))
+                loss = stepper.step()
+                if loss is not None and not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"the training loss became {loss} at iteration {iteration} of {folder.name} "
+                        f"(lr={t.lr:g}); nothing from this step was saved: lower lr or raise warmup"
+                        + (f", then resume from the checkpoint at iteration {read_metadata(folder / CHECKPOINT)['iteration']}"
+                           if (folder / CHECKPOINT).exists() else ""))
+                ema_model.update_parameters(model)
+                if loss is not None:
+                    losses.append(loss)
+                if iteration % 50 == 0 and losses:
+                    bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+                done = iteration + 1
+                if t.snapshot_every and done % t.snapshot_every == 0 and done < t.iterations:
+                    snapshot(folder, key, done, ema_model)
+                if interrupt.requested:
+                    save(done)
+                    raise KeyboardInterrupt(f"training interrupted after iteration {done}; "
+                                            "a checkpoint was written and the next call resumes from it")
+                if done % t.checkpoint_every == 0 and done < t.iterations:
+                    save(done)
+    finally:
+        bar.close()
+        stepper.close()
+    finish(folder, key, settings, model, ema_model, losses, {
+        "resumed_from": start, "train_seconds_this_session": time.perf_counter() - began,
+        "n_members": int(members.shape[0]), "device": str(device), "trainer": stepper.name, **stepper.record()})
+
+
+def _save_checkpoint(path: Path, key: str, iteration: int, model, ema_model, stepper,
+                     gen: torch.Generator, losses: list[float]) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema_model.state_dict().items()})
-    for idx, state in optimizer.state_dict()["state"].items():
+    for idx, state in stepper.base_optimizer.state_dict()["state"].items():
         tensors.update({f"opt.{idx}.{k}": torch.as_tensor(v) for k, v in state.items()})
-    tensors["rng.batch"] = batch_gen.get_state()
+    tensors["rng.batch"] = gen.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
-    tensors["history.loss"] = torch.tensor(losses, dtype=torch.float32)
-    write_tensors(path, tensors, {"target_hash": settings.target_hash(), "iteration": str(iteration)})
+    tensors["history.loss"] = torch.tensor(losses, dtype=torch.float64)
+    extra, meta = stepper.state()
+    tensors.update({f"step.{k}": v for k, v in extra.items()})
+    write_tensors(path, tensors, {"run_key": key, "iteration": str(iteration), **{f"step.{k}": v for k, v in meta.items()}})
 
 
-def _load_checkpoint(path: Path, settings: Settings, model, ema_model, optimizer,
-                     batch_gen: torch.Generator) -> tuple[int, list[float]]:
-    from safetensors import safe_open
-
-    tensors = _read_checked(path, settings)
-    with safe_open(str(path), framework="pt") as fh:
-        iteration = int(fh.metadata()["iteration"])
+def _load_checkpoint(path: Path, key: str, model, ema_model, stepper, gen: torch.Generator) -> tuple[int, list[float]]:
+    tensors = _read_checked(path, key)
+    meta = read_metadata(path)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema_model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     except RuntimeError as err:
         raise CorruptRunError(f"{path} does not fit this model: {err}") from err
     state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, idx, rest = name.split(".", 2)
+            state.setdefault(int(idx), {})[rest] = value
+    optimizer = stepper.base_optimizer
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
-    batch_gen.set_state(tensors["rng.batch"])
+    gen.set_state(tensors["rng.batch"])
     torch.set_rng_state(tensors["rng.torch"])
-    return iteration, tensors["history.loss"].tolist()
+    stepper.load_state({k[5:]: v for k, v in tensors.items() if k.startswith("step.")},
+                       {k[5:]: v for k, v in meta.items() if k.startswith("step.")})
+    return int(meta["iteration"]), tensors["history.loss"].tolist()
 
 
-def _train(settings: Settings, folder: Path, fam: Family, model: torch.nn.Module,
-           members: torch.Tensor, device: torch.device, progress_bar: bool) -> None:
-    t = settings.target
-    torch.manual_seed(t.train_seed)  # dropout
-    batch_gen = torch.Generator().manual_seed(t.train_seed)  # batches, flips, steps, noise
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
-    ema_model = make_ema(model, t.ema_decay)
-    start, losses = 0, []
-    if (folder / CHECKPOINT).exists():
-        start, losses = _load_checkpoint(folder / CHECKPOINT, settings, model, ema_model, optimizer, batch_gen)
-    members = members.to(device)
-    model.train()
-    began = time.perf_counter()
-    bar = progress(range(start, t.iterations), total=t.iterations, initial=start,
-                   desc=f"train {t.family}", enabled=progress_bar)
-    iteration = start
-    try:
-        for iteration in bar:
-            loss = _step(fam, model, optimizer, members, batch_gen, t, iteration, device)
-            ema_model.update_parameters(model)
-            losses.append(loss)
-            if iteration % 50 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-            done = iteration + 1
-            if t.snapshot_every and done % t.snapshot_every == 0 and done < t.iterations:
-                snapshot(folder, settings, done, ema_model)
-            if (iteration + 1) % t.checkpoint_every == 0 and iteration + 1 < t.iterations:
-                _save_checkpoint(folder / CHECKPOINT, settings, iteration + 1, model, ema_model,
-                                 optimizer, batch_gen, losses)
-    except KeyboardInterrupt:
-        done = len(losses)
-        _save_checkpoint(folder / CHECKPOINT, settings, done, model, ema_model, optimizer, batch_gen, losses)
-        raise
-    finally:
-        bar.close()
-    finish(folder, settings, model, ema_model, losses, {
-        "resumed_from": start, "train_seconds_this_session": time.perf_counter() - began,
-        "n_members": int(members.shape[0]), "device": str(device)})
-
-
-def finish(folder: Path, settings: Settings, model, ema_model, losses: list[float], record: dict) -> None:
+def finish(folder: Path, key: str, settings: Settings, model, ema_model, losses: list[float], record: dict) -> None:
     """Write a finished run: final weights (EMA and raw) and its training record."""
     tensors = {f"ema.{k}": v for k, v in ema_model.state_dict().items()}
     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
     write_json(folder / "history.json", {"loss": losses, "iterations": settings.target.iterations,
                                          "n_parameters": n_parameters(model), **record})
-    write_tensors(folder / FINAL, tensors, {"target_hash": settings.target_hash(), "iteration": str(settings.target.iterations)})
+    write_tensors(folder / FINAL, tensors, {"run_key": key, "iteration": str(settings.target.iterations)})
     (folder / CHECKPOINT).unlink(missing_ok=True)
 
 
-def snapshot(folder: Path, settings: Settings, iteration: int, ema_model) -> None:
+def snapshot(folder: Path, key: str, iteration: int, ema_model) -> None:
     """Keep the EMA weights after ``iteration`` iterations (``Run.model_at`` reads them back)."""
     write_tensors(_snapshot_path(folder, iteration), {f"ema.{k}": v for k, v in ema_model.state_dict().items()},
-                  {"target_hash": settings.target_hash(), "iteration": str(iteration)})
-
-
-def _step(fam: Family, model, optimizer, members: torch.Tensor, gen: torch.Generator, t, iteration: int,
-          device: torch.device) -> float:
-    bs = t.batch_size
-    idx = torch.randint(0, members.shape[0], (bs,), generator=gen)
-    x0 = members[idx.to(device)]
-    if t.random_flip:
-        flip = (torch.rand(bs, generator=gen) < 0.5).to(device)
-        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-    steps = fam.sample_train_t(bs, gen, device)
-    noise = torch.randn(x0.shape, generator=gen).to(device)
-    for group in optimizer.param_groups:
-        group["lr"] = t.lr * min(1.0, (iteration + 1) / max(1, t.warmup))
-    with autocast(device):
-        loss = fam.loss(model, x0, steps, noise).mean()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if t.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-    optimizer.step()
-    return float(loss.detach())
+                  {"run_key": key, "iteration": str(iteration)})

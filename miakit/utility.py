@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .config import stable_hash
-from .store import read_tensors, write_tensors
+from .store import read_tensors, write_cache, write_tensors
 
 FEATURES = 64
 CLASSIFIER_ITERATIONS = 600
@@ -67,8 +67,9 @@ def classifier(run, runs_dir: str | Path | None = None, progress_bar: bool = Fal
         raise ValueError(f"only {len(train_idx)} images are neither members nor nonmembers; the feature classifier "
                          "needs at least 50 (use fewer nonmembers)")
     n_classes = int(ds.labels.max()) + 1
-    key = stable_hash({"dataset": ds.name, "shape": list(ds.images.shape[1:]), "train": train_idx.tolist(),
-                       "iterations": CLASSIFIER_ITERATIONS})
+    # keyed by the content of the images it is trained on (their fingerprint covers the indices)
+    key = stable_hash({"dataset": ds.name, "images": ds.fingerprint(train_idx), "labels": ds.labels[torch.as_tensor(
+        train_idx)].tolist(), "iterations": CLASSIFIER_ITERATIONS})
     path = Path(runs_dir or run.settings.runs_dir) / "classifiers" / f"features-{key}.safetensors"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the initial weights depend on nothing else
@@ -77,7 +78,7 @@ def classifier(run, runs_dir: str | Path | None = None, progress_bar: bool = Fal
         net.load_state_dict(read_tensors(path))
     else:
         _fit(net, ds.images[torch.as_tensor(train_idx)], ds.labels[torch.as_tensor(train_idx)])
-        write_tensors(path, net.state_dict(), {"dataset": ds.name})
+        write_cache(path, lambda p: write_tensors(p, net.state_dict(), {"dataset": ds.name}))
     test = torch.as_tensor(split.nonmembers_test)
     with torch.no_grad():
         accuracy = float((net.eval()(ds.images[test]).argmax(1) == ds.labels[test]).float().mean())

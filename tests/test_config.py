@@ -53,3 +53,20 @@ def test_from_namespace_reads_notebook_globals():
     assert s.target.iterations == 7 and s.profile == "smoke"
     with pytest.raises(ValueError, match="itterations"):
         config.from_namespace({"profile": "smoke", "itterations": 7})
+
+
+@pytest.mark.parametrize("override,message", [
+    (dict(lr="Infinity"), "finite"), (dict(lr=float("nan")), "finite"), (dict(n_members=3.7), "whole number"),
+    (dict(iterations=True), "boolean was given"), (dict(random_flip=1), "boolean"), (dict(model="huge"), "preset"),
+    (dict(model="small", resolution=9), "multiple of 4"), (dict(families="ddpm,foo"), "unknown diffusion family"),
+    (dict(families="../esc"), "unknown diffusion family"), (dict(dp_families="ddpm,bar"), "dp_families"),
+    (dict(dataset="ffhq"), "folder:<path>"), (dict(lik_method="rk5"), "torchdiffeq method"),
+])
+def test_bad_values_are_rejected_by_name(override, message):
+    with pytest.raises(ValueError, match=message):
+        config.resolve("smoke", **override)
+
+
+def test_meaningful_infinities_and_whole_floats_are_accepted():
+    s = config.resolve("smoke", trainer="dp-sgd", dp_epsilon="inf", dp_max_grad_norm=float("inf"), n_members=20.0)
+    assert s.target.dp_epsilon == float("inf") and s.data.n_members == 20

@@ -81,7 +81,7 @@ def test_sampler_shape_and_range(ddpm):
 
 def test_unet_presets():
     assert 1.0e6 < models.n_parameters(models.build_unet("small", "ddpm", 16, 1)) < 1.2e6
-    with pytest.raises(ValueError, match="divisible by 4"):
+    with pytest.raises(ValueError, match="multiple of 4"):
         models.build_unet("small", "ddpm", 10, 1)
     with pytest.raises(ValueError, match="unknown model preset"):
         models.build_unet("huge", "ddpm", 16, 1)

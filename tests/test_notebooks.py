@@ -138,3 +138,29 @@ def test_book_runner_rejects_bad_profile_and_parameters():
         book.check_parameters("gpu", {})
     with pytest.raises(SystemExit, match=r"unknown parameter\(s\) \['n_member'\]"):
         book.check_parameters("smoke", {"n_member": 5})
+
+
+@pytest.mark.parametrize("parameter", ["families=ddpm,foo", "resolution=9", "lr=Infinity", "n_members=3.7",
+                                       "dataset=\"folder:/nonexistent/faces\"", "families=../esc"])
+def test_bad_values_stop_the_book_before_anything_is_written(tmp_path, monkeypatch, parameter):
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a kernel was started"))
+    stage, runs = tmp_path / "stage", tmp_path / "runs"
+    with pytest.raises(SystemExit, match="invalid parameters|does not exist"):
+        book.main(["--profile", "smoke", "-p", parameter, "-p", f"runs_dir={json.dumps(str(runs))}",
+                   "--root", str(ROOT), "--stage", str(stage), "--no-html"])
+    assert not stage.exists() and not runs.exists()
+
+
+def test_a_stage_that_is_not_miakits_is_refused(tmp_path):
+    theirs = tmp_path / "their-book"
+    (theirs / "book").mkdir(parents=True)
+    (theirs / "book" / "chapter1.md").write_text("# mine")
+    (theirs / "_config.yml").write_text("title: mine")
+    with pytest.raises(SystemExit, match="did not make"):
+        book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(theirs), "--no-html", "--only", "none"])
+    assert (theirs / "book" / "chapter1.md").read_text() == "# mine"
+    assert (theirs / "_config.yml").read_text() == "title: mine"
+    ours = tmp_path / "ours"
+    book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only", "none"])
+    book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only", "none"])
+    assert (ours / book.STAGE_MARK).exists()
