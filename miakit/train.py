@@ -153,15 +153,15 @@ def ensure(settings: Settings, progress_bar: bool = True) -> Run:
     key = folder.name.rsplit("-", 1)[1]
     fam = get_family(settings.target.family)
     model = _fresh_model(settings, dataset.images.shape[1], device)
-    if not (folder / FINAL).exists():  # a finished run is read without the lock (files are replaced atomically)
+    if (folder / FINAL).exists():  # a finished run is read without the lock (files are replaced atomically)
+        split = _ensure_split(settings, folder, len(dataset), key)
+    else:
         with lock(folder):
             clean_orphans(folder)
             split = _ensure_split(settings, folder, len(dataset), key)
             if not (folder / FINAL).exists():  # another process may have finished it while we waited
                 members = dataset.images[torch.as_tensor(split.members)]
                 _train(settings, key, folder, fam, model, members, device, progress_bar)
-    split = data_mod.load_split(folder / "split.json")
-    _check_split(split, settings, folder, len(dataset))
     final = _read_checked(folder / FINAL, key)
     ema_model = make_ema(model, settings.target.ema_decay)
     ema_model.load_state_dict({k.removeprefix("ema."): v for k, v in final.items() if k.startswith("ema.")})
@@ -195,17 +195,13 @@ def _split_for(settings: Settings, n_total: int) -> data_mod.Split:
     return data_mod.make_split(d.dataset, n_total, d.n_members, d.n_nonmembers, d.val_fraction, d.split_seed)
 
 
-def _check_split(split: data_mod.Split, settings: Settings, folder: Path, n_total: int) -> None:
-    if split.dataset != settings.data.dataset or split.n_total != n_total:
-        raise CorruptRunError(f"{folder / 'split.json'} was made for {split.dataset!r} with {split.n_total} images, "
-                              f"not {settings.data.dataset!r} with {n_total}; remove {folder} to start over")
-
-
 def _ensure_split(settings: Settings, folder: Path, n_total: int, key: str) -> data_mod.Split:
     path = folder / "split.json"
     if path.exists():
         split = data_mod.load_split(path)
-        _check_split(split, settings, folder, n_total)
+        if split.dataset != settings.data.dataset or split.n_total != n_total:
+            raise CorruptRunError(f"{path} was made for {split.dataset!r} with {split.n_total} images, "
+                                  f"not {settings.data.dataset!r} with {n_total}; remove {folder} to start over")
         return split
     split = _split_for(settings, n_total)
     write_json(folder / "config.json", {"run_key": key, "target_hash": settings.target_hash(), **settings.flat()})

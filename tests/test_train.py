@@ -31,21 +31,27 @@ def test_ensure_trains_once_then_loads(tmp_path, monkeypatch):
         assert torch.equal(a, b)
 
 
-def test_resume_after_an_exception_gives_the_uninterrupted_result(tmp_path, monkeypatch):
-    """An exception inside a step (not Ctrl-C: see test_resume.py) loses the steps since the last
-    checkpoint and nothing else."""
-    reference = train.ensure(settings_in(tmp_path / "ref"), progress_bar=False)
-    s = settings_in(tmp_path / "crash")
+def crash_on_step(monkeypatch, n):
+    """Make the n-th training step raise RuntimeError; returns the real step."""
     real_step = train.StandardStep.step
     calls = []
 
     def crashing_step(self):
         calls.append(1)
-        if len(calls) == 14:
+        if len(calls) == n:
             raise RuntimeError("simulated crash")
         return real_step(self)
 
     monkeypatch.setattr(train.StandardStep, "step", crashing_step)
+    return real_step
+
+
+def test_resume_after_an_exception_gives_the_uninterrupted_result(tmp_path, monkeypatch):
+    """An exception inside a step (not Ctrl-C: see test_resume.py) loses the steps since the last
+    checkpoint and nothing else."""
+    reference = train.ensure(settings_in(tmp_path / "ref"), progress_bar=False)
+    s = settings_in(tmp_path / "crash")
+    real_step = crash_on_step(monkeypatch, 14)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.ensure(s, progress_bar=False)
     folder = train.run_dir(s)
@@ -61,16 +67,7 @@ def test_resume_after_an_exception_gives_the_uninterrupted_result(tmp_path, monk
 
 def test_truncated_checkpoint_is_a_clear_error_and_changes_nothing(tmp_path, monkeypatch):
     s = settings_in(tmp_path)
-    real_step = train.StandardStep.step
-    calls = []
-
-    def crashing_step(self):
-        calls.append(1)
-        if len(calls) == 7:
-            raise RuntimeError("simulated crash")
-        return real_step(self)
-
-    monkeypatch.setattr(train.StandardStep, "step", crashing_step)
+    crash_on_step(monkeypatch, 7)
     with pytest.raises(RuntimeError):
         train.ensure(s, progress_bar=False)
     checkpoint = train.run_dir(s) / train.CHECKPOINT
