@@ -1,18 +1,26 @@
-"""DP-SGD for diffusion targets with opacus: per-sample gradients, noise multiplicity, accounting.
+"""DP-SGD for diffusion targets: per-example clipping by book-keeping, opacus' noise and accountant.
+
+The private step (``DPSGDStep``) clips each example's gradient with ``miakit.clipping``
+(book-keeping and the mixed ghost norm of Bu et al. 2023: one backward pass, no per-example
+gradients kept for the whole model) and hands the clipped sum to opacus'
+``DPOptimizerFastGradientClipping``, which adds the Gaussian noise, scales and steps; opacus'
+accountant (PRV, or RDP at very large epsilon) calibrates the noise and records every step.
+``per_sample_gradient_mismatches`` checks every parameter's per-example gradient, and the
+norms, against a per-example loop (``tests/test_privacy.py``).
 
 Two things here are specific to diffusion models:
 
-- **Contiguous conv inputs.** diffusers' attention blocks return tensors with non-standard
-  strides, and opacus' per-sample rule for convolutions (``unfold2d``, built on ``as_strided``)
-  assumes a contiguous input: on opacus 1.6 / diffusers 0.42 it silently returned ZERO
-  per-sample gradients for the convs downstream of attention. ``contiguous_conv_inputs``
-  registers a forward pre-hook on every ``Conv2d`` that makes its input contiguous; pre-hooks
-  run before opacus' activation-capturing forward hooks, so both see the fixed tensor.
-  ``tests/test_privacy.py`` checks every parameter's per-sample gradient against a loop.
 - **Noise multiplicity** (DPDM, Dockhorn et al. 2022): each example's loss is the mean over K
-  (t, noise) draws *before* clipping. The batch holds K replicas of every example; after the
-  backward pass ``merge_replicas`` averages each example's K per-replica gradients into one, so
-  opacus clips, noises and accounts one gradient per example, whatever K is.
+  (t, noise) draws *before* clipping. The batch holds K replicas of every example
+  (``replicate``); the example's gradient is that of the mean of its replicas' losses, so one
+  gradient per example is clipped, noised and accounted, whatever K is.
+- **Opacus' own per-sample gradients on diffusers' UNet** (kept for comparison in
+  ``benchmarks/dp_step.py``): diffusers' attention blocks return tensors with non-standard
+  strides, and opacus' rule for convolutions (``unfold2d``, built on ``as_strided``) assumes a
+  contiguous input: on opacus 1.6 / diffusers 0.42 it silently returned ZERO per-sample
+  gradients for the convs downstream of attention. ``contiguous_conv_inputs`` fixes it with a
+  forward pre-hook on every ``Conv2d``; ``merge_replicas`` averages opacus' per-replica
+  gradients into per-example ones.
 """
 from __future__ import annotations
 
@@ -83,34 +91,52 @@ def replica_loss(family, model, x0: torch.Tensor, k: int, generator: torch.Gener
     return family.loss(model, x, t, noise)
 
 
+METHODS = ("book-keeping", "opacus hooks", "opacus functorch")
+ENGINES = ("book-keeping", "opacus")  # how DPSGDStep clips: miakit.clipping (training), opacus' per-sample gradients
+
+
 def per_sample_gradient_mismatches(model: torch.nn.Module, family, x0: torch.Tensor, k: int = 1, seed: int = 0,
-                                   contiguous: bool = True, rtol: float = 1e-3,
-                                   force_functorch: bool = False) -> list[str]:
-    """Names of the parameters whose per-sample gradient from opacus (hooks mode, or functorch
-    for every layer; replicas merged as in training) differs from a per-example loop on a copy
-    of ``model``; [] = all agree.
+                                   method: str = "book-keeping", contiguous: bool = True,
+                                   rtol: float = 1e-3) -> list[str]:
+    """Names of the parameters whose per-example gradient differs from a per-example loop on a
+    copy of ``model``; [] = all agree. ``method``: ``book-keeping`` (what training uses,
+    ``miakit.clipping``: its per-example gradients and norms, the norms reported as "(norms)"),
+    or opacus' ``GradSampleModule`` in hooks or functorch mode (replicas merged as in
+    ``merge_replicas``; ``contiguous`` applies ``contiguous_conv_inputs``).
 
     ``model`` must be in train mode without active dropout (the loop must see the same network).
     """
     import copy
 
-    from opacus import GradSampleModule
-
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; choose one of {METHODS}")
     reference = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
     x = replicate(x0, k)
     t = family.sample_train_t(x.shape[0], gen)
     noise = torch.randn(x.shape, generator=gen)
-    handles = contiguous_conv_inputs(model) if contiguous else []
-    gsm = GradSampleModule(model, loss_reduction="mean", force_functorch=force_functorch)
-    try:
-        family.loss(gsm, x, t, noise).mean().backward()
-        merge_replicas(gsm, k)
-        got = {name: p.grad_sample for name, p in model.named_parameters() if p.requires_grad}
-    finally:
-        gsm._close()
-        for h in handles:
-            h.remove()
+    norms = None
+    if method == "book-keeping":
+        from .clipping import BookKeeping
+
+        bk = BookKeeping(model, k)
+        try:
+            norms, got = bk.per_example(bk.forward(lambda: family.loss(model, x, t, noise)))
+        finally:
+            bk.close()
+    else:
+        from opacus import GradSampleModule
+
+        handles = contiguous_conv_inputs(model) if contiguous else []
+        gsm = GradSampleModule(model, loss_reduction="mean", force_functorch=method == "opacus functorch")
+        try:
+            family.loss(gsm, x, t, noise).mean().backward()
+            merge_replicas(gsm, k)
+            got = {name: p.grad_sample for name, p in model.named_parameters() if p.requires_grad}
+        finally:
+            gsm._close()
+            for h in handles:
+                h.remove()
     expected: dict[str, list] = {name: [] for name in got}
     for i in range(x0.shape[0]):
         reference.zero_grad()
@@ -124,6 +150,10 @@ def per_sample_gradient_mismatches(model: torch.nn.Module, family, x0: torch.Ten
         ref, g = torch.stack(grads), got[name]
         if g is None or g.shape != ref.shape or not torch.allclose(g, ref, rtol=rtol, atol=1e-6 + 1e-4 * ref.abs().max()):
             wrong.append(name)
+    if norms is not None:
+        loop = torch.stack([torch.cat([g[i].flatten() for g in expected.values()]) for i in range(x0.shape[0])])
+        if not torch.allclose(norms, torch.linalg.vector_norm(loop.double(), dim=1), rtol=rtol):
+            wrong.append("(norms)")
     return wrong
 
 
@@ -144,22 +174,45 @@ def _calibrated(epsilon: float, delta: float, sample_rate: float, steps: int) ->
                                       steps=steps, accountant=accountant(epsilon)))
 
 
+@functools.cache
+def _summing_optimizer():
+    """opacus' ``DPOptimizerFastGradientClipping`` (it takes gradients already clipped and
+    summed, adds the noise, scales and steps), accumulating physical batches with a tensor
+    clone where opacus uses ``copy.deepcopy`` per parameter (the same values; the deepcopy cost
+    a tenth of a small UNet's step on CPU)."""
+    from opacus.optimizers import DPOptimizerFastGradientClipping
+
+    class SummingOptimizer(DPOptimizerFastGradientClipping):
+        def accumulate(self):
+            for p in self.params:
+                if p.summed_grad is not None:
+                    p.summed_grad.add_(p.grad.data)
+                else:
+                    p.summed_grad = p.grad.detach().clone()
+
+    return SummingOptimizer
+
+
 class DPSGDStep:
     """The private step of the one training loop (``miakit.train._train``), with opacus.
 
     Each step draws a Poisson batch (every member independently with probability
     ``sample_rate = batch_size / n_members``, from the loop's generator, as opacus'
     ``UniformWithReplacementSampler`` does), splits it into physical batches of at most
-    ``dp_physical_batch`` examples, lets opacus' ``GradSampleModule`` compute per-example
-    gradients, averages each example's ``dp_multiplicity`` replicas (DPDM's K) and hands them to
-    opacus' ``DPOptimizer``, which clips each at ``dp_max_grad_norm``, adds Gaussian noise
-    calibrated by the accountant (``noise_multiplier``) and takes the Adam step; the accountant
+    ``dp_physical_batch`` examples, and clips each example's gradient (the mean over its
+    ``dp_multiplicity`` replicas, DPDM's K) at ``dp_max_grad_norm`` by book-keeping
+    (``miakit.clipping``); opacus' ``DPOptimizerFastGradientClipping`` sums the physical batches'
+    clipped gradients, adds Gaussian noise calibrated by the accountant (``noise_multiplier``)
+    and takes the Adam step; the accountant
     (PRV, or RDP above epsilon 200) records the step. An empty Poisson batch takes a noise-only
     step. The run is exactly ``iterations`` steps.
 
     With ``dp_epsilon = inf`` no noise is added (the clipping-only arm) and with
     ``dp_max_grad_norm = inf`` as well nothing is clipped (the non-private arm of the same code:
     same sampling, batch size, K and steps).
+
+    ``engine="opacus"`` clips with opacus' own per-sample gradients (``GradSampleModule`` and
+    ``DPOptimizer``) instead: the same step at its former cost, for ``benchmarks/dp_step.py``.
 
     Its state (noise generator, accountant history) goes into the loop's checkpoints, so a
     private run resumes after a crash exactly where it stopped, and spends the same epsilon.
@@ -168,24 +221,34 @@ class DPSGDStep:
     name = "dp-sgd"
 
     def __init__(self, settings, family, model: torch.nn.Module, members: torch.Tensor,
-                 generator: torch.Generator, device: torch.device):
+                 generator: torch.Generator, device: torch.device, engine: str = "book-keeping"):
         from opacus import GradSampleModule
         from opacus.accountants import create_accountant
         from opacus.optimizers import DPOptimizer
 
+        from .clipping import BookKeeping
+
+        if engine not in ENGINES:
+            raise ValueError(f"engine={engine!r}; choose one of {ENGINES}")
         t = self.t = settings.target
-        self.family, self.members, self.gen, self.device = family, members, generator, device
+        self.family, self.model, self.members, self.gen, self.device = family, model, members, generator, device
         n = members.shape[0]
         self.sample_rate = min(1.0, t.batch_size / n)
-        self.handles = contiguous_conv_inputs(model)
-        self.gsm = GradSampleModule(model, loss_reduction="mean")
+        self.engine = engine
+        if engine == "book-keeping":
+            self.clipper, optimizer = BookKeeping(model, t.dp_multiplicity), _summing_optimizer()
+        else:  # opacus' per-sample gradients, for comparison (benchmarks/dp_step.py)
+            self.handles = contiguous_conv_inputs(model)
+            self.gsm, optimizer = GradSampleModule(model, loss_reduction="mean"), DPOptimizer
         self.noise_gen = torch.Generator(device=device).manual_seed(t.train_seed + 1)  # DP-SGD's Gaussian noise
         self.clip = t.dp_max_grad_norm if math.isfinite(t.dp_max_grad_norm) else NO_CLIPPING
         self.sigma = noise_multiplier(t, self.sample_rate)
         self.base_optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
-        self.optimizer = DPOptimizer(self.base_optimizer, noise_multiplier=self.sigma, max_grad_norm=self.clip,
-                                     expected_batch_size=max(1, round(n * self.sample_rate)), loss_reduction="mean",
-                                     generator=self.noise_gen)
+        # book-keeping: opacus' optimizer for gradients clipped before it sees them (it sums the
+        # physical batches' clipped gradients, adds the noise, divides by the expected batch size)
+        self.optimizer = optimizer(
+            self.base_optimizer, noise_multiplier=self.sigma, max_grad_norm=self.clip,
+            expected_batch_size=max(1, round(n * self.sample_rate)), loss_reduction="mean", generator=self.noise_gen)
         self.accountant = create_accountant(accountant(t.dp_epsilon) if math.isfinite(t.dp_epsilon) else "rdp")
         self.optimizer.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate))
         self.empty_batches = 0
@@ -198,7 +261,10 @@ class DPSGDStep:
         if x0.shape[0] == 0:
             self.empty_batches += 1
             for p in self.optimizer.params:
-                p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
+                if self.engine == "book-keeping":
+                    p.grad = torch.zeros_like(p)
+                else:
+                    p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             return None
@@ -206,13 +272,18 @@ class DPSGDStep:
         total, count = 0.0, 0
         for i, chunk in enumerate(chunks):
             self.optimizer.signal_skip_step(do_skip=i < len(chunks) - 1)
-            loss = replica_loss(self.family, self.gsm, chunk, t.dp_multiplicity, self.gen)
             self.optimizer.zero_grad(set_to_none=True)
-            with warnings.catch_warnings():
-                # opacus' backward hooks fire on module outputs because the input needs no gradient: harmless
-                warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                loss.mean().backward()
-            merge_replicas(self.gsm, t.dp_multiplicity)
+            if self.engine == "book-keeping":
+                loss = self.clipper.forward(lambda: replica_loss(self.family, self.model, chunk, t.dp_multiplicity,
+                                                                 self.gen))
+                self.clipper.clip(loss, self.clip)
+            else:
+                loss = replica_loss(self.family, self.gsm, chunk, t.dp_multiplicity, self.gen)
+                with warnings.catch_warnings():
+                    # opacus' backward hooks fire on module outputs because the input needs no gradient
+                    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                    loss.mean().backward()
+                merge_replicas(self.gsm, t.dp_multiplicity)
             self.optimizer.step()
             total, count = total + float(loss.detach().sum()), count + loss.shape[0]
         return total / count
@@ -241,7 +312,9 @@ class DPSGDStep:
                        "noise_multiplicity": t.dp_multiplicity, "accountant": self.accountant.mechanism()}}
 
     def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
-        self.gsm._close()
+        if self.engine == "book-keeping":
+            self.clipper.close()
+        else:
+            for h in self.handles:
+                h.remove()
+            self.gsm._close()

@@ -273,12 +273,11 @@ def _feature_reference(run: train.Run, notes: list[str]):
     return clf, reference, utility.frechet_distance(half, reference), clf.accuracy
 
 
-def dp_step_timing(settings: Settings):
-    """P3 on this chapter's model and batch: ``miakit.speed.dp_step_speed`` for the first DP family."""
-    from . import data, diffusion, speed
+def dp_step_timing(settings: Settings, progress_bar: bool = True):
+    """P3 on this chapter's private target (the first DP family, its most private arm, seed 0)
+    and members: ``miakit.speed.dp_step_speed``."""
+    from . import data, speed
 
-    p = settings.privacy_study
+    target = target_settings(settings, settings.privacy_study.families()[0], arm_specs(settings)[-1], 0)
     images = data.load(settings.data.dataset, settings.data.resolution).images
-    x0 = images[: min(p.dp_batch_size, len(images))]
-    return speed.dp_step_speed(diffusion.family(p.families()[0]), settings.target.model, x0,
-                               settings.target.dp_multiplicity, settings.speed.dp_speed_rounds)
+    return speed.dp_step_speed(target, images[: target.data.n_members], settings.speed.dp_speed_rounds, progress_bar)

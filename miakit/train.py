@@ -124,17 +124,23 @@ class Run:
         return arrays
 
 
+DP_CLIPPING = "book-keeping"  # miakit.clipping (before: opacus' per-sample gradients, no key entry)
+
+
 def run_key(settings: Settings, dataset: data_mod.Dataset, split: data_mod.Split) -> str:
     """The key of the run ``settings`` train on ``dataset``: a hash of everything that determines
     its weights (the hashed settings, the family's hyperparameters, the resolved UNet
     architecture, the exact member images and the run format)."""
     t = settings.target
-    return stable_hash({
+    payload = {
         "settings": settings.target_hash(),
         "family": get_family(t.family).hyperparameters(),
         "unet": architecture(t.model, t.family, settings.data.resolution, int(dataset.images.shape[1])),
         "members": dataset.fingerprint(split.members),
-    })
+    }
+    if t.dp_sgd:  # how per-example gradients are clipped changes the weights (at rounding level)
+        payload["dp_clipping"] = DP_CLIPPING
+    return stable_hash(payload)
 
 
 def run_dir(settings: Settings, dataset: data_mod.Dataset | None = None) -> Path:

@@ -1,11 +1,12 @@
-"""DP-SGD: every parameter's per-sample gradient from opacus equals a per-example loop, and a
-private target trains, records its epsilon and is attacked like any other."""
+"""DP-SGD: every parameter's per-example gradient and norm from book-keeping (what training
+uses) equals a per-example loop, clipping sums clipped gradients, and a private target trains,
+records its epsilon and is attacked like any other."""
 import math
 
 import pytest
 import torch
 
-from miakit import config, diffusion, models, privacy, train
+from miakit import clipping, config, diffusion, models, privacy, train
 
 # every preset a profile uses (paper at 32x32: the same layers, attention at 16x16 included)
 CASES = [("tiny", "ddpm", 8, 1), ("small", "ddpm", 8, 1), ("small", "vesde", 8, 3), ("small", "ddpm", 8, 3),
@@ -18,22 +19,86 @@ def unet(preset, family_name, resolution):
     return privacy.without_dropout(models.build_unet(preset, family_name, resolution, 1).train())
 
 
+def digits_like(n, resolution):
+    return torch.rand(n, 1, resolution, resolution, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
 @pytest.mark.parametrize("preset,family_name,resolution,k", CASES)
-def test_every_per_sample_gradient_matches_a_per_example_loop(preset, family_name, resolution, k):
-    x0 = torch.rand(2 if preset == "paper" else 3, 1, resolution, resolution,
-                    generator=torch.Generator().manual_seed(1)) * 2 - 1
+def test_every_per_example_gradient_matches_a_per_example_loop(preset, family_name, resolution, k):
+    x0 = digits_like(2 if preset == "paper" else 3, resolution)
     wrong = privacy.per_sample_gradient_mismatches(unet(preset, family_name, resolution),
                                                    diffusion.family(family_name), x0, k)
-    assert not wrong, f"{len(wrong)} per-sample gradients differ from the per-example loop: {wrong[:5]}"
+    assert not wrong, f"{len(wrong)} per-example gradients differ from the per-example loop: {wrong[:5]}"
+
+
+@pytest.mark.parametrize("grouped_from,keep_bytes", [(1, 2**40), (10**9, 0)])
+def test_every_route_matches_the_loop(monkeypatch, grouped_from, keep_bytes):
+    """Every conv's norms through the grouped convolution with the per-example gradients kept
+    for the clipped sum; then every conv's norms through its patches (ghost norm or batched
+    product) and every clipped sum as one weighted product; at 16x16 where the defaults mix them."""
+    monkeypatch.setattr(clipping, "GROUPED_FROM", grouped_from)
+    monkeypatch.setattr(clipping, "KEEP_BYTES", keep_bytes)
+    assert not privacy.per_sample_gradient_mismatches(unet("small", "ddpm", 16), diffusion.family("ddpm"),
+                                                      digits_like(3, 16), 2)
+
+
+def test_the_check_catches_wrong_book_keeping(monkeypatch):
+    """Patches of an input shifted by one pixel (an off-by-one a patch rule could have) give
+    wrong conv gradients and norms: the check must name them, and only them."""
+    real = clipping.patches
+
+    def shifted(a, conv):
+        return real(a.roll(1, dims=-1), conv)
+
+    monkeypatch.setattr(clipping, "patches", shifted)
+    wrong = privacy.per_sample_gradient_mismatches(unet("tiny", "ddpm", 8), diffusion.family("ddpm"),
+                                                   digits_like(3, 8), 1)
+    assert "(norms)" in wrong and any(name.endswith("conv1.weight") for name in wrong)
+    assert not any(name.endswith(("norm1.weight", "norm1.bias")) for name in wrong)  # not every parameter
+
+
+def test_clipping_sums_the_clipped_per_example_gradients():
+    """``clip`` with a bound that binds for some examples and not others: each parameter's
+    ``.grad`` is the sum of the loop's gradients scaled by min(1, C / norm)."""
+    model, fam = unet("tiny", "ddpm", 8), diffusion.family("ddpm")
+    x0 = digits_like(4, 8)
+    gen = torch.Generator().manual_seed(0)
+    t, noise = fam.sample_train_t(4, gen), torch.randn(x0.shape, generator=gen)
+    bk = clipping.BookKeeping(model)
+    norms, per_example = bk.per_example(bk.forward(lambda: fam.loss(model, x0, t, noise)))
+    bound = float(norms.median())
+    assert (norms > bound).any() and (norms < bound).any()
+    got = bk.clip(bk.forward(lambda: fam.loss(model, x0, t, noise)), bound)
+    assert torch.equal(got, norms)
+    factor = (bound / (norms + clipping.EPS)).clamp(max=1.0).float()
+    for name, p in model.named_parameters():
+        expected = torch.einsum("i,i...->...", factor, per_example[name])
+        assert torch.allclose(p.grad, expected, rtol=1e-4, atol=1e-7), name
+    bk.close()
+
+
+def test_book_keeping_refuses_layers_it_cannot_clip():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    with pytest.raises(clipping.UnsupportedLayer, match="BatchNorm2d"):
+        clipping.BookKeeping(model)
+    with pytest.raises(clipping.UnsupportedLayer, match="grouped"):
+        clipping.BookKeeping(torch.nn.Conv2d(2, 2, 3, groups=2))
+
+
+@pytest.mark.parametrize("method", ["opacus hooks", "opacus functorch"])
+def test_opacus_per_sample_gradients_match_the_loop_with_the_fix(method):
+    """Opacus, which the benchmark sets beside book-keeping, is right on the UNet once conv
+    inputs are contiguous."""
+    assert not privacy.per_sample_gradient_mismatches(unet("small", "ddpm", 8), diffusion.family("ddpm"),
+                                                      digits_like(3, 8), 2, method=method)
 
 
 def test_the_check_catches_wrong_per_sample_gradients():
     """Without the contiguous-input fix opacus' conv rule is wrong after attention (opacus 1.6,
     diffusers 0.42); the check must see that. If a later opacus fixes it, nothing is caught and
     this test is skipped rather than failed."""
-    x0 = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    wrong = privacy.per_sample_gradient_mismatches(unet("small", "ddpm", 8), diffusion.family("ddpm"), x0, 1,
-                                                   contiguous=False)
+    wrong = privacy.per_sample_gradient_mismatches(unet("small", "ddpm", 8), diffusion.family("ddpm"),
+                                                   digits_like(3, 8), 1, method="opacus hooks", contiguous=False)
     if not wrong:
         pytest.skip("this opacus computes conv per-sample gradients correctly on strided inputs")
     assert all(name.endswith(("conv1.weight", "conv2.weight", "conv.weight", "conv_shortcut.weight")) for name in wrong)

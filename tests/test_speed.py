@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import diffusion, speed
+from miakit import config, diffusion, speed
 from miakit.likelihood import likelihood
 from test_families import DATA_STD, exact_model, gaussian_logp
 
@@ -53,13 +53,18 @@ def test_likelihood_speed_reports_every_setting_and_a_verdict(target):
     assert set(result.headline()) >= {"ratio", "dbpd", "ms_ours", "ms_paper", "nfe_ours", "nfe_paper"}
 
 
-def test_dp_step_speed_times_every_case_and_verifies_gradients():
-    x0 = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    result = speed.dp_step_speed(diffusion.family("ddpm"), "small", x0, k=1, rounds=1)
-    assert set(result.ms) == set(speed.DP_CASES) and all(v > 0 for v in result.ms.values())
-    assert result.verified["opacus hooks + contiguous fix"] and result.verified["opacus functorch"]
-    assert result.meets_p3() == (result.ratio("opacus hooks + contiguous fix") <= speed.P3_RATIO)
+def test_dp_step_speed_times_the_loops_own_steps_and_verifies_gradients(tmp_path):
+    s = config.resolve("smoke", runs_dir=str(tmp_path), trainer="dp-sgd", dp_epsilon=10.0, batch_size=4,
+                       dp_physical_batch=4, n_members=16)
+    members = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    result = speed.dp_step_speed(s, members, rounds=1)
+    assert set(result.ms) == {speed.ORDINARY, *speed.DP_ENGINES} and all(v > 0 for v in result.ms.values())
+    assert all(result.verified[name] for name in speed.DP_ENGINES)
+    assert result.meets_p3() == (result.ratio(speed.TRAINED) <= speed.P3_RATIO)
     table = result.table()
-    assert table.loc["non-private", "x non-private"] == 1.0
-    assert table.loc["opacus hooks + contiguous fix", "per-sample gradients"] == "verified"
+    assert table.loc[speed.ORDINARY, "x ordinary step"] == 1.0
+    assert table.loc[speed.TRAINED, "per-example gradients"] == "verified"
     assert result.headline()["met"] in ("yes", "no")
+    with pytest.raises(ValueError, match="dp-sgd"):
+        speed.dp_step_speed(config.resolve("smoke", runs_dir=str(tmp_path)), members, rounds=1)
+
