@@ -58,6 +58,30 @@ class Family(ABC):
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
         """Log-density of the prior at z, per sample, in nats."""
 
+    # -- what the later attacks need, the same for every family (x_t = a(t) x0 + s(t) noise) ----
+    def scale_std(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``a(t)`` and ``s(t)`` of ``x_t = a x0 + s noise`` at steps ``t``, broadcast to ``like``."""
+        return self.marginal(torch.ones_like(like), t)
+
+    def predict_noise(self, model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The model's estimate of the noise in ``x`` at steps ``t``: ``-s(t) * score``
+        (epsilon-prediction families return the network's output)."""
+        return -self.scale_std(t, x)[1] * self.score(model, x, t)
+
+    def predict_x0(self, model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The model's estimate of the clean image: ``(x - s(t) noise_hat) / a(t)``."""
+        a, s = self.scale_std(t, x)
+        return (x - s * self.predict_noise(model, x, t)) / a
+
+    def deterministic_step(self, model, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+        """One deterministic step from ``t`` to ``t_next`` (either direction): DDIM with eta = 0
+        for the variance-preserving families, the probability-flow Euler step in sigma for the
+        variance-exploding ones: ``a(t') x0_hat + s(t') noise_hat``, both estimated at ``t``."""
+        a, s = self.scale_std(t, x)
+        a_next, s_next = self.scale_std(t_next, x)
+        noise = self.predict_noise(model, x, t)
+        return a_next * (x - s * noise) / a + s_next * noise
+
     @abstractmethod
     def attack_steps(self, n: int) -> np.ndarray:
         """``n`` evaluation steps spread over the whole process, sorted, including both ends."""

@@ -100,6 +100,32 @@ def roc_grid(results_by_family: dict[str, dict[str, AttackResult]], ncol: int = 
     return fig
 
 
+def hyperparameter_curves(curves):
+    """One panel per attack: validation (dashed) and test (solid) AUC at every setting of its
+    grid, one colour per family (``miakit.beyond.LaterAttacks.curves``)."""
+    attacks = list(dict.fromkeys(curves["attack"]))
+    ncol = min(2, len(attacks))
+    nrow = int(np.ceil(len(attacks) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.6 * ncol, 3.8 * nrow), squeeze=False)
+    for ax in axes.flat[len(attacks):]:
+        ax.set_axis_off()
+    for ax, attack in zip(axes.flat, attacks):
+        part = curves[curves["attack"] == attack]
+        for k, family in enumerate(dict.fromkeys(part["family"])):
+            rows = part[part["family"] == family]
+            x = np.arange(len(rows))
+            ax.plot(x, rows["AUC (test)"], "o-", color=f"C{k}", ms=3, label=f"{family} (test)")
+            ax.plot(x, rows["AUC (validation)"], "--", color=f"C{k}", lw=0.9, label=f"{family} (validation)")
+        labels = list(rows["setting"])
+        step = max(1, len(labels) // 8)
+        ax.set_xticks(np.arange(len(labels))[::step], labels[::step], rotation=35, ha="right", fontsize=7)
+        ax.axhline(0.5, color="k", ls=":", lw=0.8)
+        ax.set(ylabel="AUC", title=attack)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def bpd_histograms(studies: dict):
     """Bits/dim of test members and nonmembers under each family's likelihood."""
     fig, axes = _panels(len(studies))

@@ -22,8 +22,8 @@ def attacked(runs_dir, iterations: int):
 
 
 @pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("band")
+def runs_dir(band_runs_dir):
+    return band_runs_dir
 
 
 def test_a_memorising_target_is_attacked_well(runs_dir):

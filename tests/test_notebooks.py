@@ -33,6 +33,8 @@ EXPECTED = {
     "05_differential_privacy": {"delta": (1e-5, 1e-5), "multiplicity": (2, 2), "classifier_accuracy": UNIT,
                                 "fd_floor": POSITIVE, "fd_non_private": POSITIVE, "p3_ratio": POSITIVE,
                                 "p3_ms_private": POSITIVE, "p3_ms_plain": POSITIVE, "seconds": POSITIVE},
+    "06_later_attacks": {"best_auc": UNIT, "loss_auc": UNIT, "auc_ddpm_secmi": UNIT, "auc_vesde_pia": UNIT,
+                         "auc_smld_pian": UNIT, "auc_vpsde_sima": UNIT, "seconds": POSITIVE},
     "90_claims": {"n_reproduced": (0, 40), "n_contradicted": (0, 40), "n_undecided": (0, 40), "seconds": POSITIVE},
 }
 # glued verdicts each notebook must produce, each one of the three outcomes
@@ -115,6 +117,7 @@ def test_book_html_has_every_chapter_with_figures(built_book):
     assert loss_page.count("<img") >= 2  # metrics-vs-step and ROC figures
     assert (html / "notebooks/04_factors.html").read_text().count("<img") >= 5  # one figure per study
     assert (html / "notebooks/05_differential_privacy.html").read_text().count("<img") >= 2
+    assert (html / "notebooks/06_later_attacks.html").read_text().count("<img") >= 2  # ROC grid and curves
     intro = (html / "book/intro.html").read_text()
     assert "AUC of" in intro and "colab.research.google.com" in loss_page
     assert "smoke" in intro and "test the code, not the" in intro  # the profile says what its numbers mean

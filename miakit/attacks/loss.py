@@ -1,52 +1,15 @@
-"""White-box membership inference attacks: model signals -> member scores.
-
-Convention, stated once for the whole package: **members are the positive class and every score
-is oriented so that higher means "more likely a member"**. The loss attack's raw signal (the
-denoising loss, lower for members) is negated here and nowhere else.
-"""
+"""The loss attack (Hu & Pang 2023): member score = -(the family's training loss at step t),
+averaged over ``n_noise`` draws whose noise is fixed by (seed, image id)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .diffusion import Family
-from .likelihood import LikelihoodResult, likelihood  # noqa: F401  (log p: higher = member already)
-from . import seeding
-from .models import autocast
-from .progress import progress
-
-# evaluations per forward pass when not given: the fastest size measured for the small UNet on a
-# 2-core CPU (benchmarks/loss_attack.py), and a size that keeps a GPU busy
-DEFAULT_BATCH = {"cpu": 128, "cuda": 1024}
-
-
-class NonFiniteScore(ValueError):
-    """An attack produced NaN or inf for some images (named by their ids)."""
-
-
-def require_finite(values: np.ndarray, ids, attack: str) -> np.ndarray:
-    """``values`` (one row per image) unchanged, or an error naming the images whose row is not
-    finite, by their ids (dataset indices), so one bad image is found rather than a whole
-    evaluation failing later."""
-    rows = np.asarray(values).reshape(len(values), -1)
-    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
-    if len(bad):
-        named = [int(np.asarray(ids)[i]) for i in bad[:10]]
-        raise NonFiniteScore(f"the {attack} is NaN or inf for {len(bad)} image(s), dataset indices {named}"
-                             f"{' ...' if len(bad) > 10 else ''}: check those images and the model")
-    return values
-
-
-def member_score_from_loss(loss: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Orient a loss (lower = member) as a member score (higher = member)."""
-    return -np.asarray(loss, dtype=np.float64)
-
-
-def _device_of(model, fallback: torch.device) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return fallback
+from .. import seeding
+from ..diffusion import Family
+from ..models import autocast
+from ..progress import progress
+from .base import DEFAULT_BATCH, Attack, device_of, member_score_from_loss, register, require_finite
 
 
 def image_noise(seed: int, image_id: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -69,7 +32,7 @@ def losses(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1, seed
     if n_images == 0 or n_steps == 0:
         raise ValueError("loss attack needs at least one image and one step")
     per_image = n_steps * n_noise
-    device = _device_of(model, x.device)
+    device = device_of(model, x.device)
     batch_size = batch_size or DEFAULT_BATCH.get(device.type, DEFAULT_BATCH["cuda"])
     images_per_block = max(1, batch_size // per_image)
     out = np.empty((n_images, n_steps, n_noise), dtype=np.float64)
@@ -98,3 +61,19 @@ def loss_scores(model, family: Family, x: torch.Tensor, steps, n_noise: int = 1,
     per image, e.g. dataset indices) fix each image's noise."""
     raw = losses(model, family, x, steps, n_noise, seed, batch_size, progress_bar, ids)
     return member_score_from_loss(raw.mean(axis=2))
+
+
+def _scorer(model, family, x, grid, context):
+    steps = [g["t"] for g in grid]
+    n_noise = grid[0]["n_noise"] if grid else 1
+    if any(g["n_noise"] != n_noise for g in grid):
+        raise ValueError("one loss-attack call takes one n_noise")
+    return loss_scores(model, family, x, [family.from_paper_step(t) for t in steps], n_noise, context.seed,
+                       context.batch_size, context.progress_bar, context.ids)
+
+
+register(Attack(
+    name="loss", label="loss", reference="Hu & Pang 2023 (this paper)", scorer=_scorer,
+    grid=lambda settings: [{"t": int(t), "n_noise": settings.attack.n_noise}
+                           for t in np.unique(np.round(np.linspace(0, 999, settings.attack.attack_steps)).astype(int))],
+    queries=lambda setting: setting["n_noise"]))

@@ -1,0 +1,16 @@
+"""White-box membership inference attacks behind one interface (``miakit.attacks.base``).
+
+Members are the positive class and every score is oriented so that higher means "more likely a
+member" (``member_score_from_loss`` negates the signals that are lower for members, once).
+
+Registered attacks, one module each: ``loss`` (Hu & Pang 2023), ``likelihood`` (module
+``log_likelihood``, Hu & Pang 2023),
+``secmi`` (SecMI_stat, Duan et al. 2023), ``pia`` and ``pian`` (Kong et al. 2024), ``sima`` (Rao
+et al. 2025). Adding one is a module that calls ``register``, its test and one import below.
+"""
+from .base import (DEFAULT_BATCH, REGISTRY, Attack, Context, NonFiniteScore, WrongShape, get,  # noqa: F401
+                   member_score_from_loss, register, require_finite, score)
+from .base import device_of as _device_of  # noqa: F401
+from .loss import image_noise, loss_scores, losses  # noqa: F401
+from . import log_likelihood, pia, secmi, sima  # noqa: F401,E402  (each registers its attack)
+from ..likelihood import LikelihoodResult, likelihood  # noqa: F401,E402  (log p: higher = member already)

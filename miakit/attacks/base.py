@@ -1,0 +1,149 @@
+"""The attack interface: one registry, one orientation, one validation.
+
+Convention, stated once for the whole package: **members are the positive class and every score
+is oriented so that higher means "more likely a member"**. An attack whose raw signal is lower
+for members (a loss, an error, a norm) is negated by ``member_score_from_loss`` and nowhere else.
+
+Each attack is one module that registers one ``Attack``: a scorer ``(model, family, images,
+grid, context) -> [n_images, len(grid)]`` member scores, its hyperparameter grid for a profile,
+the model evaluations ("queries") it spends per image for each setting, and the families it is
+defined for (with the reason where it is not). ``score`` runs any registered attack and refuses
+a result of the wrong shape or with NaN or inf, naming the attack and the images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..models import autocast
+
+# evaluations per forward pass when not given: the fastest size measured for the small UNet on a
+# 2-core CPU (benchmarks/loss_attack.py), and a size that keeps a GPU busy
+DEFAULT_BATCH = {"cpu": 128, "cuda": 1024}
+
+
+class NonFiniteScore(ValueError):
+    """An attack produced NaN or inf for some images (named by their ids)."""
+
+
+class WrongShape(ValueError):
+    """An attack returned scores whose shape is not [n_images, n_settings]."""
+
+
+def require_finite(values: np.ndarray, ids, attack: str) -> np.ndarray:
+    """``values`` (one row per image) unchanged, or an error naming the images whose row is not
+    finite, by their ids (dataset indices), so one bad image is found rather than a whole
+    evaluation failing later."""
+    rows = np.asarray(values).reshape(len(values), -1)
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    if len(bad):
+        named = [int(np.asarray(ids)[i]) for i in bad[:10]]
+        raise NonFiniteScore(f"the {attack} is NaN or inf for {len(bad)} image(s), dataset indices {named}"
+                             f"{' ...' if len(bad) > 10 else ''}: check those images and the model")
+    return values
+
+
+def member_score_from_loss(loss: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Orient a loss, error or distance (lower = member) as a member score (higher = member)."""
+    return -np.asarray(loss, dtype=np.float64)
+
+
+def device_of(model, fallback: torch.device) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return fallback
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a scorer needs besides the model and the images: ``ids`` (one per image, dataset
+    indices, fixing each image's random draws), a seed, evaluations per forward pass
+    (``batch_size``, None = ``DEFAULT_BATCH`` of the model's device) and whether to show a bar."""
+
+    ids: np.ndarray
+    seed: int = 0
+    batch_size: int | None = None
+    progress_bar: bool = False
+
+    def batch_for(self, model, x: torch.Tensor) -> int:
+        device = device_of(model, x.device)
+        return self.batch_size or DEFAULT_BATCH.get(device.type, DEFAULT_BATCH["cuda"])
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A registered attack (see the module docstring)."""
+
+    name: str
+    label: str  # how tables and figures name it
+    reference: str  # the paper it comes from
+    scorer: Callable  # (model, family, x, grid, context) -> np.ndarray [n_images, len(grid)]
+    grid: Callable  # (settings) -> list[dict], the hyperparameter settings to search
+    queries: Callable  # (setting) -> int model evaluations per image, or None when adaptive
+    undefined_for: Callable = field(default=lambda family: None)  # (family) -> reason it is not defined, or None
+
+    def describe(self, setting: dict) -> str:
+        """A short label of one setting, for tables and curves."""
+        return ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in setting.items()) or "-"
+
+
+REGISTRY: dict[str, Attack] = {}
+
+
+def register(attack: Attack) -> Attack:
+    """Add ``attack`` to the registry (its name must be new)."""
+    if attack.name in REGISTRY:
+        raise ValueError(f"an attack called {attack.name!r} is already registered")
+    REGISTRY[attack.name] = attack
+    return attack
+
+
+def get(name: str) -> Attack:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown attack {name!r}; registered: {sorted(REGISTRY)}") from None
+
+
+def score(name: str, model, family, x: torch.Tensor, grid: list[dict], context: Context) -> np.ndarray:
+    """Member scores [n_images, len(grid)] of attack ``name`` (higher = member), checked: the
+    shape must be right and every value finite, or a clear error names the attack (and the
+    images)."""
+    attack = get(name)
+    reason = attack.undefined_for(family)
+    if reason:
+        raise ValueError(f"the {attack.label} attack is not defined for {family.name}: {reason}")
+    if len(context.ids) != x.shape[0]:
+        raise ValueError(f"{len(context.ids)} ids for {x.shape[0]} images")
+    values = np.asarray(attack.scorer(model, family, x, grid, context), dtype=np.float64)
+    if values.shape != (x.shape[0], len(grid)):
+        raise WrongShape(f"the {attack.label} attack returned scores of shape {values.shape}; "
+                         f"expected [n_images, n_settings] = {(x.shape[0], len(grid))}")
+    return require_finite(values, context.ids, f"{attack.label} attack")
+
+
+def family_steps(family, paper_steps) -> torch.Tensor:
+    """The family's own step values for steps in the paper's 1000-step units, as a tensor of
+    the family's step type (integer indices, or float times)."""
+    values = [family.from_paper_step(int(s)) for s in np.atleast_1d(paper_steps)]
+    return torch.tensor(values, dtype=torch.long if family.discrete else torch.float64)
+
+
+@torch.inference_mode()
+def batched(fn, model, tensors: list[torch.Tensor], batch_size: int, bar=None) -> torch.Tensor:
+    """``fn(*chunks)`` over ``tensors`` (all with the same first dimension) in chunks of
+    ``batch_size`` rows on the model's device, under the device's autocast; float32 on the CPU."""
+    device = device_of(model, tensors[0].device)
+    out = []
+    n = tensors[0].shape[0]
+    for b in range(0, n, batch_size):
+        chunk = [t[b:b + batch_size].to(device) for t in tensors]
+        with autocast(device):
+            out.append(fn(*chunk).float().cpu())
+        if bar is not None:
+            bar.update(chunk[0].shape[0])
+    return torch.cat(out) if out else torch.empty(0)

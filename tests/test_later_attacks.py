@@ -1,0 +1,153 @@
+"""The attacks after the paper behind one interface: each against its defining formula on a
+model whose outputs are known, the registry's checks, batch independence, and members scored
+higher on the band test's memorising target (at chance on its untrained twin)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from miakit import attacks, beyond, config, diffusion, models
+from miakit.attacks import base, pia, secmi, sima
+from test_band import band_settings
+
+FAMILIES = ("ddpm", "smld", "vpsde", "vesde")
+
+
+def linear(x, t):
+    """A 'network' that returns a fixed linear function of its input, whatever the step."""
+    return 0.3 * x + 0.1
+
+
+def images(n=4, seed=0):
+    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def coefficients(fam, paper_step, like):
+    t = base.family_steps(fam, [paper_step]).repeat(like.shape[0])
+    return fam.scale_std(t, like)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_predicted_noise_inverts_the_score(name):
+    fam, x = diffusion.family(name), images()
+    t = base.family_steps(fam, [300]).repeat(4)
+    _, s = fam.scale_std(t, x)
+    assert torch.allclose(fam.predict_noise(linear, x, t), -s * fam.score(linear, x, t), atol=1e-6)
+    if name in ("ddpm", "vpsde"):  # epsilon prediction: the noise estimate is the network's output
+        assert torch.allclose(fam.predict_noise(linear, x, t), linear(x, t), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_pia_against_its_formula(name):
+    fam, x = diffusion.family(name), images()
+    e0 = fam.predict_noise(linear, x, base.family_steps(fam, [0]).repeat(4))
+    assert torch.allclose(pia.initial_noise(linear, fam, x, 64), e0, atol=1e-6)  # the model's own prediction at t = 0
+    a, s = coefficients(fam, 200, x)
+    t = base.family_steps(fam, [200]).repeat(4)
+    by_hand = (fam.predict_noise(linear, a * x + s * e0, t) - e0).abs().pow(4).flatten(1).sum(1)
+    got = attacks.score("pia", linear, fam, x, [{"t": 200, "p": 4}], attacks.Context(ids=np.arange(4)))
+    assert np.allclose(got[:, 0], -by_hand.double().numpy(), rtol=1e-5)
+    normalized = pia.initial_noise(linear, fam, x, 64, normalized=True)
+    assert torch.allclose(normalized.abs().flatten(1).mean(1), torch.full((4,), math.sqrt(2 / math.pi)), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_sima_is_the_p_norm_of_the_noise_prediction_on_the_clean_image(name):
+    fam, x = diffusion.family(name), images()
+    t = base.family_steps(fam, [5]).repeat(4)
+    eps = fam.predict_noise(linear, x, t).double()
+    got = attacks.score("sima", linear, fam, x, [{"t": 5, "p": 2}, {"t": 5, "p": 4}], attacks.Context(ids=np.arange(4)))
+    assert np.allclose(got[:, 0], -eps.pow(2).flatten(1).sum(1).numpy(), rtol=1e-5)
+    assert np.allclose(got[:, 1], -eps.pow(4).flatten(1).sum(1).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_secmi_inversion_and_t_error_against_a_hand_computation(name):
+    fam, x0 = diffusion.family(name), images()
+
+    def by_hand(x, t_from, t_to):  # DDIM (eta = 0) in the x_t = a x0 + s noise form
+        a, s = coefficients(fam, t_from, x)
+        a2, s2 = coefficients(fam, t_to, x)
+        eps = fam.predict_noise(linear, x, base.family_steps(fam, [t_from]).repeat(x.shape[0]))
+        return a2 * (x - s * eps) / a + s2 * eps
+
+    x10 = by_hand(x0, 0, 10)
+    x20 = by_hand(x10, 10, 20)
+    kept = secmi.invert(linear, fam, x0, 10, [10, 20], 64)
+    assert torch.allclose(kept[10], x10, rtol=1e-5, atol=1e-6) and torch.allclose(kept[20], x20, rtol=1e-5, atol=1e-6)
+    error = (by_hand(by_hand(x20, 20, 10), 10, 20) - x20).double().pow(2).flatten(1).sum(1)
+    got = attacks.score("secmi", linear, fam, x0, [{"t_sec": 20, "k": 10}], attacks.Context(ids=np.arange(4)))
+    assert np.allclose(got[:, 0], -error.numpy(), rtol=1e-4, atol=1e-10)
+    with pytest.raises(ValueError, match="multiple of the interval"):
+        secmi.invert(linear, fam, x0, 10, [15], 64)
+
+
+@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima"])
+def test_scores_do_not_depend_on_the_batch(name):
+    torch.manual_seed(0)
+    net = models.build_unet("tiny", "ddpm", 8, 1).eval()
+    fam, x = diffusion.family("ddpm"), images(6)
+    grid = attacks.get(name).grid(config.resolve("smoke"))[:4]
+    small = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=5))
+    large = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=512))
+    assert np.allclose(small, large, rtol=1e-4, atol=1e-6)
+
+
+def test_the_registered_loss_attack_keeps_the_paper_attacks_numbers():
+    torch.manual_seed(0)
+    net = models.build_unet("tiny", "vpsde", 8, 1).eval()
+    fam, x, ids = diffusion.family("vpsde"), images(5), np.arange(10, 15)
+    grid = [{"t": 0, "n_noise": 2}, {"t": 500, "n_noise": 2}]
+    got = attacks.score("loss", net, fam, x, grid, attacks.Context(ids=ids, seed=3))
+    direct = attacks.loss_scores(net, fam, x, [fam.from_paper_step(0), fam.from_paper_step(500)], 2, 3,
+                                 progress_bar=False, ids=ids)
+    assert np.array_equal(got, direct)
+
+
+def test_the_registry_refuses_wrong_shapes_and_non_finite_scores(monkeypatch):
+    fam, x = diffusion.family("ddpm"), images(3)
+    grid = [{"t": 0}, {"t": 1}]
+
+    def shaped(values):
+        return lambda model, family, x, grid, context: values
+    monkeypatch.setitem(attacks.REGISTRY, "flat", base.Attack("flat", "flat", "-", shaped(np.zeros(3)),
+                                                              lambda s: grid, lambda g: 1))
+    with pytest.raises(attacks.WrongShape, match=r"\[n_images, n_settings\] = \(3, 2\)"):
+        attacks.score("flat", linear, fam, x, grid, attacks.Context(ids=np.arange(3)))
+    nan = np.zeros((3, 2))
+    nan[1, 1] = np.nan
+    monkeypatch.setitem(attacks.REGISTRY, "nan", base.Attack("nan", "nan", "-", shaped(nan), lambda s: grid,
+                                                             lambda g: 1))
+    with pytest.raises(attacks.NonFiniteScore, match=r"dataset indices \[41\]"):
+        attacks.score("nan", linear, fam, x, grid, attacks.Context(ids=np.array([40, 41, 42])))
+    with pytest.raises(ValueError, match="already registered"):
+        attacks.register(attacks.get("pia"))
+
+
+@pytest.fixture(scope="module")
+def band_runs(band_runs_dir):
+    from miakit import train
+    return {it: train.ensure(band_settings(band_runs_dir, it), progress_bar=False) for it in (400, 0)}
+
+
+def test_pian_equals_pia_when_the_initial_noise_already_has_a_gaussians_size():
+    fam, x = diffusion.family("ddpm"), images()
+    level = math.sqrt(2 / math.pi)
+
+    def constant(x, t):  # noise prediction sqrt(2/pi) everywhere: PIAN's rescaling is the identity
+        return torch.full_like(x, level) + 0.0 * x
+    grid = [{"t": 50, "p": 2}, {"t": 200, "p": 4}]
+    context = attacks.Context(ids=np.arange(4))
+    assert np.allclose(attacks.score("pian", constant, fam, x, grid, context),
+                       attacks.score("pia", constant, fam, x, grid, context), rtol=1e-6)
+
+
+# PIAN is left out here: on this 16-image digits target its rescaled initial noise does not
+# separate members (test AUC about 0.56); chapter 06 reports it beside the others.
+@pytest.mark.parametrize("name", ["secmi", "pia", "sima"])
+def test_members_score_higher_on_the_memorising_target_and_not_on_an_untrained_one(band_runs, name):
+    trained = beyond.attack_outcome(band_runs[400], name, progress_bar=False).study.chosen()
+    untrained = beyond.attack_outcome(band_runs[0], name, progress_bar=False).study.chosen()
+    assert trained.low > 0.5, trained.text()  # members higher, 95% sure (8 test members against 100 nonmembers)
+    assert 0.2 <= untrained.value <= 0.8, untrained.text()
