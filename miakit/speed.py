@@ -292,3 +292,81 @@ class DPStepSpeed:
                 "ratio_opacus": self.ratio(next(n for n in DP_ENGINES if n != TRAINED)),
                 "ms_private": self.ms[TRAINED], "ms_plain": self.ms[ORDINARY], "batch": self.batch,
                 "threads": self.threads}
+
+
+# --------------------------------------------- issue 11: each attack against the UNet's raw speed
+
+ATTACK_TARGET = 0.9  # every attack at >= 90% of the raw forward throughput
+
+
+class CountingModel(torch.nn.Module):
+    """``model`` that counts the rows (model evaluations) it is asked for."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model, self.evaluations = model, 0
+
+    def forward(self, x, t):
+        self.evaluations += x.shape[0]
+        return self.model(x, t)
+
+
+def raw_throughput(model, x: torch.Tensor, t, batch_sizes=(32, 64, 128, 256, 512), repeats: int = 3) -> tuple[float, int]:
+    """The UNet's best forward throughput (evaluations per second) over ``batch_sizes``, on
+    pre-built inputs under inference mode, and the batch size that gave it."""
+    best = (0.0, batch_sizes[0])
+    with torch.inference_mode():
+        for b in batch_sizes:
+            xb = x[:1].expand(b, *x.shape[1:]).contiguous()
+            tb = torch.as_tensor(t).reshape(1).expand(b).contiguous()
+            model(xb, tb)  # warm-up
+            began = time.perf_counter()
+            for _ in range(repeats):
+                model(xb, tb)
+            rate = b * repeats / (time.perf_counter() - began)
+            best = max(best, (rate, b))
+    return best
+
+
+@dataclass
+class AttackSpeed:
+    """Each attack's model evaluations per second against the UNet's raw forward limit."""
+
+    limit: float  # evaluations per second of the bare forward pass at its best batch size
+    limit_batch: int
+    rate: dict[str, float]  # attack -> evaluations per second over its whole grid
+    evaluations_per_image: dict[str, float]
+    threads: int
+
+    def share(self, name: str) -> float:
+        return self.rate[name] / self.limit
+
+    def table(self):
+        import pandas as pd
+
+        return pd.DataFrame({name: {"evaluations / s": r, "share of raw forward": self.share(name),
+                                    "evaluations / image (grid)": self.evaluations_per_image[name],
+                                    f"meets >= {ATTACK_TARGET:.0%}": "yes" if self.share(name) >= ATTACK_TARGET else "no"}
+                             for name, r in self.rate.items()}).T.infer_objects().round(3)
+
+
+def attack_speed(model, family, x: torch.Tensor, names, settings, batch_size: int | None = None) -> AttackSpeed:
+    """Side by side in one process: the UNet's raw forward limit, then every attack in ``names``
+    over its profile grid on images ``x`` (evaluations counted by wrapping the model), each at
+    ``batch_size`` evaluations per forward pass (default: the limit's best batch size)."""
+    from . import attacks
+
+    probe = family.from_paper_step(500)
+    limit, limit_batch = raw_throughput(model, x, probe)
+    counter = CountingModel(model)
+    rate, per_image = {}, {}
+    for name in names:
+        grid = attacks.get(name).grid(settings)
+        context = attacks.Context(ids=np.arange(x.shape[0]), batch_size=batch_size or limit_batch)
+        attacks.score(name, counter, family, x[:2], grid, attacks.Context(ids=np.arange(2), batch_size=8))  # warm-up
+        counter.evaluations = 0
+        began = time.perf_counter()
+        attacks.score(name, counter, family, x, grid, context)
+        rate[name] = counter.evaluations / (time.perf_counter() - began)
+        per_image[name] = counter.evaluations / x.shape[0]
+    return AttackSpeed(limit, limit_batch, rate, per_image, torch.get_num_threads())

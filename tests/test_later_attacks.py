@@ -151,3 +151,29 @@ def test_members_score_higher_on_the_memorising_target_and_not_on_an_untrained_o
     untrained = beyond.attack_outcome(band_runs[0], name, progress_bar=False).study.chosen()
     assert trained.low > 0.5, trained.text()  # members higher, 95% sure (8 test members against 100 nonmembers)
     assert 0.2 <= untrained.value <= 0.8, untrained.text()
+
+
+@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima"])
+def test_each_attack_spends_the_queries_it_declares(name):
+    """Counted model evaluations per image, one setting at a time, equal ``Attack.queries``."""
+    from miakit import speed
+    torch.manual_seed(0)
+    counter = speed.CountingModel(models.build_unet("tiny", "ddpm", 8, 1).eval())
+    attack = attacks.get(name)
+    for setting in attack.grid(config.resolve("smoke"))[:3]:
+        counter.evaluations = 0
+        attacks.score(name, counter, diffusion.family("ddpm"), images(3), [setting], attacks.Context(ids=np.arange(3)))
+        assert counter.evaluations == 3 * attack.queries(setting), setting
+
+
+def test_attack_speed_reports_every_attack_against_the_raw_limit():
+    from miakit import speed
+    torch.manual_seed(0)
+    net = models.build_unet("tiny", "ddpm", 8, 1).eval()
+    result = speed.attack_speed(net, diffusion.family("ddpm"), images(4), ["sima", "pia", "secmi"],
+                                config.resolve("smoke"))
+    assert result.limit > 0 and result.limit_batch in (32, 64, 128, 256, 512)
+    # a whole grid: SimA one query per step, PIA one more for e0, SecMI one chain plus two per t_sec
+    assert result.evaluations_per_image == {"sima": len(sima.STEPS), "pia": 1 + len(pia.STEPS),
+                                            "secmi": max(secmi.T_SEC) // 10 + 2 * len(secmi.T_SEC)}
+    assert set(result.table().index) == {"sima", "pia", "secmi"}
