@@ -155,15 +155,24 @@ class LaterAttacks:
         return pd.concat([o.curve().assign(family=family, attack=o.label)
                           for (family, _), o in self.outcomes.items()], ignore_index=True)
 
+    def reversed_attacks(self) -> list[str]:
+        """``"<family>: <attack>"`` for every attack whose test AUC at its validation-chosen
+        setting has its whole 95% interval below 0.5: members score LOWER in the attack's
+        published orientation (a reversed signal, not chance)."""
+        return [f"{family}: {o.label}" for (family, _), o in self.outcomes.items() if o.study.chosen().high < 0.5]
+
     def glue_values(self) -> dict:
         """What the chapter's prose quotes: the lead family (``studies.lead_family``), the later
         attack with the highest validation-chosen test AUC on it and that AUC, the loss attack's
-        AUC there, and every (family, attack)'s AUC as ``auc_<family>_<attack>``."""
+        AUC there, the reversed attacks (``reversed_attacks``), and every (family, attack)'s AUC
+        as ``auc_<family>_<attack>``."""
         lead = studies.lead_family(dict.fromkeys(self.families()))
         later = {name: o for (family, name), o in self.outcomes.items() if family == lead and name in LATER}
         best = max(later, key=lambda name: later[name].study.chosen().value)
+        reversed_ = self.reversed_attacks()
         out = {"lead_family": lead, "best_attack": later[best].label, "best_auc": later[best].study.chosen().value,
-               "loss_auc": self.outcomes[(lead, "loss")].study.chosen().value}
+               "loss_auc": self.outcomes[(lead, "loss")].study.chosen().value,
+               "reversed": ", ".join(reversed_) if reversed_ else "none", "n_reversed": len(reversed_)}
         out.update({f"auc_{family}_{name}": o.study.chosen().value for (family, name), o in self.outcomes.items()})
         return out
 

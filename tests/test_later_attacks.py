@@ -177,3 +177,22 @@ def test_attack_speed_reports_every_attack_against_the_raw_limit():
     assert result.evaluations_per_image == {"sima": len(sima.STEPS), "pia": 1 + len(pia.STEPS),
                                             "secmi": max(secmi.T_SEC) // 10 + 2 * len(secmi.T_SEC)}
     assert set(result.table().index) == {"sima", "pia", "secmi"}
+
+
+def test_reversed_attacks_are_those_whose_whole_interval_lies_below_chance():
+    """The rule can come out either way: a strongly reversed attack is named, an attack at
+    chance (interval straddling 0.5) and a working one are not."""
+    from miakit import studies as st
+
+    rng = np.random.default_rng(0)
+
+    def outcome(shift):  # members' scores shifted by ``shift`` standard deviations
+        scores = {part: rng.normal(size=(60 if part.startswith("members") else 200, 1)) for part in
+                  ("members_val", "members_test", "nonmembers_val", "nonmembers_test")}
+        scores["members_val"] += shift
+        scores["members_test"] += shift
+        return beyond.AttackOutcome("pia", "ddpm", [{"t": 50, "p": 2}],
+                                    st.LossAttackStudy.from_scores(np.arange(1), scores), 0.0)
+    later = beyond.LaterAttacks({("vesde", "pia"): outcome(-2.0), ("ddpm", "pia"): outcome(0.0),
+                                 ("smld", "pia"): outcome(2.0)}, {}, None)
+    assert later.reversed_attacks() == ["vesde: PIA"]
