@@ -232,14 +232,13 @@ def dp_step_speed(settings, members: torch.Tensor, rounds: int = 10, progress_ba
         net = privacy.without_dropout(train._fresh_model(settings, members.shape[1], device).train())
         verified[name] = not privacy.per_sample_gradient_mismatches(net, fam, members[:3], t.dp_multiplicity,
                                                                     method=CHECKS[engine])
-    steps = {}
 
-    def fresh(s):
-        return train._fresh_model(s, members.shape[1], device).train(), torch.Generator().manual_seed(0)
+    def fresh(s):  # (model, members, generator, device) of one case: the same weights and seed
+        return train._fresh_model(s, members.shape[1], device).train(), members, torch.Generator().manual_seed(0), device
 
-    steps[ORDINARY] = train.StandardStep(ordinary, fam, *_args(fresh(ordinary), members, device))
+    steps = {ORDINARY: train.StandardStep(ordinary, fam, *fresh(ordinary))}
     for name, engine in DP_ENGINES.items():
-        steps[name] = privacy.DPSGDStep(settings, fam, *_args(fresh(settings), members, device), engine=engine)
+        steps[name] = privacy.DPSGDStep(settings, fam, *fresh(settings), engine=engine)
     times: dict[str, list[float]] = {name: [] for name in steps}
     try:
         for step in steps.values():
@@ -254,11 +253,6 @@ def dp_step_speed(settings, members: torch.Tensor, rounds: int = 10, progress_ba
             step.close()
     return DPStepSpeed({name: 1e3 * float(np.median(v)) for name, v in times.items()}, verified, t.batch_size,
                        t.dp_multiplicity, torch.get_num_threads())
-
-
-def _args(model_and_gen, members, device):
-    model, gen = model_and_gen
-    return model, members, gen, device
 
 
 @dataclass

@@ -10,7 +10,6 @@ et al. 2025). Adding one is a module that calls ``register``, its test and one i
 """
 from .base import (DEFAULT_BATCH, REGISTRY, Attack, Context, NonFiniteScore, WrongShape, get,  # noqa: F401
                    member_score_from_loss, register, require_finite, score)
-from .base import device_of as _device_of  # noqa: F401
 from .loss import image_noise, loss_scores, losses  # noqa: F401
 from . import log_likelihood, pia, secmi, sima  # noqa: F401,E402  (each registers its attack)
 from ..likelihood import LikelihoodResult, likelihood  # noqa: F401,E402  (log p: higher = member already)

@@ -133,6 +133,12 @@ def family_steps(family, paper_steps) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.long if family.discrete else torch.float64)
 
 
+def over_steps(x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image at every step as one batch, step-major: images [n * len(steps), ...] and
+    steps [n * len(steps)]; reshape results to [len(steps), n, ...]."""
+    return x.repeat(len(steps), *[1] * (x.dim() - 1)), steps.repeat_interleave(x.shape[0])
+
+
 @torch.inference_mode()
 def batched(fn, model, tensors: list[torch.Tensor], batch_size: int, bar=None) -> torch.Tensor:
     """``fn(*chunks)`` over ``tensors`` (all with the same first dimension) in chunks of

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from .base import Attack, batched, family_steps, member_score_from_loss, register
+from .base import Attack, batched, family_steps, member_score_from_loss, over_steps, register
 
 STEPS = (10, 20, 50, 100, 200, 300, 500)  # of the paper's 1000 (PIA's default for DDPM: 200)
 POWERS = (2, 4)
@@ -33,14 +33,12 @@ def distances(model, family, x: torch.Tensor, paper_steps, powers, batch_size: i
     """{(t, p): sum_pixels |noise_hat(x_t, t) - e0|^p per image}, batched over images and steps."""
     e0 = initial_noise(model, family, x, batch_size, normalized)
     steps = family_steps(family, paper_steps)
-    n = x.shape[0]
-    reps = [1] * (x.dim() - 1)
-    xs, es, ts = x.repeat(len(steps), *reps), e0.repeat(len(steps), *reps), steps.repeat_interleave(n)
+    (xs, ts), (es, _) = over_steps(x, steps), over_steps(e0, steps)
 
     def back(a, e, t):
         scale, std = family.scale_std(t, a)
         return family.predict_noise(model, scale * a + std * e, t) - e
-    diff = batched(back, model, [xs, es, ts], batch_size).reshape(len(steps), n, -1).double()
+    diff = batched(back, model, [xs, es, ts], batch_size).reshape(len(steps), x.shape[0], -1).double()
     return {(int(t), p): diff[i].abs().pow(p).sum(1).numpy() for i, t in enumerate(paper_steps) for p in powers}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Attack, batched, family_steps, member_score_from_loss, register
+from .base import Attack, batched, family_steps, member_score_from_loss, over_steps, register
 
 STEPS = (0, 1, 2, 5, 10, 20, 50, 100, 200)  # of the paper's 1000
 POWERS = (2, 4)
@@ -17,11 +17,8 @@ def noise_norms(model, family, x: torch.Tensor, paper_steps, powers, batch_size:
     """{(t, p): sum_pixels |noise_hat(x0, t)|^p per image} for every step and power; one query
     per image and step, batched over images and steps."""
     steps = family_steps(family, paper_steps)
-    n = x.shape[0]
-    xs = x.repeat(len(steps), *[1] * (x.dim() - 1))  # step-major: [step, image]
-    ts = steps.repeat_interleave(n)
-    eps = batched(lambda a, t: family.predict_noise(model, a, t), model, [xs, ts], batch_size)
-    eps = eps.reshape(len(steps), n, -1).double()
+    eps = batched(lambda a, t: family.predict_noise(model, a, t), model, list(over_steps(x, steps)), batch_size)
+    eps = eps.reshape(len(steps), x.shape[0], -1).double()
     return {(int(t), p): eps[i].abs().pow(p).sum(1).numpy() for i, t in enumerate(paper_steps) for p in powers}
 
 
