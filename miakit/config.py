@@ -69,6 +69,7 @@ class AttackConfig:
     n_noise: int  # noise draws per (image, step), losses averaged
     attack_seed: int
     attack_batch: int
+    n_references: int  # reference models per family for the reference-model attack (0 = not run; each is a full training)
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(_COMMON, dataset="digits", resolution=8, n_members=16, n_nonmembers=48,
                   model="tiny", iterations=30, batch_size=16, lr=1e-3, warmup=0, ema_decay=0.9,
                   random_flip=False, checkpoint_every=10, snapshot_every=10, dp_multiplicity=2, dp_physical_batch=16,
-                  attack_steps=6, n_noise=1, attack_batch=256, n_samples=8, sample_steps=20,
+                  attack_steps=6, n_noise=1, attack_batch=256, n_references=1, n_samples=8, sample_steps=20,
                   lik_rtol=1e-2, lik_atol=1e-2, lik_max_images=8, lik_batch=16,
                   speed_images=1, speed_batch=4, dp_speed_rounds=1,
                   size_members="8,16", factor_steps=4, factor_noise=1, noise_draws="1,2", step_window=3,
@@ -248,6 +249,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                 random_flip=False, checkpoint_every=250, snapshot_every=200, dp_multiplicity=1,
                 dp_physical_batch=64,
                 attack_steps=41, n_noise=4, attack_batch=164,  # one image's 41 x 4 per pass
+                n_references=2,  # 8 more trainings of ~70 s each
                 n_samples=16, sample_steps=1000,
                 # every member and nonmember: 0.03 s per image at 8x8
                 lik_rtol=1e-3, lik_atol=1e-3, lik_max_images=1000, lik_batch=128,
@@ -267,7 +269,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                   n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
                   warmup=5000, ema_decay=0.9999, random_flip=True, checkpoint_every=5000, snapshot_every=50_000, dp_multiplicity=4,
                   dp_physical_batch=32,
-                  attack_steps=1000, n_noise=1, attack_batch=1000, n_samples=64, sample_steps=1000,
+                  attack_steps=1000, n_noise=1, attack_batch=1000,
+                  n_references=1,  # one more full training per family
+                  n_samples=64, sample_steps=1000,
                   lik_rtol=1e-5, lik_atol=1e-5, lik_max_images=1000, lik_batch=64,
                   speed_images=4, speed_batch=64, dp_speed_rounds=10,
                   size_members="1000,2000,5000", factor_steps=101, factor_noise=1, noise_draws="1,4,16",
@@ -422,6 +426,7 @@ def _validate(s: Settings) -> None:
         (s.sampling.n_samples >= 1 and s.sampling.sample_steps >= 1, "n_samples and sample_steps must be positive"),
         (a.attack_steps >= 1 and a.n_noise >= 1 and a.attack_batch >= 1,
          "attack_steps, n_noise and attack_batch must be positive"),
+        (a.n_references >= 0, "n_references must be 0 (no reference-model attack) or positive"),
         (s.likelihood.lik_rtol > 0 and s.likelihood.lik_atol > 0 and s.likelihood.lik_probes >= 1
          and s.likelihood.lik_max_images >= 1 and s.likelihood.lik_batch >= 1,
          "likelihood tolerances, probes, image cap and batch must be positive"),

@@ -293,6 +293,22 @@ class Split:
             len(indices))
         return np.sort(indices[order[:k]])
 
+    def reference_members(self, index: int, k: int) -> np.ndarray:
+        """The ``k`` training images of reference model ``index`` (the reference-model attack): a
+        random draw from ``unused``, seeded by the split's seed and the index, so no reference ever
+        trains on an image that any attack scores. Different references draw independently (their
+        sets may overlap, like the shadow models of LiRA); a clear error when ``unused`` is too small."""
+        pool = self.unused
+        if index < 0:
+            raise ValueError(f"reference index must be >= 0, not {index}")
+        if k > len(pool):
+            raise DatasetError(
+                f"a reference model trains on {k} images outside the evaluated split, but {self.dataset!r} has only "
+                f"{len(pool)} unused images ({self.n_total} in all, {len(self.members)} members and "
+                f"{len(self.nonmembers)} nonmembers scored): lower n_members or n_nonmembers, or set n_references=0")
+        order = np.random.default_rng(np.random.SeedSequence([self.seed, 0x2EF, index])).permutation(len(pool))
+        return np.sort(pool[order[:k]])
+
     def check(self) -> None:
         """Raise if any two parts share an index or an index lies outside the dataset."""
         parts = [self.members_val, self.members_test, self.nonmembers_val, self.nonmembers_test]

@@ -23,6 +23,7 @@ resume, Ctrl-C and divergence are written once, here.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import signal
@@ -127,35 +128,69 @@ class Run:
 DP_CLIPPING = "book-keeping"  # miakit.clipping (before: opacus' per-sample gradients, no key entry)
 
 
-def run_key(settings: Settings, dataset: data_mod.Dataset, split: data_mod.Split) -> str:
+def training_indices(settings: Settings, split: data_mod.Split, reference: int | None = None) -> np.ndarray:
+    """The images a run trains on: the split's members for a target, or reference model
+    ``reference``'s draw of as many images from outside the evaluated split
+    (``Split.reference_members``)."""
+    if reference is None:
+        return split.members
+    return split.reference_members(reference, settings.data.n_members)
+
+
+def run_key(settings: Settings, dataset: data_mod.Dataset, split: data_mod.Split, reference: int | None = None) -> str:
     """The key of the run ``settings`` train on ``dataset``: a hash of everything that determines
     its weights (the hashed settings, the family's hyperparameters, the resolved UNet
-    architecture, the exact member images and the run format)."""
+    architecture, the exact training images and the run format)."""
     t = settings.target
     payload = {
         "settings": settings.target_hash(),
         "family": get_family(t.family).hyperparameters(),
         "unet": architecture(t.model, t.family, settings.data.resolution, int(dataset.images.shape[1])),
-        "members": dataset.fingerprint(split.members),
+        "members": dataset.fingerprint(training_indices(settings, split, reference)),
     }
     if t.dp_sgd:  # how per-example gradients are clipped changes the weights (at rounding level)
         payload["dp_clipping"] = DP_CLIPPING
+    if reference is not None:
+        payload["reference"] = reference
     return stable_hash(payload)
 
 
-def run_dir(settings: Settings, dataset: data_mod.Dataset | None = None) -> Path:
-    """The folder of the run ``settings`` train (the dataset is loaded when not given)."""
+def run_dir(settings: Settings, dataset: data_mod.Dataset | None = None, reference: int | None = None) -> Path:
+    """The folder of the run ``settings`` train (the dataset is loaded when not given); of
+    reference model ``reference`` when given."""
     dataset = dataset if dataset is not None else data_mod.load(settings.data.dataset, settings.data.resolution)
     split = _split_for(settings, len(dataset))
     slug = re.sub(r"[^A-Za-z0-9]+", "-", settings.data.dataset).strip("-")[:40]
-    return Path(settings.runs_dir) / f"{settings.target.family}-{slug}-{run_key(settings, dataset, split)}"
+    tag = "" if reference is None else f"ref{reference}-"
+    return Path(settings.runs_dir) / f"{settings.target.family}-{slug}-{tag}{run_key(settings, dataset, split, reference)}"
 
 
-def ensure(settings: Settings, progress_bar: bool = True) -> Run:
-    """The trained target for ``settings``: loaded if finished, else trained (resuming if possible)."""
+# a reference model's training seed: the target's plus this and its index (a seed no target uses,
+# since the attacker does not know the target's initial weights or batches)
+REFERENCE_SEED_OFFSET = 10_000
+
+
+def reference_settings(settings: Settings, index: int) -> Settings:
+    """The settings reference model ``index`` of ``settings``' target trains with: the same
+    recipe, its own training seed."""
+    seed = settings.target.train_seed + REFERENCE_SEED_OFFSET + index
+    return dataclasses.replace(settings, target=dataclasses.replace(settings.target, train_seed=seed))
+
+
+def ensure_references(settings: Settings, progress_bar: bool = True) -> list[Run]:
+    """``settings.attack.n_references`` reference models of ``settings``' target (the
+    reference-model attack): each trains with the target's recipe and its own seed on images
+    drawn from outside the evaluated split, so none has seen an image any attack scores."""
+    return [ensure(reference_settings(settings, r), progress_bar, reference=r)
+            for r in range(settings.attack.n_references)]
+
+
+def ensure(settings: Settings, progress_bar: bool = True, reference: int | None = None) -> Run:
+    """The trained target for ``settings``: loaded if finished, else trained (resuming if
+    possible). With ``reference``, the reference model of that index (``ensure_references``)."""
     device = pick_device(settings.device)
     dataset = data_mod.load(settings.data.dataset, settings.data.resolution)
-    folder = run_dir(settings, dataset)
+    folder = run_dir(settings, dataset, reference)
     key = folder.name.rsplit("-", 1)[1]
     fam = get_family(settings.target.family)
     model = _fresh_model(settings, dataset.images.shape[1], device)
@@ -166,7 +201,7 @@ def ensure(settings: Settings, progress_bar: bool = True) -> Run:
             clean_orphans(folder)
             split = _ensure_split(settings, folder, len(dataset), key)
             if not (folder / FINAL).exists():  # another process may have finished it while we waited
-                members = dataset.images[torch.as_tensor(split.members)]
+                members = dataset.images[torch.as_tensor(training_indices(settings, split, reference))]
                 _train(settings, key, folder, fam, model, members, device, progress_bar)
     final = _read_checked(folder / FINAL, key)
     ema_model = make_ema(model, settings.target.ema_decay)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import attacks, beyond, config, diffusion, models
-from miakit.attacks import base, pia, secmi, sima
+from miakit import attacks, beyond, config, data, diffusion, models, train
+from miakit.attacks import base, pia, reference, secmi, sima
 from test_band import band_settings
 
 FAMILIES = ("ddpm", "smld", "vpsde", "vesde")
@@ -83,15 +83,68 @@ def test_secmi_inversion_and_t_error_against_a_hand_computation(name):
         secmi.invert(linear, fam, x0, 10, [15], 64)
 
 
-@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima"])
+@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima", "reference"])
 def test_scores_do_not_depend_on_the_batch(name):
     torch.manual_seed(0)
-    net = models.build_unet("tiny", "ddpm", 8, 1).eval()
+    net, ref = models.build_unet("tiny", "ddpm", 8, 1).eval(), models.build_unet("tiny", "ddpm", 8, 1).eval()
     fam, x = diffusion.family("ddpm"), images(6)
     grid = attacks.get(name).grid(config.resolve("smoke"))[:4]
-    small = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=5))
-    large = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=512))
+    small = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=5, references=(ref,)))
+    large = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=512, references=(ref,)))
     assert np.allclose(small, large, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_reference_attack_is_the_log_loss_ratio_to_the_references(name):
+    """score = mean over the first r references of log L_ref - log L_target, every model scored
+    with the same noise; a reference identical to the target scores exactly 0."""
+    fam, x, ids = diffusion.family(name), images(5), np.arange(20, 25)
+
+    def halved(x, t):
+        return 0.15 * x
+
+    def shifted(x, t):
+        return 0.3 * x - 0.2
+    steps = [0, 300]
+    grid = [{"t": t, "references": r, "n_noise": 3} for r in (1, 2) for t in steps]
+    context = attacks.Context(ids=ids, seed=7, references=(halved, shifted))
+    got = attacks.score("reference", linear, fam, x, grid, context)
+
+    def log_loss(net):  # [n_images, n_steps]
+        return np.log(attacks.losses(net, fam, x, [fam.from_paper_step(t) for t in steps], 3, 7,
+                                     progress_bar=False, ids=ids).mean(axis=2))
+    target, a, b = log_loss(linear), log_loss(halved), log_loss(shifted)
+    assert np.allclose(got[:, :2], a - target) and np.allclose(got[:, 2:], (a + b) / 2 - target)
+    same = attacks.score("reference", linear, fam, x, grid, attacks.Context(ids=ids, seed=7, references=(linear, linear)))
+    assert np.array_equal(same, np.zeros_like(same))
+    with pytest.raises(reference.MissingReferences, match="up to 2 reference models but 1"):
+        attacks.score("reference", linear, fam, x, grid, attacks.Context(ids=ids, references=(halved,)))
+
+
+def test_reference_models_train_on_images_no_attack_scores():
+    split = data.make_split("digits", 300, 40, 100, 0.5, seed=3)
+    scored = np.concatenate([split.members, split.nonmembers])
+    first, again, second = split.reference_members(0, 40), split.reference_members(0, 40), split.reference_members(1, 40)
+    assert len(first) == 40 and not np.intersect1d(first, scored).size and not np.intersect1d(second, scored).size
+    assert np.array_equal(first, again) and not np.array_equal(first, second)  # seeded, one draw per index
+    with pytest.raises(data.DatasetError, match="only 160 unused images"):  # 300 - 140 images left, 200 asked
+        split.reference_members(0, 200)
+    s = config.resolve("smoke", n_members=40)
+    r0, r1 = train.reference_settings(s, 0), train.reference_settings(s, 1)
+    assert len({s.target.train_seed, r0.target.train_seed, r1.target.train_seed}) == 3  # each its own seed
+    assert np.array_equal(train.training_indices(s, split, 1), second)
+    assert np.array_equal(train.training_indices(s, split), split.members)
+
+
+def test_the_reference_attack_is_reported_as_not_run_without_references():
+    """The rule names the reason where the attack is not run, and names none where it is."""
+    from types import SimpleNamespace
+
+    def run(n):
+        return SimpleNamespace(settings=config.resolve("smoke", n_references=n), family=diffusion.family("ddpm"))
+    assert "n_references = 0" in beyond.not_run_reason(run(0), "reference")
+    assert beyond.not_run_reason(run(1), "reference") is None
+    assert beyond.not_run_reason(run(0), "pia") is None
 
 
 def test_the_registered_loss_attack_keeps_the_paper_attacks_numbers():
@@ -145,24 +198,28 @@ def test_pian_equals_pia_when_the_initial_noise_already_has_a_gaussians_size():
 
 # PIAN is left out here: on this 16-image digits target its rescaled initial noise does not
 # separate members (test AUC about 0.56); chapter 06 reports it beside the others.
-@pytest.mark.parametrize("name", ["secmi", "pia", "sima"])
+@pytest.mark.parametrize("name", ["secmi", "pia", "sima", "reference"])
 def test_members_score_higher_on_the_memorising_target_and_not_on_an_untrained_one(band_runs, name):
-    trained = beyond.attack_outcome(band_runs[400], name, progress_bar=False).study.chosen()
-    untrained = beyond.attack_outcome(band_runs[0], name, progress_bar=False).study.chosen()
+    def outcome(run):
+        refs = train.ensure_references(run.settings, progress_bar=False) if name == "reference" else []
+        return beyond.attack_outcome(run, name, progress_bar=False, references=refs).study.chosen()
+    trained, untrained = outcome(band_runs[400]), outcome(band_runs[0])
     assert trained.low > 0.5, trained.text()  # members higher, 95% sure (8 test members against 100 nonmembers)
     assert 0.2 <= untrained.value <= 0.8, untrained.text()
 
 
-@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima"])
+@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima", "reference"])
 def test_each_attack_spends_the_queries_it_declares(name):
-    """Counted model evaluations per image, one setting at a time, equal ``Attack.queries``."""
+    """Counted model evaluations per image (the reference models' included: the reference is
+    the same counting model), one setting at a time, equal ``Attack.queries``."""
     from miakit import speed
     torch.manual_seed(0)
     counter = speed.CountingModel(models.build_unet("tiny", "ddpm", 8, 1).eval())
     attack = attacks.get(name)
-    for setting in attack.grid(config.resolve("smoke"))[:3]:
+    for setting in attack.grid(config.resolve("smoke", n_references=2))[-3:]:
         counter.evaluations = 0
-        attacks.score(name, counter, diffusion.family("ddpm"), images(3), [setting], attacks.Context(ids=np.arange(3)))
+        attacks.score(name, counter, diffusion.family("ddpm"), images(3), [setting],
+                      attacks.Context(ids=np.arange(3), references=(counter, counter)))
         assert counter.evaluations == 3 * attack.queries(setting), setting
 
 

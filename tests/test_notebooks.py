@@ -34,7 +34,9 @@ EXPECTED = {
                                 "fd_floor": POSITIVE, "fd_non_private": POSITIVE, "p3_ratio": POSITIVE,
                                 "p3_ms_private": POSITIVE, "p3_ms_plain": POSITIVE, "seconds": POSITIVE},
     "06_later_attacks": {"best_auc": UNIT, "loss_auc": UNIT, "auc_ddpm_secmi": UNIT, "auc_vesde_pia": UNIT,
-                         "auc_smld_pian": UNIT, "auc_vpsde_sima": UNIT, "n_reversed": (0, 20), "seconds": POSITIVE},
+                         "auc_smld_pian": UNIT, "auc_vpsde_sima": UNIT, "n_reversed": (0, 20), "reference_auc": UNIT,
+                         "auc_vesde_reference": UNIT, "n_references": (1, 1), "reference_seconds": POSITIVE,
+                         "seconds": POSITIVE},
     "90_claims": {"n_reproduced": (0, 40), "n_contradicted": (0, 40), "n_undecided": (0, 40), "seconds": POSITIVE},
 }
 # glued verdicts each notebook must produce, each one of the three outcomes

@@ -6,10 +6,11 @@ member" (``member_score_from_loss`` negates the signals that are lower for membe
 Registered attacks, one module each: ``loss`` (Hu & Pang 2023), ``likelihood`` (module
 ``log_likelihood``, Hu & Pang 2023),
 ``secmi`` (SecMI_stat, Duan et al. 2023), ``pia`` and ``pian`` (Kong et al. 2024), ``sima`` (Rao
-et al. 2025). Adding one is a module that calls ``register``, its test and one import below.
+et al. 2025), ``reference`` (the loss calibrated by reference models: offline LiRA, Carlini et al.
+2022). Adding one is a module that calls ``register``, its test and one import below.
 """
 from .base import (DEFAULT_BATCH, REGISTRY, Attack, Context, NonFiniteScore, WrongShape, get,  # noqa: F401
                    member_score_from_loss, register, require_finite, score)
 from .loss import image_noise, loss_scores, losses  # noqa: F401
-from . import log_likelihood, pia, secmi, sima  # noqa: F401,E402  (each registers its attack)
+from . import log_likelihood, pia, reference, secmi, sima  # noqa: F401,E402  (each registers its attack)
 from ..likelihood import LikelihoodResult, likelihood  # noqa: F401,E402  (log p: higher = member already)

@@ -62,12 +62,15 @@ def device_of(model, fallback: torch.device) -> torch.device:
 class Context:
     """What a scorer needs besides the model and the images: ``ids`` (one per image, dataset
     indices, fixing each image's random draws), a seed, evaluations per forward pass
-    (``batch_size``, None = ``DEFAULT_BATCH`` of the model's device) and whether to show a bar."""
+    (``batch_size``, None = ``DEFAULT_BATCH`` of the model's device), whether to show a bar, and
+    the reference models that an attack calibrating against them uses (``references``: models
+    of the target's family trained without any scored image)."""
 
     ids: np.ndarray
     seed: int = 0
     batch_size: int | None = None
     progress_bar: bool = False
+    references: tuple = ()
 
     def batch_for(self, model, x: torch.Tensor) -> int:
         device = device_of(model, x.device)
