@@ -130,11 +130,12 @@ class AttackOutcome:
                                                                                  for k in self.grid[0]}})
 
 
-def attack_outcome(run: Run, name: str, progress_bar: bool = True, references: list[Run] = ()) -> AttackOutcome:
-    """Run (or load) attack ``name`` on every part of ``run``'s split over its grid; ``references``
-    are the reference models an attack that calibrates against them uses (their run keys join the
-    cache key)."""
-    grid = attacks.get(name).grid(run.settings)  # attacks.score refuses a family the attack is undefined for
+def attack_outcome(run: Run, name: str, progress_bar: bool = True, references: list[Run] = (),
+                   settings=None) -> AttackOutcome:
+    """Run (or load) attack ``name`` on every part of ``run``'s split over its grid (the grid of
+    ``settings``, by default the run's own); ``references`` are the reference models an attack
+    that calibrates against them uses (their run keys join the cache key)."""
+    grid = attacks.get(name).grid(settings or run.settings)  # attacks.score refuses an undefined family
     if not grid:
         raise ValueError(f"the {attacks.get(name).label} attack has no setting to try under these settings")
     a = run.settings.attack

@@ -137,6 +137,7 @@ class PrivacyStudyConfig:
     dp_iterations: int  # optimizer steps of every target
     dp_batch_size: int  # expected (Poisson) batch size
     dp_lik_images: int  # at most this many members and nonmembers for the likelihood attack on DP targets
+    dp_attacks: str  # comma-separated registered attacks run on every DP target (C5 covers each)
     utility_samples: int  # generated images per target for the Frechet distance
     utility_steps: int  # sampler steps for those images
     inception_fid: bool  # also Inception FID (torchmetrics; skipped with a message when unavailable)
@@ -146,6 +147,9 @@ class PrivacyStudyConfig:
 
     def families(self) -> list[str]:
         return [name.strip() for name in self.dp_families.split(",") if name.strip()]
+
+    def attacks(self) -> list[str]:
+        return [name.strip() for name in self.dp_attacks.split(",") if name.strip()]
 
 
 def parse_list(text: str, kind: type) -> list:
@@ -237,7 +241,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   size_members="8,16", factor_steps=4, factor_noise=1, noise_draws="1,2", step_window=3,
                   lik_tolerances="1e-1,1e-2", lik_probe_counts="1,2", factor_lik_images=4,
                   dp_epsilons="10", dp_families="ddpm", dp_members=16, dp_iterations=12, dp_batch_size=8,
-                  dp_lik_images=4, utility_samples=16, utility_steps=10, inception_fid=False, n_seeds=2),
+                  dp_lik_images=4, dp_attacks="loss,likelihood,sima", utility_samples=16, utility_steps=10,
+                  inception_fid=False, n_seeds=2),
     # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
     # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
     # the digits at their native 8x8 pixels and the 0.16M-parameter UNet: measured side by side
@@ -262,7 +267,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                 # 100 members at expected batch 50 for 400 steps: the matched non-private arm leaks
                 # (AUC ~0.7) and makes digits; epsilon from 1e4 (a few recognisable digits) to 1
                 dp_epsilons="10000,100,1", dp_families="ddpm", dp_members=100, dp_iterations=400,
-                dp_batch_size=50, dp_lik_images=300, utility_samples=500, utility_steps=100,
+                dp_batch_size=50, dp_lik_images=300, dp_attacks="loss,likelihood,sima", utility_samples=500,
+                utility_steps=100,
                 inception_fid=False, n_seeds=3),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
@@ -278,7 +284,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   step_window=5, lik_tolerances="1e-3,1e-4,1e-5", lik_probe_counts="1,4,16",
                   factor_lik_images=200,
                   dp_epsilons="50,10,1", dp_families="ddpm,smld,vpsde,vesde", dp_members=1000,
-                  dp_iterations=100_000, dp_batch_size=256, dp_lik_images=200, utility_samples=5000,
+                  dp_iterations=100_000, dp_batch_size=256, dp_lik_images=200, dp_attacks="loss,likelihood,sima",
+                  utility_samples=5000,
                   utility_steps=1000, inception_fid=True, n_seeds=3),
 }
 
@@ -454,6 +461,11 @@ def _validate(s: Settings) -> None:
     if any(not (0 < eps < math.inf) for eps in p.epsilons()) or not p.families():
         raise ValueError("dp_epsilons must list finite positive budgets (the non-private and clipping-only arms are "
                          "always trained) and dp_families must be non-empty")
+    from . import attacks  # the registry (imported here: it needs torch, the settings do not)
+    named = p.attacks()
+    if not named or len(set(named)) != len(named) or any(name not in attacks.REGISTRY for name in named):
+        raise ValueError(f"dp_attacks={p.dp_attacks!r} must name distinct registered attacks, from "
+                         f"{sorted(attacks.REGISTRY)}")
     if min(p.dp_members, p.dp_iterations, p.dp_batch_size, p.dp_lik_images, p.utility_samples, p.utility_steps) < 1:
         raise ValueError("dp_members, dp_iterations, dp_batch_size, dp_lik_images, utility_samples and "
                          "utility_steps must be positive")

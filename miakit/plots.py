@@ -188,14 +188,16 @@ def _seed_values(cell) -> list[float]:
 
 def privacy_tradeoff(table, fd_floor: float | None = None):
     """Per family, one position per matched arm (non-private, clipping only, then epsilon from
-    large to small): attack AUC with its 95% interval over images and seeds, each seed a dot;
+    large to small): every attack's AUC with its 95% interval over images and seeds, each seed a dot;
     and the feature Frechet distance of the samples, each seed a dot (lower is better)."""
     families = list(dict.fromkeys(table.index.get_level_values("family")))
+    names = [c.removesuffix(" AUC per seed") for c in table.columns if c.endswith(" AUC per seed")]  # every attack run
+    shifts = np.linspace(-0.1, 0.1, len(names)) if len(names) > 1 else [0.0]
     fig, axes = plt.subplots(len(families), 2, figsize=(11, 4 * len(families)), squeeze=False)
     for (left, right), family in zip(axes, families):
         part = table.xs(family, level="family")
         x = np.arange(len(part))
-        for k, (attack, shift) in enumerate((("loss", -0.08), ("likelihood", 0.08))):
+        for k, (attack, shift) in enumerate(zip(names, shifts)):
             auc = part[f"{attack} AUC"].to_numpy(dtype=float)
             lo, hi = part[f"{attack} AUC low"].to_numpy(dtype=float), part[f"{attack} AUC high"].to_numpy(dtype=float)
             left.errorbar(x + shift, auc, yerr=[auc - lo, hi - auc], fmt="o", capsize=3, color=f"C{k}",

@@ -11,9 +11,11 @@ and training seeds; arms differ only in what DP-SGD does to the gradients:
   effect of clipping from that of noise);
 - ``epsilon = e``: clipping and Gaussian noise calibrated to (e, ``dp_delta``).
 
-Each arm is trained ``n_seeds`` times. The loss attack runs on the factor step grid with the
-step chosen on validation; the likelihood attack on a seeded random subset of ``dp_lik_images``
-test members and nonmembers (``Split.subset``); sample quality is the Frechet distance of
+Each arm is trained ``n_seeds`` times and attacked by every registered attack named in
+``dp_attacks`` (``miakit.attacks``): the tuned ones on the comparison grid (``factor_steps``
+steps, ``factor_noise`` draws) cross-fitted (each half scored at the setting chosen on the
+other), the likelihood attack on a seeded random subset of ``dp_lik_images`` members and
+nonmembers (``Split.subset``); sample quality is the Frechet distance of
 ``utility_samples`` generated images to the test nonmembers in a small classifier's features
 (``miakit.utility``, not Inception FID).
 """
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import claims, metrics, studies, train, utility
+from . import attacks, beyond, claims, metrics, studies, train, utility
 from .config import Settings
 from .factors import arm_of, compact, seeds, tidy
 
@@ -66,8 +68,7 @@ class ArmResult:
     spec: ArmSpec
     seeds: list[int]
     runs: list[train.Run]
-    loss: list[studies.LossAttackStudy]
-    likelihood: list[studies.LikelihoodStudy]
+    attacks: dict[str, list]  # registered attack name -> one study per seed (LossAttackStudy or LikelihoodStudy)
     samples: list[torch.Tensor]
     features: list[np.ndarray] | None = field(default=None, repr=False)  # classifier features of the samples
     fd: list[float] = field(default_factory=list)  # per seed; NaN without a feature classifier
@@ -77,28 +78,28 @@ class ArmResult:
     def label(self) -> str:
         return self.spec.label
 
-    def loss_arm(self) -> metrics.Arm:
-        return arm_of(self.loss)
-
-    def likelihood_arm(self) -> metrics.Arm:
-        return metrics.Arm.of((st.logp_members, st.logp_nonmembers) for st in self.likelihood)
+    def attack_arm(self, name: str) -> metrics.Arm:
+        """Attack ``name``'s scores over the seeds: cross-fitted for a tuned attack
+        (``factors.arm_of``), the scored subsets for the likelihood attack."""
+        per_seed = self.attacks[name]
+        if isinstance(per_seed[0], studies.LikelihoodStudy):
+            return metrics.Arm.of((st.logp_members, st.logp_nonmembers) for st in per_seed)
+        return arm_of(per_seed)
 
     def row(self) -> dict:
         dp = [r.history.get("dp", {}) for r in self.runs]
-        loss, lik = metrics.estimate(self.loss_arm()), metrics.estimate(self.likelihood_arm())
-        loss_tpr, lik_tpr = metrics.estimate(self.loss_arm(), 0.01), metrics.estimate(self.likelihood_arm(), 0.01)
-        return {"family": self.family, "arm": self.label, "epsilon": self.spec.epsilon,
-                "epsilon spent (accountant)": float(np.mean([d.get("epsilon_spent", math.inf) for d in dp])),
-                "noise multiplier": float(np.mean([d.get("noise_multiplier", 0.0) for d in dp])),
-                "clipping norm": self.spec.clip, "seeds": len(self.seeds),
-                "loss AUC": loss.value, "loss AUC low": loss.low, "loss AUC high": loss.high,
-                "loss AUC per seed": " ".join(f"{v:.3f}" for v in loss.per_seed),
-                "loss TPR@1%FPR": loss_tpr.value, "loss TPR@1%FPR low": loss_tpr.low,
-                "loss TPR@1%FPR high": loss_tpr.high,
-                "likelihood AUC": lik.value, "likelihood AUC low": lik.low, "likelihood AUC high": lik.high,
-                "likelihood AUC per seed": " ".join(f"{v:.3f}" for v in lik.per_seed),
-                "likelihood TPR@1%FPR": lik_tpr.value, "likelihood TPR@1%FPR low": lik_tpr.low,
-                "likelihood TPR@1%FPR high": lik_tpr.high,
+        out = {"family": self.family, "arm": self.label, "epsilon": self.spec.epsilon,
+               "epsilon spent (accountant)": float(np.mean([d.get("epsilon_spent", math.inf) for d in dp])),
+               "noise multiplier": float(np.mean([d.get("noise_multiplier", 0.0) for d in dp])),
+               "clipping norm": self.spec.clip, "seeds": len(self.seeds)}
+        for name in self.attacks:
+            label, auc = attacks.get(name).label, metrics.estimate(self.attack_arm(name))
+            tpr = metrics.estimate(self.attack_arm(name), 0.01)
+            out.update({f"{label} AUC": auc.value, f"{label} AUC low": auc.low, f"{label} AUC high": auc.high,
+                        f"{label} AUC per seed": " ".join(f"{v:.3f}" for v in auc.per_seed),
+                        f"{label} TPR@1%FPR": tpr.value, f"{label} TPR@1%FPR low": tpr.low,
+                        f"{label} TPR@1%FPR high": tpr.high})
+        return {**out,
                 "feature FD": float(np.mean(self.fd)) if self.fd else math.nan,
                 "feature FD per seed": " ".join(f"{v:.1f}" for v in self.fd),
                 "Inception FID": (float(np.mean(self.inception)) if self.inception and None not in self.inception
@@ -115,19 +116,24 @@ class TradeoffStudy:
     notes: list[str] = field(default_factory=list)  # what could not be measured, and why
 
     def frame(self):
-        """Every arm: accounting, both attacks (mean over seeds, interval, per seed), quality."""
+        """Every arm: accounting, every attack (mean over seeds, interval, per seed), quality."""
         import pandas as pd
 
         return tidy(pd.DataFrame([a.row() for a in self.arms]).set_index(["family", "arm"]))
 
-    ATTACK_COLUMNS = ("epsilon spent (accountant)", "noise multiplier", "loss AUC [95%]", "loss AUC per seed",
-                      "loss TPR@1%FPR [95%]", "likelihood AUC [95%]", "likelihood AUC per seed",
-                      "likelihood TPR@1%FPR [95%]")
+    def attack_names(self) -> list[str]:
+        """The registered attacks run on every arm, in ``dp_attacks`` order."""
+        return list(self.arms[0].attacks)
+
     UTILITY_COLUMNS = ("feature FD", "feature FD per seed", "Inception FID", "training seconds")
 
     def table(self):
         """The attacks on every arm (a narrow table for the book)."""
-        return compact(self.frame())[list(self.ATTACK_COLUMNS)]
+        columns = ["epsilon spent (accountant)", "noise multiplier"]
+        for name in self.attack_names():
+            label = attacks.get(name).label
+            columns += [f"{label} AUC [95%]", f"{label} AUC per seed", f"{label} TPR@1%FPR [95%]"]
+        return compact(self.frame())[columns]
 
     def utility_table(self):
         """Sample quality and training cost of every arm."""
@@ -152,28 +158,26 @@ class TradeoffStudy:
         return fd_difference(a.features, b.features, self.reference_features)
 
     def verdicts(self, figure: str = "notebooks/05_differential_privacy#c5") -> list[claims.Verdict]:
-        """C5 per family. Attacks: the non-private arm leaks (beats chance), the most private
-        arm is at chance for both attacks, and both attacks lose AUC from the non-private arm
-        to it. Utility: the most private arm's samples are worse (higher feature FD)."""
+        """C5 per family. Attacks: the non-private arm leaks (the first attack in ``dp_attacks``,
+        the loss attack by default, beats chance), every attack on the most private arm is at
+        chance, and every attack loses AUC from the non-private arm to it. Utility: the most
+        private arm's samples are worse (higher feature FD)."""
         out = []
+        names = self.attack_names()
+        labels = [attacks.get(n).label for n in names]
         for name in self.families():
             open_, private = self.arm(name, "non-private"), self.most_private(name)
             if math.isinf(private.spec.epsilon):
                 raise ValueError("the trade-off needs at least one finite epsilon per family")
             eps = f"epsilon {private.spec.epsilon:g}"
-            checks = (
-                claims.beats_chance("non-private loss AUC", metrics.estimate(open_.loss_arm())),
-                claims.within(f"{eps} loss AUC", metrics.estimate(private.loss_arm())),
-                claims.within(f"{eps} likelihood AUC", metrics.estimate(private.likelihood_arm())),
-                claims.greater(f"loss AUC: non-private - {eps}",
-                               metrics.estimate_difference(open_.loss_arm(), private.loss_arm(), paired=True)),
-                claims.greater(f"likelihood AUC: non-private - {eps}",
-                               metrics.estimate_difference(open_.likelihood_arm(), private.likelihood_arm(),
-                                                           paired=True)),
-            )
+            checks = [claims.beats_chance(f"non-private {labels[0]} AUC", metrics.estimate(open_.attack_arm(names[0])))]
+            checks += [claims.within(f"{eps} {label} AUC", metrics.estimate(private.attack_arm(n)))
+                       for n, label in zip(names, labels)]
+            checks += [claims.greater(f"{label} AUC: non-private - {eps}", metrics.estimate_difference(
+                open_.attack_arm(n), private.attack_arm(n), paired=True)) for n, label in zip(names, labels)]
             out.append(claims.Verdict(
-                f"C5 attacks ({name})", f"DP-SGD at {eps} brings both attacks to chance, where the matched "
-                "non-private target leaks", checks, figure))
+                f"C5 attacks ({name})", f"DP-SGD at {eps} brings every attack ({', '.join(labels)}) to chance, "
+                "where the matched non-private target leaks", tuple(checks), figure))
             statement = f"the {eps} target's samples are worse than the matched non-private one's"
             if self.reference_features is None:
                 out.append(claims.Verdict(f"C5 utility ({name})", statement, (), figure,
@@ -188,7 +192,7 @@ class TradeoffStudy:
         out = {}
         for a in (x for x in self.arms if x.family == family):
             key = re.sub(r"[^A-Za-z0-9]+", "_", a.label).strip("_")
-            out[f"loss_auc_{key}"] = metrics.estimate(a.loss_arm()).value
+            out.update({f"{n}_auc_{key}": metrics.estimate(a.attack_arm(n)).value for n in a.attacks})
             out[f"fd_{key}"] = float(np.mean(a.fd)) if a.fd else math.nan
         private = [a for a in self.arms if a.family == family and math.isfinite(a.spec.epsilon)]
         out["fd_private_summary"] = ", ".join(f"{np.mean(a.fd):.1f} at {a.label}" for a in private if a.fd) or "n/a"
@@ -226,12 +230,13 @@ def fd_difference(a: list[np.ndarray], b: list[np.ndarray], reference: np.ndarra
 
 def tradeoff_study(settings: Settings, progress_bar: bool = True) -> TradeoffStudy:
     """Train (or load) every arm of every DP family with every seed, attack it and score its samples."""
-    p, f = settings.privacy_study, settings.factors
+    p = settings.privacy_study
     arms, notes = [], []
     feature_reference = None  # (classifier, reference features, floor, accuracy), from the first run's split
     for name in p.families():
         for spec in arm_specs(settings):
-            runs, loss, lik, samples, feats, fds, inception = [], [], [], [], [], [], []
+            runs, samples, feats, fds, inception = [], [], [], [], []
+            scored = {n: [] for n in p.attacks()}
             for seed in seeds(settings):
                 s = target_settings(settings, name, spec, seed)
                 run = train.ensure(s, progress_bar)
@@ -239,10 +244,8 @@ def tradeoff_study(settings: Settings, progress_bar: bool = True) -> TradeoffStu
                     feature_reference = _feature_reference(run, notes)
                 clf, reference, _, _ = feature_reference
                 runs.append(run)
-                loss.append(studies.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps,
-                                                      n_noise=f.factor_noise))
-                lik.append(studies.likelihood_study(run, progress_bar, config=dataclasses.replace(
-                    s.likelihood, lik_max_images=p.dp_lik_images)))
+                for attack in scored:
+                    scored[attack].append(attacked(run, attack, progress_bar))
                 x = run.samples(p.utility_samples, n_steps=p.utility_steps)
                 samples.append(x)
                 if clf is not None:
@@ -253,10 +256,26 @@ def tradeoff_study(settings: Settings, progress_bar: bool = True) -> TradeoffStu
                     inception.append(value)
                     if value is None and note not in notes:
                         notes.append(note)
-            arms.append(ArmResult(name, spec, seeds(settings), runs, loss, lik, samples,
+            arms.append(ArmResult(name, spec, seeds(settings), runs, scored, samples,
                                   feats if clf is not None else None, fds, inception))
     _, reference, floor, accuracy = feature_reference
     return TradeoffStudy(arms, floor, accuracy, reference, notes)
+
+
+def attacked(run: train.Run, name: str, progress_bar: bool = True):
+    """One DP target's study of registered attack ``name``: the likelihood attack on a seeded
+    random subset of ``dp_lik_images`` members and nonmembers; any other attack over its grid
+    under the comparison settings (``factor_steps`` steps, ``factor_noise`` draws, the knobs of
+    every comparison between separately trained targets), its setting chosen on validation
+    (``beyond.attack_outcome``)."""
+    s, p, f = run.settings, run.settings.privacy_study, run.settings.factors
+    if name == "likelihood":
+        return studies.likelihood_study(run, progress_bar, config=dataclasses.replace(
+            s.likelihood, lik_max_images=p.dp_lik_images))
+    grid_settings = dataclasses.replace(s, attack=dataclasses.replace(
+        s.attack, attack_steps=f.factor_steps, n_noise=f.factor_noise))
+    refs = train.ensure_references(s, progress_bar) if name == "reference" else []
+    return beyond.attack_outcome(run, name, progress_bar, refs, grid_settings).study
 
 
 def _feature_reference(run: train.Run, notes: list[str]):

@@ -60,7 +60,9 @@ def test_every_arm_and_seed_is_trained_attacked_and_scored(smoke_study):
             else:
                 assert dp["noise_multiplier"] == 0.0
         assert all(math.isfinite(v) and v >= 0 for v in arm.fd)
-        assert arm.likelihood[0].member_indices.shape[0] == min(p.dp_lik_images, p.dp_members)
+        assert arm.attacks["likelihood"][0].member_indices.shape[0] == min(p.dp_lik_images, p.dp_members)
+        assert list(arm.attacks) == p.attacks() and all(len(v) == s.comparison.n_seeds for v in arm.attacks.values())
+    assert {f"{label} AUC [95%]" for label in ("loss", "likelihood", "SimA")} <= set(table.columns)
     assert math.isfinite(study.fd_floor) and 0 <= study.classifier_accuracy <= 1
     assert len(study.sample_grids()) == len(study.arms)
     assert [v.claim for v in study.verdicts()] == [f"C5 {half} ({name})" for name in p.families()
@@ -86,12 +88,15 @@ def test_unlabelled_data_skips_the_feature_distance_with_a_note(smoke_study):
                                     for v in utility_verdicts)
 
 
-def synthetic_arm(label, epsilon, shift, n=300, seeds=3, fd_shift=0.0):
+def synthetic_arm(label, epsilon, shift, n=300, seeds=3, fd_shift=0.0, later_shift=None):
     rng = np.random.default_rng(int(shift * 100) + int(fd_shift))
-    loss = [studies.LossAttackStudy.from_scores(np.array([0, 1]), {
-        "members_val": rng.normal(shift, 1, (n, 2)), "nonmembers_val": rng.normal(0, 1, (3 * n, 2)),
-        "members_test": rng.normal(shift, 1, (n, 2)), "nonmembers_test": rng.normal(0, 1, (3 * n, 2))})
-        for _ in range(seeds)]
+
+    def tuned(shift):
+        return [studies.LossAttackStudy.from_scores(np.array([0, 1]), {
+            "members_val": rng.normal(shift, 1, (n, 2)), "nonmembers_val": rng.normal(0, 1, (3 * n, 2)),
+            "members_test": rng.normal(shift, 1, (n, 2)), "nonmembers_test": rng.normal(0, 1, (3 * n, 2))})
+            for _ in range(seeds)]
+    loss = tuned(shift)
     lik = []
     for _ in range(seeds):
         m, nn = rng.normal(shift, 1, 2 * n), rng.normal(0, 1, 2 * n)
@@ -99,14 +104,18 @@ def synthetic_arm(label, epsilon, shift, n=300, seeds=3, fd_shift=0.0):
                                            metrics.evaluate_split(m, nn), metrics.estimate_split(m, nn),
                                            metrics.estimate_split(m, nn, 0.01)))
     feats = [rng.normal(fd_shift, 1, (200, 3)) for _ in range(seeds)]
-    return tradeoff.ArmResult("ddpm", tradeoff.ArmSpec(label, epsilon, 1.0), list(range(seeds)), [], loss, lik,
+    scored = {"loss": loss, "likelihood": lik, **({} if later_shift is None else {"sima": tuned(later_shift)})}
+    return tradeoff.ArmResult("ddpm", tradeoff.ArmSpec(label, epsilon, 1.0), list(range(seeds)), [], scored,
                               [], feats, [0.0] * seeds)
 
 
-def synthetic_tradeoff(open_shift, private_shift, n=300, private_fd=1.0):
+def synthetic_tradeoff(open_shift, private_shift, n=300, private_fd=1.0, later=None):
+    """``later``: (non-private, private) shifts of a third attack (SimA), or None for the paper's two."""
     reference = np.random.default_rng(9).normal(0, 1, (300, 3))
-    return tradeoff.TradeoffStudy([synthetic_arm("non-private", math.inf, open_shift, n),
-                                   synthetic_arm("epsilon = 1", 1.0, private_shift, n, fd_shift=private_fd)],
+    open_later, private_later = later or (None, None)
+    return tradeoff.TradeoffStudy([synthetic_arm("non-private", math.inf, open_shift, n, later_shift=open_later),
+                                   synthetic_arm("epsilon = 1", 1.0, private_shift, n, fd_shift=private_fd,
+                                                 later_shift=private_later)],
                                   1.0, 1.0, reference)
 
 
@@ -118,3 +127,13 @@ def test_c5_three_ways():
     assert utility.outcome is not Outcome.REPRODUCED
     attacks, _ = synthetic_tradeoff(0.4, 0.1, n=15).verdicts()
     assert attacks.outcome is Outcome.UNDECIDED and "seeds" in attacks.deciding()
+
+
+def test_c5_covers_every_attack_run():
+    """A later attack that still leaks on the private arm contradicts C5 even where the paper's two
+    attacks are at chance; at chance with them, it reproduces it."""
+    leaking, _ = synthetic_tradeoff(1.0, 0.0, later=(1.0, 1.0)).verdicts()
+    assert leaking.outcome is Outcome.CONTRADICTED and "SimA" in leaking.statement
+    quiet, _ = synthetic_tradeoff(1.0, 0.0, later=(1.0, 0.0)).verdicts()
+    assert quiet.outcome is Outcome.REPRODUCED
+    assert len(quiet.checks) == 1 + 2 * 3  # leaks, then at chance and loses AUC for each of the 3 attacks
