@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 
 from miakit import config, diffusion, models, speed  # noqa: E402
 
-ATTACKS = ("loss", "secmi", "pia", "pian", "sima")
+ATTACKS = ("loss", "secmi", "pia", "pian", "sima", "reference")
 
 
 def main(argv=None):

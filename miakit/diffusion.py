@@ -160,8 +160,10 @@ class _Continuous(Family):
         return self._sampler_steps
 
     def attack_steps(self, n):
-        """A fixed, evenly spaced grid of ``n`` times from eps to 1 (deterministic, so no seed)."""
-        return np.linspace(self.eps, 1.0, n)
+        """A fixed grid of times from eps to 1 (deterministic, so no seed): the paper-unit grid
+        ``paper_steps(n)`` in this family's time, so every attack that searches steps (the
+        registered loss attack's grid included) evaluates the same ones."""
+        return np.array([self.from_paper_step(int(t)) for t in paper_steps(n)])
 
     def from_paper_step(self, t):
         return self.eps + (1 - self.eps) * t / 999
@@ -428,6 +430,13 @@ class VESDE(_Continuous):
 
 
 FAMILIES: dict[str, type[Family]] = {"ddpm": DDPM, "smld": SMLD, "vpsde": VPSDE, "vesde": VESDE}
+
+
+def paper_steps(n: int) -> np.ndarray:
+    """``n`` steps (at most 1000) evenly spread over the paper's 1000-step processes, as sorted
+    distinct integers from 0 to 999: the one step grid of the loss attack (``Family.attack_steps``
+    maps it into each family's own steps)."""
+    return np.unique(np.round(np.linspace(0, 999, n)).astype(np.int64))
 
 
 def family(name: str) -> Family:

@@ -356,8 +356,10 @@ def attack_speed(model, family, x: torch.Tensor, names, settings, batch_size: in
     rate, per_image = {}, {}
     for name in names:
         grid = attacks.get(name).grid(settings)
-        context = attacks.Context(ids=np.arange(x.shape[0]), batch_size=batch_size or limit_batch)
-        attacks.score(name, counter, family, x[:2], grid, attacks.Context(ids=np.arange(2), batch_size=8))  # warm-up
+        refs = (counter,) * settings.attack.n_references  # the reference attack's references: the same UNet, counted
+        context = attacks.Context(ids=np.arange(x.shape[0]), batch_size=batch_size or limit_batch, references=refs)
+        attacks.score(name, counter, family, x[:2], grid, attacks.Context(ids=np.arange(2), batch_size=8,
+                                                                          references=refs))  # warm-up
         counter.evaluations = 0
         began = time.perf_counter()
         attacks.score(name, counter, family, x, grid, context)

@@ -158,6 +158,17 @@ def test_the_registered_loss_attack_keeps_the_paper_attacks_numbers():
     assert np.array_equal(got, direct)
 
 
+@pytest.mark.parametrize("name", FAMILIES)
+def test_the_registered_loss_grid_is_the_chapters_step_grid(name):
+    """Chapter 06's loss attack (the registry's grid, in paper units) evaluates exactly the steps
+    of chapter 02's study (``Family.attack_steps``), so both report one loss attack."""
+    fam = diffusion.family(name)
+    for profile in ("smoke", "cpu", "paper"):
+        s = config.resolve(profile)
+        grid = attacks.get("loss").grid(s)
+        assert np.array_equal([fam.from_paper_step(g["t"]) for g in grid], fam.attack_steps(s.attack.attack_steps))
+
+
 def test_the_registry_refuses_wrong_shapes_and_non_finite_scores(monkeypatch):
     fam, x = diffusion.family("ddpm"), images(3)
     grid = [{"t": 0}, {"t": 1}]

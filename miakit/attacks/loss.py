@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .. import seeding
-from ..diffusion import Family
+from ..diffusion import Family, paper_steps
 from ..models import autocast
 from ..progress import progress
 from .base import DEFAULT_BATCH, Attack, device_of, member_score_from_loss, register, require_finite
@@ -75,5 +75,5 @@ def _scorer(model, family, x, grid, context):
 register(Attack(
     name="loss", label="loss", reference="Hu & Pang 2023 (this paper)", scorer=_scorer,
     grid=lambda settings: [{"t": int(t), "n_noise": settings.attack.n_noise}
-                           for t in np.unique(np.round(np.linspace(0, 999, settings.attack.attack_steps)).astype(int))],
+                           for t in paper_steps(settings.attack.attack_steps)],
     queries=lambda setting: setting["n_noise"]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..diffusion import paper_steps
 from .base import Attack, register
 from .loss import losses
 
@@ -54,7 +55,7 @@ def _scorer(model, family, x, grid, context):
 
 
 def _grid(settings) -> list[dict]:
-    steps = np.unique(np.round(np.linspace(0, 999, settings.attack.attack_steps)).astype(int))
+    steps = paper_steps(settings.attack.attack_steps)
     return [{"t": int(t), "references": r, "n_noise": settings.attack.n_noise}
             for r in range(1, settings.attack.n_references + 1) for t in steps]
 
