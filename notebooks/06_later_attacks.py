@@ -63,7 +63,7 @@ iterations = None
 attack_steps = None  # steps of the loss attack's grid
 n_noise = None  # noise draws per image and step (loss attack)
 attack_batch = None  # model evaluations per forward pass
-n_references = None  # reference models per family for the reference-model attack (0 = not run)
+n_references = None  # reference models per family for the reference-model attack (0: not run)
 lik_max_images = None  # the likelihood attack's images (read from chapter 03's study)
 device = None
 runs_dir = None
