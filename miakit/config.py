@@ -11,7 +11,7 @@ import json
 import math
 import types
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, MutableMapping
 
 
 @dataclass(frozen=True)
@@ -319,18 +319,33 @@ def resolve(profile: str = "cpu", **overrides: Any) -> Settings:
     return settings
 
 
+PARAMETER_NAMES = "_miakit_parameter_names"  # where the first call records a notebook's parameter names
+
+
 def from_namespace(namespace: Mapping[str, Any]) -> Settings:
-    """Settings from a notebook's globals: every public, non-module name is a parameter.
+    """Settings from a notebook's globals: on the first call, every public, non-module,
+    non-callable name is a parameter.
 
     Papermill injects parameters as plain assignments, so a misspelt parameter shows up here as
-    an unknown name and is rejected instead of being silently ignored.
+    an unknown name and is rejected instead of being silently ignored. The first call records
+    the parameter names in the namespace (``PARAMETER_NAMES``); a later call in the same kernel
+    reads only those and the known knobs, so re-running the setup cell, or the whole notebook,
+    after later cells defined more names (results, studies) works and picks up changed values.
     """
     ignored = {"In", "Out", "get_ipython", "exit", "quit", "open"}
-    params = {
+    candidates = {
         k: v for k, v in namespace.items()
         if not k.startswith("_") and k not in ignored and not isinstance(v, types.ModuleType)
         and not callable(v)
     }
+    recorded = namespace.get(PARAMETER_NAMES)
+    if recorded is None:
+        params = candidates
+        if isinstance(namespace, MutableMapping):
+            namespace[PARAMETER_NAMES] = frozenset(params)
+    else:
+        params = {k: v for k, v in candidates.items() if k in recorded or k in PARAMETERS or k == "profile"}
+    params = dict(params)
     profile = params.pop("profile", "cpu")
     return resolve(profile, **params)
 

@@ -55,6 +55,22 @@ def test_from_namespace_reads_notebook_globals():
         config.from_namespace({"profile": "smoke", "itterations": 7})
 
 
+def test_from_namespace_can_be_called_again_after_later_cells_defined_more_names():
+    """Re-running the setup cell (or the whole notebook) in one kernel: the names that later
+    cells defined are not parameters; a changed parameter value is read; a misspelt name on the
+    first call is still an error."""
+    ns = {"profile": "smoke", "iterations": 7, "miakit": types}
+    first = config.from_namespace(ns)
+    ns.update(settings=first, clock=object(), runs={}, lead="ddpm", loss=[0.5])  # what later cells define
+    ns["iterations"] = 9  # the user edits the parameters cell and runs all again
+    again = config.from_namespace(ns)
+    assert again.target.iterations == 9 and again.profile == "smoke"
+    ns["n_noise"] = 3  # a knob not in the parameters cell before is still read
+    assert config.from_namespace(ns).attack.n_noise == 3
+    with pytest.raises(ValueError, match="unknown parameter"):  # a fresh kernel: every name counts
+        config.from_namespace({"profile": "smoke", "iterations": 7, "lead": "ddpm"})
+
+
 @pytest.mark.parametrize("override,message", [
     (dict(lr="Infinity"), "finite"), (dict(lr=float("nan")), "finite"), (dict(n_members=3.7), "whole number"),
     (dict(iterations=True), "boolean was given"), (dict(random_flip=1), "boolean"), (dict(model="huge"), "preset"),
