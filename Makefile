@@ -32,8 +32,9 @@ fashion-mnist:
 book: $(STAMP)
 	$(PY) -m miakit.book --profile $(PROFILE)
 
-## make notebooks: regenerate the outputs-free .ipynb twins from the jupytext sources
+## make notebooks: stamp the repository URL (_config.yml) into the Colab cells, regenerate the outputs-free .ipynb twins
 notebooks: $(STAMP)
+	$(PY) -m miakit.repository
 	$(VENV)/bin/jupytext --update --to ipynb notebooks/[0-9][0-9]_*.py
 
 ## make bench: speed benchmarks (ratios measured side by side)

@@ -43,13 +43,15 @@
 # are the positive class.
 
 # %% tags=["remove-cell"]
-# Colab only: install miakit and its dependencies (does nothing elsewhere).
+# Colab only: install miakit once (re-running is safe; does nothing elsewhere).
+import importlib.util
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:
+if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "miakit[book] @ git+https://github.com/miakit/miakit"], check=True)
+                    "miakit @ git+https://github.com/miakit/miakit"], check=True)
+    importlib.invalidate_caches()
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke | cpu | paper
