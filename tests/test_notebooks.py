@@ -169,3 +169,21 @@ def test_a_stage_that_is_not_miakits_is_refused(tmp_path):
     book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only", "none"])
     book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only", "none"])
     assert (ours / book.STAGE_MARK).exists()
+
+
+@pytest.mark.slow
+def test_a_notebook_runs_twice_in_one_kernel(tmp_path):
+    """Run all, then Run all again in the same kernel (as a Colab user who changed a parameter
+    does): the second pass must not take the first pass's results for parameters."""
+    import nbclient
+
+    nb = nbformat.read(ROOT / "notebooks/01_targets.ipynb", as_version=4)
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.source += f'\nprofile = "smoke"\nruns_dir = {json.dumps(str(tmp_path))}\n'
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    twice = nbformat.v4.new_notebook(cells=code + [nbformat.v4.new_code_cell(c.source) for c in code],
+                                     metadata=nb.metadata)
+    nbclient.NotebookClient(twice, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    errors = [o for c in twice.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors[:1]
