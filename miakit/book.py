@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from . import feasibility
 from .config import resolve
+from .data import DatasetError
 
 ROOT_FILES = ("_config.yml", "_toc.yml")
 ROOT_DIRS = ("book",)
@@ -39,6 +41,10 @@ def check_parameters(profile: str, parameters: dict) -> None:
     kind, _, where = settings.data.dataset.partition(":")
     if kind == "folder" and not Path(where).is_dir():
         raise SystemExit(f"dataset={settings.data.dataset!r}: the folder {where} does not exist")
+    try:
+        feasibility.check(settings)  # every chapter's images, before chapter 01 trains for hours
+    except (feasibility.Infeasible, DatasetError) as err:
+        raise SystemExit(f"invalid parameters: {err}") from None
 
 
 def check_stage(stage: Path, default: Path) -> None:

@@ -229,7 +229,10 @@ def fd_difference(a: list[np.ndarray], b: list[np.ndarray], reference: np.ndarra
 
 
 def tradeoff_study(settings: Settings, progress_bar: bool = True) -> TradeoffStudy:
-    """Train (or load) every arm of every DP family with every seed, attack it and score its samples."""
+    """Train (or load) every arm of every DP family with every seed, attack it and score its samples
+    (every chapter's need of images checked first, ``miakit.feasibility``)."""
+    from .feasibility import check
+    check(settings)
     p = settings.privacy_study
     arms, notes = [], []
     feature_reference = None  # (classifier, reference features, floor, accuracy), from the first run's split

@@ -222,7 +222,10 @@ def _snapshot_path(folder: Path, iteration: int) -> Path:
 
 
 def ensure_all(settings: Settings, progress_bar: bool = True) -> dict[str, Run]:
-    """One trained target per family in ``settings.families``, same data, split and budget."""
+    """One trained target per family in ``settings.families``, same data, split and budget;
+    every chapter's need of images is checked first (``miakit.feasibility``)."""
+    from .feasibility import check
+    check(settings)
     return {name: ensure(settings.for_family(name), progress_bar) for name in settings.family_names()}
 
 

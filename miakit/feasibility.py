@@ -1,0 +1,44 @@
+"""Fail in seconds, not hours: every chapter's need of images checked against the dataset before
+anything trains.
+
+Each chapter draws its images from one dataset of ``N`` images: the split (``n_members`` +
+``n_nonmembers``), the size study's member sets (chapter 04: each size + ``n_nonmembers``), the
+DP targets (chapter 05: ``dp_members`` + ``n_nonmembers``), the reference models (chapter 06:
+``n_members`` images from outside the split) and the feature classifier of chapter 05 (trained
+on the images outside the DP split). ``check`` names every impossible combination at once, with
+its parameter and numbers, so a profile that could only fail in chapter 04 fails before chapter
+01 starts.
+"""
+from __future__ import annotations
+
+from .config import Settings
+
+
+class Infeasible(ValueError):
+    """The settings ask for more images than the dataset holds."""
+
+
+def needs(settings: Settings) -> list[tuple[str, int]]:
+    """(what needs it, images needed) for every draw the chapters make from the dataset."""
+    d, f, p, a = settings.data, settings.factors, settings.privacy_study, settings.attack
+    out = [(f"the split: n_members={d.n_members} + n_nonmembers={d.n_nonmembers}", d.n_members + d.n_nonmembers)]
+    out += [(f"chapter 04's size study: size_members entry {n} + n_nonmembers={d.n_nonmembers}", n + d.n_nonmembers)
+            for n in f.sizes()]
+    out.append((f"chapter 05's targets: dp_members={p.dp_members} + n_nonmembers={d.n_nonmembers}, and at least one "
+                "image outside them for its feature classifier", p.dp_members + d.n_nonmembers + 1))
+    if a.n_references:
+        out.append((f"chapter 06's reference models (n_references={a.n_references}): n_members={d.n_members} images "
+                    f"outside the split of {d.n_members} + {d.n_nonmembers}", 2 * d.n_members + d.n_nonmembers))
+    return out
+
+
+def check(settings: Settings, n_images: int | None = None) -> None:
+    """Raise ``Infeasible`` naming every need above ``n_images`` (the dataset's size; loaded
+    when not given)."""
+    if n_images is None:
+        from .data import load
+        n_images = len(load(settings.data.dataset, settings.data.resolution))
+    short = [f"{what} = {n} images" for what, n in needs(settings) if n > n_images]
+    if short:
+        raise Infeasible(f"dataset={settings.data.dataset!r} has {n_images} images, fewer than " + "; ".join(short)
+                         + ". Lower those parameters or use a larger dataset.")
