@@ -112,14 +112,50 @@ def ema(model: torch.nn.Module, decay: float) -> AveragedModel:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
+    """``auto`` picks CUDA when present, else the CPU. On a GPU that supports them, TF32
+    matmuls and convolutions are switched on (``precision``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} asked for but CUDA is not available here; use device='auto' or 'cpu'")
-    return torch.device(name)
+    device = torch.device(name)
+    if precision(device).tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a device computes: the autocast dtype (None: float32 throughout), whether training
+    needs a gradient scaler (float16's range is too narrow for small gradients) and whether
+    TF32 matmuls are on. Recorded in every run's history."""
+
+    name: str
+    dtype: torch.dtype | None
+    scaler: bool
+    tf32: bool
+
+
+FLOAT32 = Precision("float32", None, False, False)
+BF16 = Precision("bf16 autocast, TF32 matmuls", torch.bfloat16, False, True)
+FP16 = Precision("fp16 autocast, gradient scaler", torch.float16, True, False)
+
+
+def precision(device: torch.device, capability: tuple[int, int] | None = None, bf16: bool | None = None) -> Precision:
+    """The precision chosen by the hardware: float32 on the CPU; bf16 autocast with TF32 on
+    CUDA GPUs from Ampere on (compute capability 8); fp16 autocast with a gradient scaler on
+    older ones (a T4, Colab's common GPU, has no native bf16). ``capability`` and ``bf16``
+    stand in for the device's own answers (tests)."""
+    if device.type != "cuda":
+        return FLOAT32
+    major = (capability or torch.cuda.get_device_capability(device))[0]
+    native_bf16 = torch.cuda.is_bf16_supported() if bf16 is None else bf16
+    return BF16 if major >= 8 and native_bf16 else FP16
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA (safe for the UNet: losses are computed in float32); off on the CPU."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    """Autocast at the device's ``precision`` (safe for the UNet: losses are computed in
+    float32); off on the CPU."""
+    p = precision(device)
+    return torch.autocast(device_type=device.type, dtype=p.dtype or torch.float32, enabled=p.dtype is not None)

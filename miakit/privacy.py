@@ -31,6 +31,7 @@ import warnings
 
 import torch
 
+from .models import FLOAT32
 
 # opacus scales its noise by the clipping norm (noise_multiplier * max_grad_norm), so "no clipping"
 # is a finite bound that no per-example gradient norm reaches (an infinite one would make 0 * inf)
@@ -306,7 +307,8 @@ class DPSGDStep:
 
     def record(self) -> dict:
         t = self.t
-        return {"dp": {"epsilon_spent": self.epsilon_spent(), "target_epsilon": t.dp_epsilon, "delta": t.dp_delta,
+        return {"precision": FLOAT32.name,  # per-example clipping in float32 on every device
+                "dp": {"epsilon_spent": self.epsilon_spent(), "target_epsilon": t.dp_epsilon, "delta": t.dp_delta,
                        "noise_multiplier": self.sigma, "max_grad_norm": t.dp_max_grad_norm,
                        "sample_rate": self.sample_rate, "steps": t.iterations, "empty_batches": self.empty_batches,
                        "noise_multiplicity": t.dp_multiplicity, "accountant": self.accountant.mechanism()}}

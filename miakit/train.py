@@ -24,6 +24,7 @@ resume, Ctrl-C and divergence are written once, here.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import signal
@@ -40,7 +41,8 @@ from . import data as data_mod
 from . import seeding
 from .config import Settings, stable_hash
 from .diffusion import Family, family as get_family
-from .models import architecture, autocast, build_unet, ema as make_ema, n_parameters, pick_device
+from .models import Precision, architecture, autocast, build_unet, ema as make_ema, n_parameters, pick_device
+from .models import precision as device_precision
 from .progress import progress
 from .store import (CorruptRunError, clean_orphans, lock, read_arrays, read_json, read_metadata, read_tensors,
                     write_arrays, write_cache, write_json, write_tensors)
@@ -263,16 +265,19 @@ def _read_checked(path: Path, key: str) -> dict[str, torch.Tensor]:
 
 class StandardStep:
     """The ordinary step: a batch of ``batch_size`` members drawn with replacement (and flipped
-    when ``random_flip``), one (t, noise) draw each, Adam, a global gradient-norm clip."""
+    when ``random_flip``), one (t, noise) draw each, Adam, a global gradient-norm clip; at the
+    device's precision (``models.precision``), with a gradient scaler under fp16."""
 
     name = "standard"
 
     def __init__(self, settings: Settings, family: Family, model: torch.nn.Module, members: torch.Tensor,
-                 generator: torch.Generator, device: torch.device):
+                 generator: torch.Generator, device: torch.device, precision: Precision | None = None):
         self.t, self.family, self.model, self.members, self.gen, self.device = \
             settings.target, family, model, members, generator, device
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.t.lr)
         self.base_optimizer = self.optimizer  # what a checkpoint saves
+        self.precision = precision or device_precision(device)
+        self.scaler = torch.amp.GradScaler(device.type) if self.precision.scaler else None
 
     def step(self) -> float:
         t, gen = self.t, self.gen
@@ -283,23 +288,33 @@ class StandardStep:
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         steps = self.family.sample_train_t(t.batch_size, gen, self.device)
         noise = torch.randn(x0.shape, generator=gen).to(self.device)
-        with autocast(self.device):
+        p = self.precision
+        with torch.autocast(self.device.type, dtype=p.dtype or torch.float32, enabled=p.dtype is not None):
             loss = self.family.loss(self.model, x0, steps, noise).mean()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # the clip below sees the true gradients
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)  # skipped when a gradient overflowed
+            self.scaler.update()
         return float(loss.detach())
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        return {}, {}
+        return {}, ({"grad_scaler": json.dumps(self.scaler.state_dict())} if self.scaler is not None else {})
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-        pass
+        if self.scaler is not None and "grad_scaler" in meta:
+            self.scaler.load_state_dict(json.loads(meta["grad_scaler"]))
 
     def record(self) -> dict:
-        return {}
+        return {"precision": self.precision.name}
 
     def close(self) -> None:
         pass
