@@ -5,22 +5,18 @@ Each attack scores every part of the split at every setting of its grid
 (``miakit.attacks``); its setting is chosen on the validation part (AUC) and reported on the
 test part with bootstrap intervals (``miakit.metrics``); the best setting on the test part is
 shown beside it, labelled optimistic. The likelihood attack, which tunes nothing, is read from
-chapter 03's study (the same cache); the blind baselines are the floor. Scores are cached in
-the run folder under a key that covers the attack, its grid, the seed and the scored images.
+chapter 03's study (the same cache); the blind baselines are the floor. Scores are computed and
+cached by ``miakit.scoring``, the one place where an attack meets a run.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import attacks, blind, metrics, studies, train
-from .data import PARTS
+from . import attacks, blind, metrics, scoring, studies
 from .train import Run
 
-# version of the later attacks' scores: change it when a scorer's computation changes
-FORMAT = 1
 LATER = ("secmi", "pia", "pian", "sima", "reference")  # the attacks after the paper
 FPRS = (0.01, 0.001)
 
@@ -88,7 +84,7 @@ class AttackOutcome:
     grid: list[dict]
     study: studies.LossAttackStudy  # over grid indices: selection on validation, estimates on test
     seconds_per_image: float  # wall time per image and setting-grid, on this machine
-    references: list = field(default_factory=list)  # reference models' runs (the reference attack only)
+    references: list = field(default_factory=list)  # reference models' runs (attacks that calibrate against them)
 
     @property
     def training_seconds(self) -> float:
@@ -130,36 +126,15 @@ class AttackOutcome:
                                                                                  for k in self.grid[0]}})
 
 
-def attack_outcome(run: Run, name: str, progress_bar: bool = True, references: list[Run] = (),
+def attack_outcome(run: Run, name: str, progress_bar: bool = True, references=None,
                    settings=None) -> AttackOutcome:
-    """Run (or load) attack ``name`` on every part of ``run``'s split over its grid (the grid of
-    ``settings``, by default the run's own); ``references`` are the reference models an attack
-    that calibrates against them uses (their run keys join the cache key)."""
-    grid = attacks.get(name).grid(settings or run.settings)  # attacks.score refuses an undefined family
-    if not grid:
-        raise ValueError(f"the {attacks.get(name).label} attack has no setting to try under these settings")
-    a = run.settings.attack
-    models = tuple(r.model for r in references)
-    n_images = sum(len(getattr(run.split, part)) for part in PARTS)
-
-    def compute() -> dict[str, np.ndarray]:
-        began = time.perf_counter()
-        out = {}
-        for part in PARTS:
-            idx = getattr(run.split, part)
-            context = attacks.Context(ids=idx, seed=a.attack_seed, batch_size=a.attack_batch,
-                                      progress_bar=progress_bar, references=models)
-            out[part] = attacks.score(name, run.model, run.family, run.images(idx), grid, context)
-        out["seconds_per_image"] = np.array([(time.perf_counter() - began) / n_images])
-        return out
-
-    payload = {"grid": grid, "seed": a.attack_seed, "format": FORMAT}
-    if references:
-        payload["references"] = [r.key for r in references]
-    stored = run.cached(f"attack-{name}", payload, {part: getattr(run.split, part) for part in PARTS}, compute)
-    scores = {part: stored[part] for part in PARTS}
-    study = studies.LossAttackStudy.from_scores(np.arange(len(grid)), scores)
-    return AttackOutcome(name, run.family.name, grid, study, float(stored["seconds_per_image"][0]), list(references))
+    """Attack ``name`` on every part of ``run``'s split over its grid (the grid of ``settings``, by
+    default the run's own), scored or loaded by ``scoring.score_split`` (which also trains the
+    reference models an attack calibrating against them needs, unless ``references`` are given),
+    its setting chosen on the validation part."""
+    scored = scoring.score_split(run, name, settings, progress_bar, references)
+    study = studies.LossAttackStudy.from_scores(np.arange(len(scored.grid)), scored.scores)
+    return AttackOutcome(name, run.family.name, scored.grid, study, scored.seconds_per_image, list(scored.references))
 
 
 @dataclass
@@ -249,7 +224,7 @@ class LaterAttacks:
         out = {"lead_family": lead, "best_attack": later[best].label, "best_auc": later[best].study.chosen().value,
                "loss_auc": self.outcomes[(lead, "loss")].study.chosen().value,
                "reversed": ", ".join(reversed_) if reversed_ else "none", "n_reversed": len(reversed_)}
-        ref = self.outcomes.get((lead, "reference"))
+        ref = next((o for (family, _), o in self.outcomes.items() if family == lead and o.references), None)
         out.update({"n_references": len(ref.references) if ref else 0,
                     "reference_seconds": ref.training_seconds if ref else 0.0,
                     "reference_auc": ref.study.chosen().value if ref else float("nan")})
@@ -261,8 +236,8 @@ def later_attacks(runs: dict[str, Run], names=("loss", *LATER), progress_bar: bo
                   with_likelihood: bool = True) -> LaterAttacks:
     """Every attack in ``names`` on every family's target; the likelihood attack's study and the
     blind baselines (of the first run's split, which every family shares) beside them."""
-    if "reference" in names:  # a split too small for reference models fails before anything is computed
-        for run in runs.values():
+    if any(attacks.get(name).needs_references for name in names):
+        for run in runs.values():  # a split too small for reference models fails before anything is computed
             for r in range(run.settings.attack.n_references):
                 run.split.reference_members(r, run.settings.data.n_members)
     outcomes, not_run = {}, {}
@@ -272,8 +247,7 @@ def later_attacks(runs: dict[str, Run], names=("loss", *LATER), progress_bar: bo
             if why:
                 not_run[(family, name)] = why
                 continue
-            refs = train.ensure_references(run.settings, progress_bar) if name == "reference" else []
-            outcomes[(family, name)] = attack_outcome(run, name, progress_bar, refs)
+            outcomes[(family, name)] = attack_outcome(run, name, progress_bar)
     lik = studies.likelihood_studies(runs, progress_bar) if with_likelihood else {}
     first = next(iter(runs.values()))
     return LaterAttacks(outcomes, lik, blind.blind_study_of_run(first), not_run)
@@ -286,7 +260,7 @@ def not_run_reason(run: Run, name: str) -> str | None:
     why = a.undefined_for(run.family)
     if why:
         return f"not defined: {why}"
-    if name == "reference" and run.settings.attack.n_references == 0:
+    if a.needs_references and run.settings.attack.n_references == 0:
         return "not run: n_references = 0 (each reference model is one more training of the target's size)"
     if not a.grid(run.settings):
         return "not run: no setting to try under these settings"

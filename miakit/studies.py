@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import attacks, claims, metrics
+from . import attacks, claims, metrics, scoring
 from .data import PARTS
 from .diffusion import Family
 from .likelihood import likelihood
@@ -133,27 +133,18 @@ def step_label(t) -> str:
 
 def loss_attack_study(run: Run, criterion: str = "auc", progress_bar: bool = True, n_steps: int | None = None,
                       n_noise: int | None = None, iteration: int | None = None) -> LossAttackStudy:
-    """Run (or load from the run folder) the loss attack on every part of the split.
+    """Run (or load from the run folder) the loss attack on every part of the split
+    (``scoring.score_split``, the cache that chapter 06 reads too).
 
     ``n_steps`` and ``n_noise`` default to the run's attack settings; ``iteration`` attacks the
     EMA snapshot kept at that training iteration instead of the final model.
     """
     a = run.settings.attack
-    n_steps, n_noise = n_steps or a.attack_steps, n_noise or a.n_noise
-    final = iteration is None or iteration == run.settings.target.iterations
-    steps = run.family.attack_steps(n_steps)
-    model = run.model if final else None
-
-    def compute() -> dict[str, np.ndarray]:
-        net = model if model is not None else run.model_at(iteration)
-        return {part: attacks.loss_scores(net, run.family, run.images(getattr(run.split, part)), steps, n_noise,
-                                          a.attack_seed, a.attack_batch, progress_bar, ids=getattr(run.split, part))
-                for part in PARTS}
-
-    scores = run.cached("loss-scores", {"steps": steps.tolist(), "n_noise": n_noise, "seed": a.attack_seed,
-                                        **({} if final else {"iteration": iteration})},
-                        {part: getattr(run.split, part) for part in PARTS}, compute)
-    return LossAttackStudy.from_scores(steps, scores, criterion)
+    grid_settings = dataclasses.replace(run.settings, attack=dataclasses.replace(
+        a, attack_steps=n_steps or a.attack_steps, n_noise=n_noise or a.n_noise))
+    scored = scoring.score_split(run, "loss", grid_settings, progress_bar, iteration=iteration)
+    steps = run.family.attack_steps(grid_settings.attack.attack_steps)  # the grid's steps in the family's units
+    return LossAttackStudy.from_scores(steps, scored.scores, criterion)
 
 
 def chosen_results(studies: dict[str, LossAttackStudy]) -> dict[str, metrics.AttackResult]:

@@ -272,13 +272,12 @@ def attacked(run: train.Run, name: str, progress_bar: bool = True):
     every comparison between separately trained targets), its setting chosen on validation
     (``beyond.attack_outcome``)."""
     s, p, f = run.settings, run.settings.privacy_study, run.settings.factors
-    if name == "likelihood":
+    if not attacks.get(name).whole_split:  # the likelihood attack, on its seeded subsets
         return studies.likelihood_study(run, progress_bar, config=dataclasses.replace(
             s.likelihood, lik_max_images=p.dp_lik_images))
     grid_settings = dataclasses.replace(s, attack=dataclasses.replace(
         s.attack, attack_steps=f.factor_steps, n_noise=f.factor_noise))
-    refs = train.ensure_references(s, progress_bar) if name == "reference" else []
-    return beyond.attack_outcome(run, name, progress_bar, refs, grid_settings).study
+    return beyond.attack_outcome(run, name, progress_bar, settings=grid_settings).study
 
 
 def _feature_reference(run: train.Run, notes: list[str]):

@@ -147,6 +147,40 @@ def test_the_reference_attack_is_reported_as_not_run_without_references():
     assert beyond.not_run_reason(run(0), "pia") is None
 
 
+def test_needing_references_is_a_property_of_the_attack_not_of_its_name():
+    """An attack registered with ``needs_references`` is reported as not run without references,
+    whatever it is called (adding one is one module and one registry line)."""
+    from types import SimpleNamespace
+
+    probe = base.Attack(name="calibrated-probe", label="probe", reference="-", scorer=None,
+                        grid=lambda s: [{"references": r} for r in range(1, s.attack.n_references + 1)] or [{}],
+                        queries=lambda g: 1, needs_references=True)
+    base.register(probe)
+    try:
+        run = SimpleNamespace(settings=config.resolve("smoke", n_references=0), family=diffusion.family("ddpm"))
+        assert "n_references = 0" in beyond.not_run_reason(run, "calibrated-probe")
+    finally:
+        del base.REGISTRY["calibrated-probe"]
+
+
+def test_chapters_share_one_cache_of_the_loss_attack(smoke_run, monkeypatch):
+    """Chapter 02's loss study and chapter 06's loss outcome come from one computation, kept once
+    in the run folder (``miakit.scoring``): the second reads what the first wrote."""
+    from miakit import studies
+    from miakit.data import PARTS
+
+    for f in smoke_run.dir.glob("attack-loss-*.safetensors"):
+        f.unlink()
+    calls, real = [], attacks.score
+    monkeypatch.setattr(attacks, "score", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    study = studies.loss_attack_study(smoke_run, progress_bar=False)
+    assert calls == ["loss"] * len(PARTS)
+    outcome = beyond.attack_outcome(smoke_run, "loss", progress_bar=False)
+    assert calls == ["loss"] * len(PARTS)  # nothing computed again
+    assert all(np.array_equal(outcome.study.scores[p], study.scores[p]) for p in PARTS)
+    assert not list(smoke_run.dir.glob("loss-scores-*"))
+
+
 def test_the_registered_loss_attack_keeps_the_paper_attacks_numbers():
     torch.manual_seed(0)
     net = models.build_unet("tiny", "vpsde", 8, 1).eval()

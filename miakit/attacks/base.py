@@ -6,8 +6,9 @@ for members (a loss, an error, a norm) is negated by ``member_score_from_loss`` 
 
 Each attack is one module that registers one ``Attack``: a scorer ``(model, family, images,
 grid, context) -> [n_images, len(grid)]`` member scores, its hyperparameter grid for a profile,
-the model evaluations ("queries") it spends per image for each setting, and the families it is
-defined for (with the reason where it is not). ``score`` runs any registered attack and refuses
+the model evaluations ("queries") it spends per image for each setting, the families it is
+defined for (with the reason where it is not), and what it needs besides the target (reference
+models) or how it is studied (over the whole split, or on subsets). ``score`` runs any registered attack and refuses
 a result of the wrong shape or with NaN or inf, naming the attack and the images.
 """
 from __future__ import annotations
@@ -88,6 +89,12 @@ class Attack:
     grid: Callable  # (settings) -> list[dict], the hyperparameter settings to search
     queries: Callable  # (setting) -> int model evaluations per image, or None when adaptive
     undefined_for: Callable = field(default=lambda family: None)  # (family) -> reason it is not defined, or None
+    # calibrates against reference models (Context.references; settings.attack.n_references of them,
+    # trained by miakit.train.ensure_references without any scored image)
+    needs_references: bool = False
+    # scored on seeded subsets of members and nonmembers by a study of its own (the likelihood attack:
+    # too costly for whole split parts, and with nothing to choose it needs no validation part)
+    whole_split: bool = True
 
     def describe(self, setting: dict) -> str:
         """A short label of one setting, for tables and curves."""
