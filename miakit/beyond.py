@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import attacks, blind, metrics, scoring, studies
+from . import attacks, blind, claims, metrics, scoring, studies
 from .train import Run
 
 LATER = ("secmi", "pia", "pian", "sima", "reference")  # the attacks after the paper
+LATER_STATEMENT = "(ours) the later attack beats chance (AUC above 0.5) on this family, as C1 asks of the paper's"
 FPRS = (0.01, 0.001)
 
 
@@ -210,6 +211,19 @@ class LaterAttacks:
         setting has its whole 95% interval below 0.5: members score LOWER in the attack's
         published orientation (a reversed signal, not chance)."""
         return [f"{family}: {o.label}" for (family, _), o in self.outcomes.items() if o.study.chosen().high < 0.5]
+
+    def verdicts(self, figure: str = "notebooks/06_later_attacks#every-attack") -> list[claims.Verdict]:
+        """(ours) Every later attack on every family where it was run beats chance, by the rule the
+        paper's attacks are judged by in C1 (``claims.beats_chance``), at the setting chosen on the
+        validation part; a reversed attack (whole interval below 0.5) comes out CONTRADICTED."""
+        out = []
+        for (family, name), o in self.outcomes.items():
+            if name not in LATER:
+                continue
+            label = f"{o.label} AUC ({attacks.get(name).describe(o.chosen_setting)})"
+            out.append(claims.Verdict(f"L1 {o.label} ({family})", LATER_STATEMENT,
+                                      (claims.beats_chance(label, o.study.chosen()),), figure))
+        return out
 
     def glue_values(self) -> dict:
         """What the chapter's prose quotes: the lead family (``studies.lead_family``), the later

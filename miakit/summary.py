@@ -1,10 +1,10 @@
-"""Every claim of the book in one table: the verdicts of chapters 02-05, recomputed from the run
+"""Every claim of the book in one table: the verdicts of chapters 02-06, recomputed from the run
 store (every target and score there is cached, so this trains and attacks nothing new when the
 chapters ran before it).
 """
 from __future__ import annotations
 
-from . import blind, claims, factors, studies, tradeoff, train
+from . import beyond, blind, claims, factors, studies, tradeoff, train
 from .config import Settings
 
 IID_STATEMENT = ("(ours) the split is IID: attacks that never query the model (blind baselines) are at chance, "
@@ -18,7 +18,8 @@ def iid_verdict(study: blind.BlindStudy, figure: str = "notebooks/02_loss_attack
 
 
 def all_verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdict]:
-    """The split check, C1 (every family, both attacks), C2, C3, C4 and C5, in that order."""
+    """The split check, C1 (every family, both attacks), C2, C3, C4, C5 and (ours) L1 (every family,
+    every later attack of the registry), in that order."""
     runs = train.ensure_all(settings, progress_bar)
     lead = studies.lead_family(runs)
     loss = studies.loss_attack_studies(runs, progress_bar=progress_bar)
@@ -29,6 +30,7 @@ def all_verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.V
     out += factors.size_study(settings.for_family(lead), progress_bar).verdicts()
     out.append(factors.length_study(settings.for_family(lead), progress_bar).verdict())
     out += tradeoff.tradeoff_study(settings, progress_bar).verdicts()
+    out += beyond.later_attacks(runs, beyond.LATER, progress_bar, with_likelihood=False).verdicts()
     return out
 
 

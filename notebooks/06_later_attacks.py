@@ -80,6 +80,7 @@ runs = miakit.train.ensure_all(settings)
 later = beyond.later_attacks(runs)
 
 # %% [markdown]
+# (every-attack)=
 # ## Every attack on every family
 #
 # Test-part AUC and TPR at 1% and 0.1% FPR with 95% bootstrap intervals, at the setting chosen

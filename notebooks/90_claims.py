@@ -13,8 +13,9 @@
 # %% [markdown]
 # # The claims at a glance
 #
-# Every claim of Hu & Pang (2023) that this book checks, with the verdict this build computed,
-# the numbers behind it and a link to the figure that supports it. The verdicts are recomputed
+# Every claim of Hu & Pang (2023) that this book checks, and ours (marked "(ours)": the split
+# check, and L1, the paper's C1 asked of every later attack of chapter 06), with the verdict this
+# build computed, the numbers behind it and a link to the figure that supports it. The verdicts are recomputed
 # here from the run store (the chapters trained and attacked everything; this page adds no
 # training), by the rules of the claims layer (`miakit.claims`), written once:
 #

@@ -298,3 +298,23 @@ def test_reversed_attacks_are_those_whose_whole_interval_lies_below_chance():
     later = beyond.LaterAttacks({("vesde", "pia"): outcome(-2.0), ("ddpm", "pia"): outcome(0.0),
                                  ("smld", "pia"): outcome(2.0)}, {}, None)
     assert later.reversed_attacks() == ["vesde: PIA"]
+
+
+def test_every_later_attack_gets_the_c1_rule_and_a_reversed_one_is_contradicted():
+    """L1 asks C1 of every later attack: one whose members score higher is REPRODUCED, one whose
+    members score lower (a reversed signal) is CONTRADICTED, and the paper's loss attack (judged by
+    C1 itself) gets no L1 verdict."""
+    from miakit import claims, studies
+
+    rng = np.random.default_rng(0)
+
+    def outcome(name, shift):
+        parts = {p: rng.normal(shift if p.startswith("members") else 0.0, 1.0, (200, 1))
+                 for p in ("members_val", "nonmembers_val", "members_test", "nonmembers_test")}
+        study = studies.LossAttackStudy.from_scores(np.arange(1), parts)
+        return beyond.AttackOutcome(name, "ddpm", [{"t": 10}], study, 0.0)
+
+    later = beyond.LaterAttacks({("ddpm", "loss"): outcome("loss", 2.0), ("ddpm", "pia"): outcome("pia", 2.0),
+                                 ("ddpm", "secmi"): outcome("secmi", -2.0)}, {}, None)
+    verdicts = {v.claim: v.outcome for v in later.verdicts()}
+    assert verdicts == {"L1 PIA (ddpm)": claims.Outcome.REPRODUCED, "L1 SecMI (stat) (ddpm)": claims.Outcome.CONTRADICTED}
