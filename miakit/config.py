@@ -13,6 +13,8 @@ import types
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, MutableMapping
 
+from . import colab
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -471,6 +473,7 @@ def _validate(s: Settings) -> None:
         if not ok:
             raise ValueError(message)
     _check_names(s)
+    colab.check(s.runs_dir)  # a Drive run store: only on Colab, and inside Drive
     s.factors.sizes(), s.factors.draws(), s.factors.tolerances(), s.factors.probe_counts()  # parse or raise
     p = s.privacy_study
     if any(not (0 < eps < math.inf) for eps in p.epsilons()) or not p.families():

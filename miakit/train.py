@@ -37,8 +37,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import colab, seeding
 from . import data as data_mod
-from . import seeding
 from .config import Settings, stable_hash
 from .diffusion import Family, family as get_family
 from .models import Precision, architecture, autocast, build_unet, ema as make_ema, n_parameters, pick_device
@@ -164,7 +164,7 @@ def run_dir(settings: Settings, dataset: data_mod.Dataset | None = None, referen
     split = _split_for(settings, len(dataset))
     slug = re.sub(r"[^A-Za-z0-9]+", "-", settings.data.dataset).strip("-")[:40]
     tag = "" if reference is None else f"ref{reference}-"
-    return Path(settings.runs_dir) / f"{settings.target.family}-{slug}-{tag}{run_key(settings, dataset, split, reference)}"
+    return colab.runs_root(settings.runs_dir) / f"{settings.target.family}-{slug}-{tag}{run_key(settings, dataset, split, reference)}"
 
 
 # a reference model's training seed: the target's plus this and its index (a seed no target uses,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import colab
 from .config import stable_hash
 from .store import read_tensors, write_cache, write_tensors
 
@@ -70,7 +71,7 @@ def classifier(run, runs_dir: str | Path | None = None, progress_bar: bool = Fal
     # keyed by the content of the images it is trained on (their fingerprint covers the indices)
     key = stable_hash({"dataset": ds.name, "images": ds.fingerprint(train_idx), "labels": ds.labels[torch.as_tensor(
         train_idx)].tolist(), "iterations": CLASSIFIER_ITERATIONS})
-    path = Path(runs_dir or run.settings.runs_dir) / "classifiers" / f"features-{key}.safetensors"
+    path = colab.runs_root(str(runs_dir or run.settings.runs_dir)) / "classifiers" / f"features-{key}.safetensors"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the initial weights depend on nothing else
         net = FeatureNet(ds.images.shape[1], n_classes)
