@@ -5,7 +5,7 @@ PROFILE ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.miakit-installed
 
-.PHONY: venv test book notebooks bench clean fashion-mnist
+.PHONY: venv test book notebooks bench clean fashion-mnist colab-check
 
 venv: $(STAMP)
 
@@ -43,6 +43,10 @@ bench: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/likelihood.py
 	PYTHONPATH=. $(PY) benchmarks/dp_step.py
 	PYTHONPATH=. $(PY) benchmarks/cpu_profile.py
+
+## make colab-check: the Colab route simulated here (scripts/simulate_colab.py; a few minutes, needs PyPI)
+colab-check: $(STAMP)
+	$(PY) scripts/simulate_colab.py
 
 clean:
 	rm -rf _staging _build

@@ -20,7 +20,7 @@ from . import colab
 class DataConfig:
     """Which images, at which size, and how they are split into members and nonmembers."""
 
-    dataset: str  # "digits", "fashion-mnist", "fashion-mnist:<dir>" or "folder:<path>"
+    dataset: str  # "digits", "fashion-mnist[:<dir>]", "folder:<path>", "cifar10" or "hf:<source>[@<split>]"
     resolution: int
     n_members: int
     n_nonmembers: int
@@ -272,6 +272,24 @@ PROFILES: dict[str, dict[str, Any]] = {
                 dp_batch_size=50, dp_lik_images=300, dp_attacks="loss,likelihood,sima", utility_samples=500,
                 utility_steps=100,
                 inception_fid=False, n_seeds=3),
+    # one Colab GPU (a T4): CIFAR-10 32x32, the data of SecMI, PIA and SimA, fetched through
+    # Hugging Face datasets; 1000 members as in the paper, a 6M-parameter UNet, every chapter sized
+    # for one Colab session (book/reproduce.md: the workload per chapter, and hours once measured)
+    "gpu": dict(_COMMON, dataset="cifar10", resolution=32, n_members=1000, n_nonmembers=5000,
+                model="medium", iterations=40_000, batch_size=64, lr=2e-4, warmup=1000, ema_decay=0.999,
+                random_flip=True, checkpoint_every=2000, snapshot_every=10_000, dp_multiplicity=1,
+                dp_physical_batch=128,
+                attack_steps=101, n_noise=2, attack_batch=1024,
+                n_references=1,  # one more training per family
+                n_samples=64, sample_steps=1000,
+                lik_rtol=1e-4, lik_atol=1e-4, lik_max_images=500, lik_batch=128,
+                speed_images=4, speed_batch=128, dp_speed_rounds=10,
+                size_members="500,1000,2000", factor_steps=21, factor_noise=2, noise_draws="1,4,16",
+                step_window=5, lik_tolerances="1e-3,1e-4,1e-5", lik_probe_counts="1,4,16",
+                factor_lik_images=200,
+                dp_epsilons="50,10,1", dp_families="ddpm", dp_members=1000, dp_iterations=5000,
+                dp_batch_size=128, dp_lik_images=200, dp_attacks="loss,likelihood,sima", utility_samples=2000,
+                utility_steps=100, inception_fid=False, n_seeds=2),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
                   n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
@@ -353,7 +371,8 @@ def from_namespace(namespace: Mapping[str, Any]) -> Settings:
 
 
 INFINITE_OK = ("dp_epsilon", "dp_max_grad_norm")  # inf means "no noise" / "no clipping"
-DATASET_FORMS = "'digits', 'fashion-mnist', 'fashion-mnist:<folder>' or 'folder:<path>'"
+DATASET_FORMS = ("'digits', 'fashion-mnist', 'fashion-mnist:<folder>', 'folder:<path>', 'cifar10' or "
+                 "'hf:<hub id or local folder>[@<split>]'")
 
 
 def _coerce(name: str, value: Any, reference: Any) -> Any:
@@ -428,7 +447,8 @@ def _check_names(s: "Settings") -> None:
                          f"{sorted(set(SOLVERS) - {'scipy_solver'})}")
     d = s.data.dataset
     kind, sep, where = d.partition(":")
-    if not (d in ("digits", "fashion-mnist") or (sep and kind in ("fashion-mnist", "folder") and where.strip())):
+    if not (d in ("digits", "fashion-mnist", "cifar10")
+            or (sep and kind in ("fashion-mnist", "folder", "hf") and where.strip().partition("@")[0].strip())):
         raise ValueError(f"dataset={d!r} is not {DATASET_FORMS}")
 
 

@@ -8,6 +8,11 @@ Datasets (the ``dataset`` parameter):
 - ``folder:<path>`` — every readable image under a folder (FFHQ thumbnails, retina images),
   centre-cropped to a square and resized (bicubic); grayscale when every image is grayscale,
   else RGB (gray images then fill all three channels).
+- ``cifar10`` — CIFAR-10's 50,000 training images (32x32 RGB, with labels), read through Hugging
+  Face ``datasets`` (``uoft-cs/cifar10``, fetched on first use: on Colab, not in tests), the data
+  of SecMI, PIA and SimA. ``hf:<hub id or local folder>[@<split>]`` reads any such dataset the
+  same way: its first image column, its first class-label column as labels. Images are loaded
+  like folder images.
 
 Pixel values of folder images are mapped to [0, 1] by their real range, never clipped:
 
@@ -88,11 +93,27 @@ def load(name: str, resolution: int) -> Dataset:
         unit, labels = _fashion_mnist(folder)
     elif name.startswith("folder:"):
         unit, labels = _folder(Path(name.split(":", 1)[1]), resolution), None
+    elif name in HUB:  # a published dataset that does not change: decoded once per process
+        if (name, resolution) not in _LOADED:
+            _LOADED[(name, resolution)] = _hub(*HUB[name], resolution)
+        unit, labels = _LOADED[(name, resolution)]
+    elif name.startswith("hf:"):
+        unit, labels = _hub(*hub_source(name), resolution)
     else:
-        raise DatasetError(
-            f"unknown dataset {name!r}; use 'digits', 'fashion-mnist[:<dir>]' or 'folder:<path>'")
+        raise DatasetError(f"unknown dataset {name!r}; use {FORMS}")
     _require_finite(unit, name)
     return Dataset(name, resize(unit, resolution) * 2.0 - 1.0, labels)
+
+
+FORMS = ("'digits', 'fashion-mnist[:<dir>]', 'folder:<path>', 'cifar10' or 'hf:<hub id or local folder>[@<split>]'")
+
+
+def hub_source(name: str) -> tuple[str, str]:
+    """(source, split) of an ``hf:<source>[@<split>]`` dataset name (split ``train`` by default)."""
+    source, _, split = name[len("hf:"):].partition("@")
+    if not source.strip() or (_ and not split.strip()):
+        raise DatasetError(f"dataset {name!r}: write hf:<hub id or local folder>[@<split>], e.g. hf:uoft-cs/cifar10@train")
+    return source, split or "train"
 
 
 def _require_finite(images: torch.Tensor, name: str) -> None:
@@ -192,11 +213,50 @@ def _folder(folder: Path, resolution: int) -> torch.Tensor:
         warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {folder}, e.g. {skipped[:3]}")
     if not images:
         raise DatasetError(f"no readable images in {folder} (looked for {sorted(IMAGE_SUFFIXES)})")
+    return _unit_images(images, read, resolution)
+
+
+def _unit_images(images: list, names: list, resolution: int) -> torch.Tensor:
+    """PIL images as one float tensor [N, C, resolution, resolution] in [0, 1] (``_unit_image``
+    each): grayscale when every image is grayscale, else RGB. ``names`` say where each came from,
+    for errors."""
     gray = all(img.mode in GRAY_MODES for img in images)
-    arrays = [_unit_image(img, path, i, gray, resolution) for i, (img, path) in enumerate(zip(images, read))]
+    arrays = [_unit_image(img, name, i, gray, resolution) for i, (img, name) in enumerate(zip(images, names))]
     stacked = np.stack(arrays)
     stacked = stacked[:, None] if gray else stacked.transpose(0, 3, 1, 2)
     return torch.from_numpy(np.ascontiguousarray(stacked))
+
+
+# named datasets read through Hugging Face ``datasets`` (fetched on first use, then cached by it):
+# name -> (repository, split). CIFAR-10's 50,000 training images are the pool that SecMI, PIA and
+# SimA split 25,000 / 25,000 into members and nonmembers.
+HUB = {"cifar10": ("uoft-cs/cifar10", "train")}
+_LOADED: dict = {}  # (name, resolution) -> (images, labels) of the HUB datasets loaded in this process
+
+
+def _hub(source: str, split: str, resolution: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A Hugging Face dataset (a hub repository, or a local folder ``datasets.load_dataset``
+    reads): its first image column, loaded like folder images (``_unit_image``), and its first
+    class-label column as labels when it has one."""
+    try:
+        import datasets
+    except ImportError:
+        raise DatasetError(f"dataset {source!r} is read with Hugging Face's `datasets` package: "
+                           "pip install datasets (or miakit[hub])") from None
+    try:
+        ds = datasets.load_dataset(source, split=split)
+    except Exception as err:  # not found, no network, no such split: say which dataset, keep the cause
+        raise DatasetError(f"could not load {source!r} (split {split!r}) with datasets.load_dataset: {err}") from err
+    image_columns = [k for k, f in ds.features.items() if isinstance(f, datasets.Image)]
+    if not image_columns:
+        raise DatasetError(f"{source!r} (split {split!r}) has no image column; its columns: {dict(ds.features)}")
+    label_columns = [k for k, f in ds.features.items() if isinstance(f, datasets.ClassLabel)]
+    if len(ds) == 0:
+        raise DatasetError(f"{source!r} (split {split!r}) holds no images")
+    images = ds[image_columns[0]]
+    unit = _unit_images(images, [f"{source}[{split}][{i}]" for i in range(len(images))], resolution)
+    labels = torch.as_tensor(np.asarray(ds[label_columns[0]], dtype=np.int64)) if label_columns else None
+    return unit, labels
 
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}

@@ -5,6 +5,8 @@ Presets (channels per resolution level, res blocks per level, where attention si
 - ``tiny``  (16, 32), 1 block, no attention — the ``cpu`` and ``smoke`` profiles (~0.16M
   parameters at 8x8).
 - ``small`` (32, 64, 64), 1 block, attention at the deepest level (~1.1M).
+- ``medium`` (64, 128, 128), 2 blocks, attention at the deepest level — the ``gpu`` profile's
+  CIFAR-10 32x32 targets (~6M parameters): four families trained within one Colab T4 session.
 - ``paper`` (128, 256, 256, 256), 2 blocks, attention at 16x16, dropout 0.1 — the paper's
   score_sde DDPM configuration for 64x64 images (nf=128, ch_mult (1, 2, 2, 2)).
 """
@@ -28,6 +30,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "tiny": Preset((16, 32), 1, (), 8, 0.0),
     "small": Preset((32, 64, 64), 1, "deepest", 8, 0.0),
+    "medium": Preset((64, 128, 128), 2, "deepest", 32, 0.1),
     "paper": Preset((128, 256, 256, 256), 2, (16,), 32, 0.1),
 }
 

@@ -42,7 +42,7 @@ def colab_cell(url: str) -> str:
             "\n"
             "if \"google.colab\" in sys.modules and importlib.util.find_spec(\"miakit\") is None:\n"
             "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",\n"
-            f"                    \"miakit @ git+{url}\"], check=True)\n"
+            f"                    \"miakit[hub] @ git+{url}\"], check=True)\n"
             "    importlib.invalidate_caches()\n")
 
 

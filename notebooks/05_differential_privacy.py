@@ -53,11 +53,11 @@ import sys
 
 if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "miakit @ git+https://github.com/miakit/miakit"], check=True)
+                    "miakit[hub] @ git+https://github.com/miakit/miakit"], check=True)
     importlib.invalidate_caches()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | gpu | paper
 dataset = None
 resolution = None
 n_nonmembers = None

@@ -254,3 +254,53 @@ def test_fingerprint_follows_the_pixels_of_the_subset():
     assert out.stdout.strip() == fp
     with pytest.raises(IndexError):
         ds.fingerprint([len(ds)])
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """Hugging Face ``datasets`` with its cache under tmp_path and the hub switched off: nothing
+    can be downloaded."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    return datasets
+
+
+def _hub_folder(datasets, folder, images, labels):
+    """A CIFAR-10-like dataset as the hub serves it (a parquet file of a 'train' split, an image
+    column and a class-label column), written to ``folder``."""
+    ds = datasets.Dataset.from_dict({"img": images, "label": labels}, features=datasets.Features(
+        {"img": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "dog", "ship"])}))
+    (folder / "data").mkdir(parents=True)
+    ds.to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+
+
+def test_hugging_face_dataset_loads_its_pixels_and_labels(tmp_path, offline_hub):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    _hub_folder(offline_hub, tmp_path / "cifar", [Image.fromarray(p) for p in pixels], [i % 3 for i in range(12)])
+    ds = data.load(f"hf:{tmp_path / 'cifar'}", 32)
+    assert ds.images.shape == (12, 3, 32, 32)
+    assert torch.equal(ds.labels, torch.tensor([i % 3 for i in range(12)]))
+    expected = torch.from_numpy(pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 * 2 - 1)
+    assert torch.allclose(ds.images, expected, atol=1e-6)  # every pixel, unchanged at the native size
+    assert data.load(f"hf:{tmp_path / 'cifar'}@train", 16).images.shape == (12, 3, 16, 16)
+    with pytest.raises(data.DatasetError, match="split 'test'"):
+        data.load(f"hf:{tmp_path / 'cifar'}@test", 32)
+    with pytest.raises(data.DatasetError, match="write hf:"):
+        data.load("hf:", 32)
+
+
+def test_named_hub_dataset_reads_its_repository(tmp_path, offline_hub, monkeypatch):
+    """``cifar10`` is read from its hub repository (here a local stand-in: nothing downloads),
+    and a missing one is a DatasetError naming it."""
+    rng = np.random.default_rng(1)
+    _hub_folder(offline_hub, tmp_path / "c10", [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+                                                for _ in range(4)], [0, 1, 2, 0])
+    monkeypatch.setattr(data, "HUB", {"cifar10": (str(tmp_path / "c10"), "train")})
+    monkeypatch.setattr(data, "_LOADED", {})
+    assert data.load("cifar10", 32).images.shape == (4, 3, 32, 32)
+    monkeypatch.setattr(data, "HUB", {"cifar10": (str(tmp_path / "absent"), "train")})
+    monkeypatch.setattr(data, "_LOADED", {})
+    with pytest.raises(data.DatasetError, match="could not load"):
+        data.load("cifar10", 32)

@@ -8,7 +8,7 @@ from miakit import config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("profile", ["cpu", "paper"])
+@pytest.mark.parametrize("profile", ["cpu", "gpu", "paper"])
 def test_reproduce_page_profile_row_matches_config(profile):
     rows = [line for line in (ROOT / "book/reproduce.md").read_text().splitlines()
             if line.startswith(f"| `{profile}`")]

@@ -141,7 +141,7 @@ def test_unknown_notebook_parameter_stops_the_notebook(tmp_path):
 
 def test_book_runner_rejects_bad_profile_and_parameters():
     with pytest.raises(SystemExit, match="unknown profile"):
-        book.check_parameters("gpu", {})
+        book.check_parameters("tpu", {})
     with pytest.raises(SystemExit, match=r"unknown parameter\(s\) \['n_member'\]"):
         book.check_parameters("smoke", {"n_member": 5})
 
