@@ -5,7 +5,7 @@ PROFILE ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.miakit-installed
 
-.PHONY: venv test book notebooks bench clean fashion-mnist colab-check
+.PHONY: venv test book notebooks bench clean fashion-mnist colab-check gpu-check
 
 venv: $(STAMP)
 
@@ -47,6 +47,10 @@ bench: $(STAMP)
 ## make colab-check: the Colab route simulated here (scripts/simulate_colab.py; a few minutes, needs PyPI)
 colab-check: $(STAMP)
 	$(PY) scripts/simulate_colab.py
+
+## make gpu-check: the smoke book on CUDA, and step / attack-batch times of the gpu and paper profiles (needs a GPU)
+gpu-check: $(STAMP)
+	$(PY) scripts/gpu_check.py
 
 clean:
 	rm -rf _staging _build

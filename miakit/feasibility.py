@@ -18,17 +18,25 @@ class Infeasible(ValueError):
     """The settings ask for more images than the dataset holds."""
 
 
-def needs(settings: Settings) -> list[tuple[str, int]]:
-    """(what needs it, images needed) for every draw the chapters make from the dataset."""
+def needs(settings: Settings) -> list[tuple[str, str, int]]:
+    """(chapter, what needs it, images needed) for every draw the chapters make from the dataset."""
     d, f, p, a = settings.data, settings.factors, settings.privacy_study, settings.attack
-    out = [(f"the split: n_members={d.n_members} + n_nonmembers={d.n_nonmembers}", d.n_members + d.n_nonmembers)]
-    out += [(f"chapter 04's size study: size_members entry {n} + n_nonmembers={d.n_nonmembers}", n + d.n_nonmembers)
-            for n in f.sizes()]
-    out.append((f"chapter 05's targets: dp_members={p.dp_members} + n_nonmembers={d.n_nonmembers}, and at least one "
-                "image outside them for its feature classifier", p.dp_members + d.n_nonmembers + 1))
+    out = [("01", f"the split: n_members={d.n_members} + n_nonmembers={d.n_nonmembers}", d.n_members + d.n_nonmembers)]
+    out += [("04", f"chapter 04's size study: size_members entry {n} + n_nonmembers={d.n_nonmembers}",
+             n + d.n_nonmembers) for n in f.sizes()]
+    out.append(("05", f"chapter 05's targets: dp_members={p.dp_members} + n_nonmembers={d.n_nonmembers}, and at least "
+                "one image outside them for its feature classifier", p.dp_members + d.n_nonmembers + 1))
     if a.n_references:
-        out.append((f"chapter 06's reference models (n_references={a.n_references}): n_members={d.n_members} images "
-                    f"outside the split of {d.n_members} + {d.n_nonmembers}", 2 * d.n_members + d.n_nonmembers))
+        out.append(("06", f"chapter 06's reference models (n_references={a.n_references}): n_members={d.n_members} "
+                    f"images outside the split of {d.n_members} + {d.n_nonmembers}", 2 * d.n_members + d.n_nonmembers))
+    return out
+
+
+def images_needed(settings: Settings) -> dict[str, int]:
+    """chapter -> the most images any of its draws needs."""
+    out: dict[str, int] = {}
+    for chapter, _, n in needs(settings):
+        out[chapter] = max(out.get(chapter, 0), n)
     return out
 
 
@@ -38,7 +46,7 @@ def check(settings: Settings, n_images: int | None = None) -> None:
     if n_images is None:
         from .data import load
         n_images = len(load(settings.data.dataset, settings.data.resolution))
-    short = [f"{what} = {n} images" for what, n in needs(settings) if n > n_images]
+    short = [f"{what} = {n} images" for _, what, n in needs(settings) if n > n_images]
     if short:
         raise Infeasible(f"dataset={settings.data.dataset!r} has {n_images} images, fewer than " + "; ".join(short)
                          + ". Lower those parameters or use a larger dataset.")

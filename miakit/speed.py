@@ -366,3 +366,73 @@ def attack_speed(model, family, x: torch.Tensor, names, settings, batch_size: in
         rate[name] = counter.evaluations / (time.perf_counter() - began)
         per_image[name] = counter.evaluations / x.shape[0]
     return AttackSpeed(limit, limit_batch, rate, per_image, torch.get_num_threads())
+
+
+@dataclass
+class StepTiming:
+    """Median seconds of one ordinary training step and of one loss-attack batch of a profile's
+    UNet on a device, on random images of the profile's shape (speed does not depend on pixels)."""
+
+    profile: str
+    device: str
+    precision: str
+    batch_size: int
+    step_seconds: float
+    attack_batch: int
+    attack_seconds: float
+
+    @property
+    def seconds_per_image_step(self) -> float:
+        return self.step_seconds / self.batch_size
+
+    @property
+    def seconds_per_evaluation(self) -> float:
+        return self.attack_seconds / self.attack_batch
+
+
+def step_timing(settings, channels: int = 3, repeats: int = 10, n_images: int = 256) -> StepTiming:
+    """Time ``settings``' training step (``train.StandardStep``, at the device's precision) and
+    one loss-attack batch of ``attack_batch`` evaluations, each ``repeats`` times after a
+    warm-up, synchronising the GPU around each."""
+    from . import train
+    from .diffusion import family as get_family
+    from .models import autocast, pick_device
+
+    device = pick_device(settings.device)
+    d, t = settings.data, settings.target
+    gen = torch.Generator().manual_seed(0)
+    members = (torch.rand(n_images, channels, d.resolution, d.resolution, generator=gen) * 2 - 1).to(device)
+    model = train._fresh_model(settings, channels, device).train()
+    fam = get_family(t.family)
+    step = train.StandardStep(settings, fam, model, members, gen, device)
+
+    def timed(fn) -> float:
+        fn()  # warm-up (allocations, autotuning)
+        out = []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            began = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            out.append(time.perf_counter() - began)
+        return float(np.median(out))
+
+    try:
+        step_seconds = timed(step.step)
+    finally:
+        step.close()
+    model.eval()
+    b = settings.attack.attack_batch
+    x0 = members[torch.arange(b) % n_images]
+    steps = fam.sample_train_t(b, gen, device)
+    noise = torch.randn(x0.shape, generator=gen).to(device)
+
+    @torch.inference_mode()
+    def attack_batch():
+        with autocast(device):
+            fam.loss(model, x0, steps, noise)
+
+    return StepTiming(settings.profile, str(device), step.precision.name, t.batch_size, step_seconds, b,
+                      timed(attack_batch))

@@ -1,0 +1,153 @@
+"""What a profile costs: every training the book runs, by chapter, from the same plans the
+chapters train from.
+
+Training dominates the book's cost on every profile (attacks are a few percent, except the
+likelihood attack's adaptive solves on the cpu profile), so the budget counts trainings: for each
+chapter, how many targets it trains that no earlier chapter trained, and how many image-steps
+(iterations x batch) they take, ordinary and DP-SGD apart. With the seconds one image-step takes on
+a machine (``make gpu-check`` measures them on a GPU; ``benchmarks`` on this CPU) it gives hours
+per chapter.
+
+The plans are the chapters' own: ``settings.family_names`` (chapter 01), ``factors.size_plan`` and
+``factors.seeds`` (chapter 04: one run per size and seed, trained for the longer budget; the
+profile's own size with the first seed is chapter 01's target), ``tradeoff.arm_specs`` (chapter
+05: every family, arm and seed) and ``attack.n_references`` (chapter 06).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+
+from . import factors, feasibility, tradeoff
+from .config import Settings, resolve
+
+
+@dataclass(frozen=True)
+class Training:
+    chapter: str
+    what: str
+    iterations: int
+    batch: int
+    private: bool  # DP-SGD with clipping (per-example gradient norms): dearer per image-step
+
+    @property
+    def image_steps(self) -> int:
+        return self.iterations * self.batch
+
+
+def trainings(settings: Settings) -> list[Training]:
+    """Every training of the book under ``settings``, each counted once, in the chapter that
+    first needs it."""
+    t, p = settings.target, settings.privacy_study
+    out = [Training("01", f"target {family}", t.iterations, t.batch_size, False) for family in settings.family_names()]
+    lead = "ddpm" if "ddpm" in settings.family_names() else settings.family_names()[0]
+    for n, budgets in sorted(factors.size_plan(settings).items()):
+        for seed in factors.seeds(settings):
+            if n == settings.data.n_members and seed == t.train_seed:
+                continue  # chapter 01's target of the lead family
+            out.append(Training("04", f"size {n}, seed {seed} ({lead})", max(budgets.values()), t.batch_size, False))
+    if settings.data.n_members not in factors.size_plan(settings):  # the length study's extra seeds
+        out += [Training("04", f"seed {seed} ({lead})", t.iterations, t.batch_size, False)
+                for seed in factors.seeds(settings)[1:]]
+    for family in p.families():
+        for arm in tradeoff.arm_specs(settings):
+            for seed in factors.seeds(settings):
+                out.append(Training("05", f"{family}, {arm.label}, seed {seed}", p.dp_iterations, p.dp_batch_size,
+                                    math.isfinite(arm.clip)))
+    out += [Training("06", f"reference {r} of {family}", t.iterations, t.batch_size, False)
+            for family in settings.family_names() for r in range(settings.attack.n_references)]
+    return out
+
+
+def flops_per_image_step(settings: Settings) -> float:
+    """Floating-point operations of one training image-step (forward and backward) of the
+    profile's UNet at its resolution, counted by torch's ``FlopCounterMode`` on the CPU."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .models import build_unet
+
+    d = settings.data
+    # an image folder (or hub dataset) is counted as RGB: gray images change only the first and last layers
+    channels = 1 if d.dataset.partition(":")[0] in ("digits", "fashion-mnist") else 3
+    net = build_unet(settings.target.model, settings.target.family, d.resolution, channels)
+    x, t = torch.randn(2, channels, d.resolution, d.resolution), torch.tensor([10, 500])
+    with FlopCounterMode(display=False) as counter:
+        net(x, t).sample.square().mean().backward()
+    return counter.get_total_flops() / 2
+
+
+# sustained training throughput assumed for the estimates in book/reproduce.md (not measured:
+# `make gpu-check` measures the real seconds per image-step): about a third of the dense fp16 /
+# bf16 tensor-core peak, what convolutional UNets commonly sustain
+ASSUMED_TFLOPS = {"T4 (fp16)": 20.0, "A100 (bf16)": 100.0}
+
+
+def table(settings: Settings, seconds_per_image_step: float | None = None, private_factor: float = 2.0,
+          tflops: dict[str, float] | None = None):
+    """Per chapter: trainings, image-steps (ordinary and DP-SGD), and with
+    ``seconds_per_image_step`` (an ordinary step's seconds per image on the machine) the training
+    hours, a DP-SGD image-step counted as ``private_factor`` ordinary ones (chapter 05 measures the
+    real ratio, P3). ``tflops`` (name -> sustained TFLOP/s) adds estimated hours per named GPU
+    from the counted FLOPs of an image-step (``flops_per_image_step``)."""
+    import pandas as pd
+
+    rows = {}
+    for tr in trainings(settings):
+        row = rows.setdefault(tr.chapter, {"trainings": 0, "image-steps": 0, "DP-SGD image-steps": 0})
+        row["trainings"] += 1
+        row["DP-SGD image-steps" if tr.private else "image-steps"] += tr.image_steps
+    frame = pd.DataFrame(rows).T.rename_axis("chapter")
+    weighted = frame["image-steps"] + private_factor * frame["DP-SGD image-steps"]
+    if seconds_per_image_step is not None:
+        frame["hours"] = (weighted * seconds_per_image_step / 3600).round(1)
+    if tflops:
+        flops = flops_per_image_step(settings)
+        for name, rate in tflops.items():
+            frame[f"hours, {name}, estimated"] = (weighted * flops / (rate * 1e12) / 3600).round(1)
+    return frame
+
+
+ESTIMATED_PROFILES = ("gpu", "paper")  # the profiles whose hours book/reproduce.md estimates
+
+
+def markdown(profiles=ESTIMATED_PROFILES) -> str:
+    """The table of book/reproduce.md: per profile and chapter, the trainings, their image-steps
+    and the training hours estimated at ``ASSUMED_TFLOPS`` (``test_docs`` keeps the page equal
+    to it)."""
+    names = list(ASSUMED_TFLOPS)
+    lines = ["| profile | chapter | images it needs | trainings | image-steps (DP-SGD) | "
+             + " | ".join(f"hours, {n}" for n in names) + " |",
+             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    for profile in profiles:
+        settings = resolve(profile)
+        frame, images = table(settings, tflops=ASSUMED_TFLOPS), feasibility.images_needed(settings)
+        for chapter, row in frame.iterrows():
+            hours = " | ".join(f"{row[f'hours, {n}, estimated']:.1f}" for n in names)
+            lines.append(f"| `{profile}` | {chapter} | {images.get(chapter, 0):,} | {int(row['trainings'])} | "
+                         f"{int(row['image-steps']):,} ({int(row['DP-SGD image-steps']):,}) | {hours} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Trainings and image-steps per chapter of a profile, and hours "
+                                                 "given the seconds of one image-step")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--seconds-per-image-step", type=float)
+    parser.add_argument("--private-factor", type=float, default=2.0)
+    parser.add_argument("--estimate", action="store_true", help="add hours estimated from counted FLOPs at the "
+                                                                 "assumed throughputs of ASSUMED_TFLOPS")
+    parser.add_argument("--markdown", action="store_true", help="print book/reproduce.md's table of estimated hours")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(), end="")
+        return
+    frame = table(resolve(args.profile), args.seconds_per_image_step, args.private_factor,
+                  ASSUMED_TFLOPS if args.estimate else None)
+    print(f"profile {args.profile}")
+    print(frame.to_string())
+
+
+if __name__ == "__main__":
+    main()

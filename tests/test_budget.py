@@ -1,0 +1,55 @@
+"""The budget counts the trainings the chapters really run: on the smoke profile, the run folders
+that chapters 01, 04 and 06 create are exactly the trainings ``miakit.budget`` lists for them
+(count, iterations and batch of each)."""
+import json
+from collections import Counter
+
+from miakit import budget, config, factors, train
+
+
+def test_budget_lists_the_trainings_the_chapters_make(tmp_path):
+    settings = config.resolve("smoke", runs_dir=str(tmp_path))
+    train.ensure_all(settings, progress_bar=False)  # chapter 01
+    lead = settings.for_family("ddpm")
+    factors.size_study(lead, progress_bar=False)  # chapter 04
+    factors.length_study(lead, progress_bar=False)
+    for family in settings.family_names():  # chapter 06
+        train.ensure_references(settings.for_family(family), progress_bar=False)
+    made = Counter()
+    for cfg in tmp_path.glob("*/config.json"):
+        c = json.loads(cfg.read_text())
+        made[(c["iterations"], c["batch_size"])] += 1
+    listed = Counter((t.iterations, t.batch) for t in budget.trainings(settings) if t.chapter in ("01", "04", "06"))
+    assert made == listed and sum(made.values()) == 4 + 3 + 4
+
+
+def test_budget_table_sums_image_steps_and_weights_private_steps():
+    settings = config.resolve("smoke")
+    frame = budget.table(settings, seconds_per_image_step=1.0, private_factor=3.0)
+    trainings = budget.trainings(settings)
+    assert frame["trainings"].sum() == len(trainings)
+    private = sum(t.image_steps for t in trainings if t.private)
+    ordinary = sum(t.image_steps for t in trainings if not t.private)
+    assert private > 0 and frame["DP-SGD image-steps"].sum() == private
+    assert abs(frame["hours"].sum() - (ordinary + 3.0 * private) / 3600) < 0.1
+
+
+def test_gpu_check_dry_run_times_a_step_and_an_attack_batch_and_prints_hours(tmp_path, capsys):
+    """``make gpu-check`` on the CPU (``--device cpu``), at the smoke profile: it times one
+    training step and one attack batch and turns the step time into hours per chapter."""
+    import importlib.util
+
+    from miakit import config
+
+    path = config.__file__.replace("miakit/config.py", "scripts/gpu_check.py")
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    out = tmp_path / "check.json"
+    assert gpu_check.main(["--device", "cpu", "--profiles", "smoke", "--skip-book", "--repeats", "1",
+                           "--out", str(out)]) == 0
+    report = json.loads(out.read_text())["smoke"]
+    assert report["step_seconds"] > 0 and report["attack_seconds"] > 0 and report["batch_size"] == 16
+    expected = budget.table(config.resolve("smoke"), seconds_per_image_step=report["seconds_per_image_step"])
+    assert report["hours per chapter"] == expected["hours"].to_dict()
+    assert "ms per training step of 16" in capsys.readouterr().out
