@@ -29,8 +29,11 @@ fashion-mnist:
 	fi
 
 ## make book [PROFILE=cpu|smoke|paper]: execute every notebook and build the HTML book
+# WORKERS: processes that train the targets first, one thread each (benchmarks/threads.py: the fastest
+# on a CPU alone and beside other work); WORKERS=0 trains them inside the notebooks
+WORKERS ?= 2
 book: $(STAMP)
-	$(PY) -m miakit.book --profile $(PROFILE)
+	$(PY) -m miakit.book --profile $(PROFILE) --workers $(WORKERS)
 
 ## make notebooks: stamp the repository URL (_config.yml) into the Colab cells, regenerate the outputs-free .ipynb twins
 notebooks: $(STAMP)

@@ -19,7 +19,7 @@ import argparse
 import math
 from dataclasses import dataclass
 
-from . import factors, feasibility, tradeoff
+from . import factors, feasibility, tradeoff, train
 from .config import Settings, resolve
 
 
@@ -27,9 +27,21 @@ from .config import Settings, resolve
 class Training:
     chapter: str
     what: str
-    iterations: int
-    batch: int
-    private: bool  # DP-SGD with clipping (per-example gradient norms): dearer per image-step
+    settings: Settings  # what ``train.ensure`` trains
+    reference: int | None = None  # the reference model's index (chapter 06), else None
+
+    @property
+    def iterations(self) -> int:
+        return self.settings.target.iterations
+
+    @property
+    def batch(self) -> int:
+        return self.settings.target.batch_size
+
+    @property
+    def private(self) -> bool:
+        """DP-SGD with clipping (per-example gradient norms): dearer per image-step."""
+        return self.settings.target.dp_sgd and math.isfinite(self.settings.target.dp_max_grad_norm)
 
     @property
     def image_steps(self) -> int:
@@ -40,24 +52,48 @@ def trainings(settings: Settings) -> list[Training]:
     """Every training of the book under ``settings``, each counted once, in the chapter that
     first needs it."""
     t, p = settings.target, settings.privacy_study
-    out = [Training("01", f"target {family}", t.iterations, t.batch_size, False) for family in settings.family_names()]
+    out = [Training("01", f"target {family}", settings.for_family(family)) for family in settings.family_names()]
     lead = "ddpm" if "ddpm" in settings.family_names() else settings.family_names()[0]
-    for n, budgets in sorted(factors.size_plan(settings).items()):
+    lead_settings = settings.for_family(lead)
+    for n in sorted(factors.size_plan(settings)):
         for seed in factors.seeds(settings):
             if n == settings.data.n_members and seed == t.train_seed:
                 continue  # chapter 01's target of the lead family
-            out.append(Training("04", f"size {n}, seed {seed} ({lead})", max(budgets.values()), t.batch_size, False))
+            out.append(Training("04", f"size {n}, seed {seed} ({lead})", factors.size_run_settings(lead_settings, n, seed)))
     if settings.data.n_members not in factors.size_plan(settings):  # the length study's extra seeds
-        out += [Training("04", f"seed {seed} ({lead})", t.iterations, t.batch_size, False)
+        out += [Training("04", f"seed {seed} ({lead})", factors.with_seed(lead_settings, seed))
                 for seed in factors.seeds(settings)[1:]]
     for family in p.families():
         for arm in tradeoff.arm_specs(settings):
             for seed in factors.seeds(settings):
-                out.append(Training("05", f"{family}, {arm.label}, seed {seed}", p.dp_iterations, p.dp_batch_size,
-                                    math.isfinite(arm.clip)))
-    out += [Training("06", f"reference {r} of {family}", t.iterations, t.batch_size, False)
+                out.append(Training("05", f"{family}, {arm.label}, seed {seed}",
+                                    tradeoff.target_settings(settings, family, arm, seed)))
+    out += [Training("06", f"reference {r} of {family}", train.reference_settings(settings.for_family(family), r), r)
             for family in settings.family_names() for r in range(settings.attack.n_references)]
     return out
+
+
+def process_pool(workers: int, threads: int = 1):
+    """A pool of ``workers`` fresh processes (spawned, never forked from a process holding torch's
+    threads) with ``threads`` intra-op threads each: on a CPU, independent targets train fastest
+    as single-threaded processes side by side, alone and beside other work
+    (benchmarks/threads.py)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=torch.set_num_threads, initargs=(threads,))
+
+
+def pretrain(settings: Settings, executor=None, progress_bar: bool = True, chapters=None) -> list:
+    """Train every target the book needs (of ``chapters``, default all) up front, in parallel on
+    ``executor``'s workers when one is given (``train.ensure_many``); the chapters then load them.
+    The chapters' images are checked against the dataset first (``miakit.feasibility``)."""
+    feasibility.check(settings)
+    todo = [tr for tr in trainings(settings) if chapters is None or tr.chapter in chapters]
+    return train.ensure_many([(tr.settings, tr.reference) for tr in todo], progress_bar, executor)
 
 
 def flops_per_image_step(settings: Settings) -> float:
@@ -139,9 +175,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--estimate", action="store_true", help="add hours estimated from counted FLOPs at the "
                                                                  "assumed throughputs of ASSUMED_TFLOPS")
     parser.add_argument("--markdown", action="store_true", help="print book/reproduce.md's table of estimated hours")
+    parser.add_argument("--pretrain", type=int, metavar="WORKERS", default=0,
+                        help="train every target of the profile now, in WORKERS single-threaded processes")
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(), end="")
+        return
+    if args.pretrain:
+        with process_pool(args.pretrain) as pool:
+            runs = pretrain(resolve(args.profile), pool)
+        print(f"profile {args.profile}: {len(runs)} targets trained or found")
         return
     frame = table(resolve(args.profile), args.seconds_per_image_step, args.private_factor,
                   ASSUMED_TFLOPS if args.estimate else None)

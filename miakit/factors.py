@@ -146,20 +146,28 @@ def _sized(settings: Settings, n: int, iterations: int, seed: int, snapshot_ever
                                    snapshot_every=snapshot_every))
 
 
-def _size_model(settings: Settings, n: int, iterations: int, seed: int, progress_bar: bool):
-    """(run, iteration to attack or None for its final model). One run per size and seed is
-    trained for the longer of the two budgets, keeping an EMA snapshot at the shorter one; a
-    snapshot is bit-identical to a run stopped there (neither the learning-rate schedule nor
-    the bias-corrected EMA depends on the total length), so nothing is trained twice. The
-    reference size keeps the profile's snapshots (the training-length study reads them)."""
+def size_run_settings(settings: Settings, n: int, seed: int) -> Settings:
+    """The run trained for ``n`` members and ``seed``: one per size and seed, trained for the
+    longer of the two budgets and keeping EMA snapshots at a spacing that holds the shorter one
+    (the reference size keeps the profile's snapshots, which the training-length study reads)."""
     needed = sorted(set(size_plan(settings)[n].values()))
     every = settings.target.snapshot_every if n == settings.data.n_members else math.gcd(*needed)
-    run = train.ensure(_sized(settings, n, needed[-1], seed, every), progress_bar)
-    if iterations == needed[-1]:
+    return _sized(settings, n, needed[-1], seed, every)
+
+
+def _size_model(settings: Settings, n: int, iterations: int, seed: int, progress_bar: bool):
+    """(run, iteration to attack or None for its final model) of size ``n``'s budget of
+    ``iterations``: the run of ``size_run_settings``, at its snapshot when the budget is the
+    shorter one. A snapshot is bit-identical to a run stopped there (neither the learning-rate
+    schedule nor the bias-corrected EMA depends on the total length), so nothing is trained twice."""
+    longer = size_run_settings(settings, n, seed)
+    run = train.ensure(longer, progress_bar)
+    if iterations == longer.target.iterations:
         return run, None
     if iterations in run.snapshot_iterations():
         return run, iterations
-    return train.ensure(_sized(settings, n, iterations, seed, every), progress_bar), None
+    return train.ensure(dataclasses.replace(longer, target=dataclasses.replace(longer.target, iterations=iterations)),
+                        progress_bar), None
 
 
 @dataclass

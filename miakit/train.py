@@ -223,12 +223,56 @@ def _snapshot_path(folder: Path, iteration: int) -> Path:
     return folder / SNAPSHOTS / f"ema-{iteration:08d}.safetensors"
 
 
-def ensure_all(settings: Settings, progress_bar: bool = True) -> dict[str, Run]:
+def ensure_all(settings: Settings, progress_bar: bool = True, executor=None) -> dict[str, Run]:
     """One trained target per family in ``settings.families``, same data, split and budget;
-    every chapter's need of images is checked first (``miakit.feasibility``)."""
+    every chapter's need of images is checked first (``miakit.feasibility``). With an
+    ``executor``, the families train in parallel on its workers (``ensure_many``)."""
     from .feasibility import check
     check(settings)
-    return {name: ensure(settings.for_family(name), progress_bar) for name in settings.family_names()}
+    names = settings.family_names()
+    runs = ensure_many([(settings.for_family(name), None) for name in names], progress_bar, executor)
+    return dict(zip(names, runs))
+
+
+def ensure_many(targets: list[tuple[Settings, int | None]], progress_bar: bool = True, executor=None) -> list[Run]:
+    """Every ``(settings, reference)`` trained or loaded (``ensure``), in order.
+
+    ``executor`` is any ``concurrent.futures.Executor``: a local process pool, the executor of a
+    dask.distributed client (``client.get_executor()``), submitit's SLURM executor. Each training
+    then runs on a worker and writes its run to the store exactly as a sequential build would (the
+    same key, folder and lock, so two workers never train one run); this process waits for all,
+    then loads them. Only plain text crosses to a worker: the settings as JSON, the run folder
+    back. The store must be reachable from every worker (a relative ``runs_dir`` is made absolute).
+    The weights are bit-identical to a sequential build's when the workers use as many intra-op
+    threads as it did (``torch.set_num_threads``); another count changes the order of the CPU's
+    reductions, so the weights differ at rounding level (the run key is the same).
+    """
+    if executor is not None and targets:
+        from concurrent.futures import as_completed
+
+        futures = [executor.submit(ensure_in_worker, json.dumps(_portable(s).flat()), r) for s, r in targets]
+        for future in progress(as_completed(futures), total=len(futures), desc="trainings", unit="run",
+                               enabled=progress_bar):
+            future.result()  # a worker's error is raised here
+    return [ensure(s, progress_bar, reference=r) for s, r in targets]
+
+
+def ensure_in_worker(flat_settings: str, reference: int | None = None) -> str:
+    """``ensure`` in an executor's worker, from the settings' JSON (``Settings.flat``); returns the
+    run folder."""
+    from .config import resolve
+
+    values = json.loads(flat_settings)
+    settings = resolve(values.pop("profile"), **values)
+    return str(ensure(settings, progress_bar=False, reference=reference).dir)
+
+
+def _portable(settings: Settings) -> Settings:
+    """``settings`` with a relative local ``runs_dir`` made absolute, so workers in other folders
+    find the same store."""
+    if colab.check(settings.runs_dir) is not None:
+        return settings
+    return dataclasses.replace(settings, runs_dir=str(Path(settings.runs_dir).resolve()))
 
 
 def samples(runs: dict[str, Run], n: int, n_steps: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -2,7 +2,6 @@
 that chapters 01, 04 and 06 create are exactly the trainings ``miakit.budget`` lists for them
 (count, iterations and batch of each)."""
 import json
-from collections import Counter
 
 from miakit import budget, config, factors, train
 
@@ -15,12 +14,10 @@ def test_budget_lists_the_trainings_the_chapters_make(tmp_path):
     factors.length_study(lead, progress_bar=False)
     for family in settings.family_names():  # chapter 06
         train.ensure_references(settings.for_family(family), progress_bar=False)
-    made = Counter()
-    for cfg in tmp_path.glob("*/config.json"):
-        c = json.loads(cfg.read_text())
-        made[(c["iterations"], c["batch_size"])] += 1
-    listed = Counter((t.iterations, t.batch) for t in budget.trainings(settings) if t.chapter in ("01", "04", "06"))
-    assert made == listed and sum(made.values()) == 4 + 3 + 4
+    made = {cfg.parent.name for cfg in tmp_path.glob("*/config.json")}
+    listed = [train.run_dir(t.settings, reference=t.reference).name for t in budget.trainings(settings)
+              if t.chapter in ("01", "04", "06")]
+    assert made == set(listed) and len(listed) == len(made) == 4 + 3 + 4  # the same runs, each listed once
 
 
 def test_budget_table_sums_image_steps_and_weights_private_steps():
@@ -53,3 +50,41 @@ def test_gpu_check_dry_run_times_a_step_and_an_attack_batch_and_prints_hours(tmp
     expected = budget.table(config.resolve("smoke"), seconds_per_image_step=report["seconds_per_image_step"])
     assert report["hours per chapter"] == expected["hours"].to_dict()
     assert "ms per training step of 16" in capsys.readouterr().out
+
+
+def _store(folder):
+    """run folder name -> its final tensors."""
+    from safetensors.torch import load_file
+
+    return {f.parent.name: load_file(f) for f in folder.glob("*/final.safetensors")}
+
+
+def test_targets_trained_on_an_executor_make_the_store_a_sequential_build_makes(tmp_path):
+    """``ensure_all`` on a process pool and on a dask LocalCluster: the same run folders as a
+    sequential build, holding the same weights, bit for bit (each training is seeded alone; the
+    workers use this process's number of intra-op threads, which orders the CPU's reductions)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+    from distributed import Client, LocalCluster
+
+    def settings(name):
+        return config.resolve("smoke", families="ddpm,smld", iterations=10, runs_dir=str(tmp_path / name))
+
+    sequential = train.ensure_all(settings("sequential"), progress_bar=False)
+    threads = torch.get_num_threads()
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
+                             initargs=(threads,)) as pool:
+        pooled = train.ensure_all(settings("pool"), progress_bar=False, executor=pool)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.run(torch.set_num_threads, threads)
+        dasked = train.ensure_all(settings("dask"), progress_bar=False, executor=client.get_executor())
+    reference = _store(tmp_path / "sequential")
+    assert len(reference) == 2 and [r.dir.name for r in sequential.values()] == [r.dir.name for r in pooled.values()]
+    for name in ("pool", "dask"):
+        other = _store(tmp_path / name)
+        assert other.keys() == reference.keys()
+        for run, tensors in reference.items():
+            assert all(torch.equal(tensors[k], other[run][k]) for k in tensors), (name, run)
