@@ -40,19 +40,19 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke | cpu | gpu | paper
-dataset = None  # digits | fashion-mnist | folder:<path to FFHQ or retina images>
+dataset = None  # digits | fashion-mnist | cifar10 | hf:<hub id or folder> | folder:<path to FFHQ or retina images>
 resolution = None
 n_members = None
 n_nonmembers = None
 families = None  # comma-separated, e.g. "ddpm,vpsde"; default: all four
-model = None  # UNet preset: tiny | small | paper
+model = None  # UNet preset: tiny | small | medium | paper
 iterations = None
 batch_size = None
 lr = None
 n_samples = None
 sample_steps = None
 device = None  # auto | cpu | cuda
-runs_dir = None
+runs_dir = None  # a folder, or drive:<folder> on Colab (kept on Google Drive)
 
 # %%
 import miakit
