@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
                              "side (miakit.budget.pretrain; fastest on a CPU, alone or beside other work); 0: the "
                              "notebooks train them one after another")
     args = parser.parse_args(argv)
+    if args.workers < 0:
+        parser.error(f"--workers {args.workers}: give 0 (train inside the notebooks) or a positive count")
     root = args.root.resolve()
     default_stage = (root / "_staging").resolve()
     stage = (args.stage or default_stage).resolve()

@@ -96,6 +96,13 @@ def pretrain(settings: Settings, executor=None, progress_bar: bool = True, chapt
     return train.ensure_many([(tr.settings, tr.reference) for tr in todo], progress_bar, executor)
 
 
+def image_channels(settings: Settings) -> int:
+    """The channels of the profile's images without loading them: 1 for the digits and
+    Fashion-MNIST, else 3 (an image folder or hub dataset is taken as RGB; gray images change
+    only the UNet's first and last layers)."""
+    return 1 if settings.data.dataset.partition(":")[0] in ("digits", "fashion-mnist") else 3
+
+
 def flops_per_image_step(settings: Settings) -> float:
     """Floating-point operations of one training image-step (forward and backward) of the
     profile's UNet at its resolution, counted by torch's ``FlopCounterMode`` on the CPU."""
@@ -105,8 +112,7 @@ def flops_per_image_step(settings: Settings) -> float:
     from .models import build_unet
 
     d = settings.data
-    # an image folder (or hub dataset) is counted as RGB: gray images change only the first and last layers
-    channels = 1 if d.dataset.partition(":")[0] in ("digits", "fashion-mnist") else 3
+    channels = image_channels(settings)
     net = build_unet(settings.target.model, settings.target.family, d.resolution, channels)
     x, t = torch.randn(2, channels, d.resolution, d.resolution), torch.tensor([10, 500])
     with FlopCounterMode(display=False) as counter:

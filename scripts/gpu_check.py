@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             report["smoke book"] = {"returncode": done.returncode, "seconds": round(time.perf_counter() - began, 1)}
     for profile in args.profiles.split(","):
         settings = config.resolve(profile, device=args.device)
-        channels = 1 if settings.data.dataset in ("digits", "fashion-mnist") else 3
-        timing = speed.step_timing(settings, channels, args.repeats)
+        timing = speed.step_timing(settings, budget.image_channels(settings), args.repeats)
         frame = budget.table(settings, seconds_per_image_step=timing.seconds_per_image_step)
         report[profile] = {**asdict(timing), "seconds_per_image_step": timing.seconds_per_image_step,
                            "seconds_per_evaluation": timing.seconds_per_evaluation,

@@ -88,3 +88,13 @@ def test_targets_trained_on_an_executor_make_the_store_a_sequential_build_makes(
         assert other.keys() == reference.keys()
         for run, tensors in reference.items():
             assert all(torch.equal(tensors[k], other[run][k]) for k in tensors), (name, run)
+
+
+def test_a_negative_worker_count_is_refused_before_anything_is_staged(tmp_path):
+    import pytest
+
+    from miakit import book
+
+    with pytest.raises(SystemExit):
+        book.main(["--profile", "smoke", "--workers", "-1", "--stage", str(tmp_path / "stage")])
+    assert not (tmp_path / "stage").exists()
