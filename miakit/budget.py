@@ -19,7 +19,7 @@ import argparse
 import math
 from dataclasses import dataclass
 
-from . import factors, feasibility, tradeoff, train
+from . import factors, feasibility, studies, tradeoff, train
 from .config import Settings, resolve
 
 
@@ -53,7 +53,7 @@ def trainings(settings: Settings) -> list[Training]:
     first needs it."""
     t, p = settings.target, settings.privacy_study
     out = [Training("01", f"target {family}", settings.for_family(family)) for family in settings.family_names()]
-    lead = "ddpm" if "ddpm" in settings.family_names() else settings.family_names()[0]
+    lead = studies.lead_family(dict.fromkeys(settings.family_names()))
     lead_settings = settings.for_family(lead)
     for n in sorted(factors.size_plan(settings)):
         for seed in factors.seeds(settings):
