@@ -16,6 +16,7 @@ profile's own size with the first seed is chapter 01's target), ``tradeoff.arm_s
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from dataclasses import dataclass
 
@@ -154,21 +155,53 @@ def table(settings: Settings, seconds_per_image_step: float | None = None, priva
 ESTIMATED_PROFILES = ("gpu", "paper")  # the profiles whose hours book/reproduce.md estimates
 
 
-def markdown(profiles=ESTIMATED_PROFILES) -> str:
+def measured_label(check: dict) -> str:
+    """The column name of the hours measured by a GPU check's report (``scripts/gpu_check.py``)."""
+    name = check.get("gpu name", "GPU").split(" (")[0].removeprefix("NVIDIA ")
+    return f"hours, {name} ({check.get('precision', '?').split(' ')[0]}), measured step"
+
+
+def step_markdown(check: dict, profiles=ESTIMATED_PROFILES) -> str:
+    """A GPU check's step times as book/reproduce.md shows them: per profile, the step at the
+    device's precision, per image-step, the sustained TFLOP/s, and the fp16 path of a T4."""
+    lines = ["| profile | step (batch, resolution) | ms per image-step | sustained TFLOP/s | "
+             "the same step at fp16 with a gradient scaler (a T4's path) |", "| --- | --- | --- | --- | --- |"]
+    for profile in profiles:
+        row = check.get(profile, {})
+        if "step_seconds" not in row:
+            continue
+        res = resolve(profile).data.resolution
+        fp16 = row.get("fp16 with gradient scaler (a T4's path)")
+        fp16_text = "-" if not fp16 else (f"{fp16['step_seconds'] * 1e3:.1f} ms, losses "
+                                          f"{'finite' if fp16['losses_finite'] else 'NOT finite'}")
+        lines.append(f"| `{profile}` | {row['step_seconds'] * 1e3:.1f} ms ({row['batch_size']} at {res}x{res}) | "
+                     f"{row['seconds_per_image_step'] * 1e3:.2f} | {row['sustained TFLOP/s']:.1f} | {fp16_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown(profiles=ESTIMATED_PROFILES, check: dict | None = None) -> str:
     """The table of book/reproduce.md: per profile and chapter, the trainings, their image-steps
-    and the training hours estimated at ``ASSUMED_TFLOPS`` (``test_docs`` keeps the page equal
-    to it)."""
+    and the training hours estimated at ``ASSUMED_TFLOPS``, and with ``check`` (a GPU check's
+    JSON report) the hours at the seconds per image-step measured there (DP-SGD at
+    ``private_factor`` 2 unless the check measured the ratio). ``test_docs`` keeps the page equal
+    to it, with the recorded check of ``benchmarks/recorded``."""
     names = list(ASSUMED_TFLOPS)
+    measured = [] if check is None else [measured_label(check)]
     lines = ["| profile | chapter | images it needs | trainings | image-steps (DP-SGD) | "
-             + " | ".join(f"hours, {n}" for n in names) + " |",
-             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in names) + " |"]
+             + " | ".join([f"hours, {n}, estimated" for n in names] + measured) + " |",
+             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in names + measured) + " |"]
     for profile in profiles:
         settings = resolve(profile)
         frame, images = table(settings, tflops=ASSUMED_TFLOPS), feasibility.images_needed(settings)
+        step = (check or {}).get(profile, {}).get("seconds_per_image_step")
+        ratio = (check or {}).get("P3", {}).get(profile, {}).get("ratio", 2.0)
+        real = None if step is None else table(settings, step, private_factor=ratio)["hours"]
         for chapter, row in frame.iterrows():
-            hours = " | ".join(f"{row[f'hours, {n}, estimated']:.1f}" for n in names)
+            hours = [f"{row[f'hours, {n}, estimated']:.1f}" for n in names]
+            if measured:
+                hours.append("-" if real is None else f"{real[chapter]:.1f}")
             lines.append(f"| `{profile}` | {chapter} | {images.get(chapter, 0):,} | {int(row['trainings'])} | "
-                         f"{int(row['image-steps']):,} ({int(row['DP-SGD image-steps']):,}) | {hours} |")
+                         f"{int(row['image-steps']):,} ({int(row['DP-SGD image-steps']):,}) | {' | '.join(hours)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -181,11 +214,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--estimate", action="store_true", help="add hours estimated from counted FLOPs at the "
                                                                  "assumed throughputs of ASSUMED_TFLOPS")
     parser.add_argument("--markdown", action="store_true", help="print book/reproduce.md's table of estimated hours")
+    parser.add_argument("--check", type=argparse.FileType(), help="with --markdown: a GPU check's JSON report "
+                                                                   "(make gpu-check), for a column of measured hours")
     parser.add_argument("--pretrain", type=int, metavar="WORKERS", default=0,
                         help="train every target of the profile now, in WORKERS single-threaded processes")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown(), end="")
+        print(markdown(check=json.load(args.check) if args.check else None), end="")
         return
     if args.pretrain:
         with process_pool(args.pretrain) as pool:

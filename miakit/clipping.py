@@ -244,7 +244,7 @@ class BookKeeping:
         names = {id(p): n for n, p in self.model.named_parameters()}
         grads: dict[str, list] = {names[id(p)]: [] for p in self.params}
         for i in range(norms.shape[0]):
-            weigh(torch.nn.functional.one_hot(torch.tensor(i), norms.shape[0]).double())
+            weigh(torch.nn.functional.one_hot(torch.tensor(i, device=norms.device), norms.shape[0]).double())
             for p in self.params:
                 grads[names[id(p)]].append(p.grad.clone())
         for p in self.params:

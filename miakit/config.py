@@ -273,8 +273,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                 utility_steps=100,
                 inception_fid=False, n_seeds=3),
     # one Colab GPU (a T4): CIFAR-10 32x32, the data of SecMI, PIA and SimA, fetched through
-    # Hugging Face datasets; 1000 members as in the paper, a 6M-parameter UNet, every chapter sized
-    # for one Colab session (book/reproduce.md: the workload per chapter, and hours once measured)
+    # Hugging Face datasets; 1000 members as in the paper, a 6M-parameter UNet, sized for one Colab
+    # session per chapter by FLOP estimates; the step measured on an H200 is overhead-bound and
+    # slower than they assume: book/reproduce.md gives both, the H200's hours a lower bound for a T4
     "gpu": dict(_COMMON, dataset="cifar10", resolution=32, n_members=1000, n_nonmembers=5000,
                 model="medium", iterations=40_000, batch_size=64, lr=2e-4, warmup=1000, ema_decay=0.999,
                 random_flip=True, checkpoint_every=2000, snapshot_every=10_000, dp_multiplicity=1,

@@ -49,6 +49,7 @@ from torchdiffeq._impl.misc import _compute_error_ratio
 
 from . import seeding
 from .diffusion import Family
+from .models import device_of
 from .progress import progress
 
 BPD_OFFSET = 7.0  # log2(256 levels / range 2) for data scaled to [-1, 1]
@@ -257,10 +258,7 @@ def likelihood(model, family: Family, x: torch.Tensor, rtol: float = 1e-5, atol:
     if per_image and set(options or ()) - set(DOPRI5_OPTIONS):
         raise ValueError(f"dopri5 here takes options {DOPRI5_OPTIONS}, not "
                          f"{sorted(set(options) - set(DOPRI5_OPTIONS))}")
-    try:
-        device = next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        device = x.device
+    device = device_of(model, x.device)
     dims = x[0].numel()
     logp, nfe = np.empty(x.shape[0]), np.empty(x.shape[0])
     span = torch.tensor([family.eps, 1.0], dtype=torch.float64, device=device)

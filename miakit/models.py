@@ -6,7 +6,7 @@ Presets (channels per resolution level, res blocks per level, where attention si
   parameters at 8x8).
 - ``small`` (32, 64, 64), 1 block, attention at the deepest level (~1.1M).
 - ``medium`` (64, 128, 128), 2 blocks, attention at the deepest level — the ``gpu`` profile's
-  CIFAR-10 32x32 targets (~6M parameters): four families trained within one Colab T4 session.
+  CIFAR-10 32x32 targets (~6M parameters; book/reproduce.md gives the hours per chapter).
 - ``paper`` (128, 256, 256, 256), 2 blocks, attention at 16x16, dropout 0.1 — the paper's
   score_sde DDPM configuration for 64x64 images (nf=128, ch_mult (1, 2, 2, 2)).
 """
@@ -128,6 +128,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def device_of(model, fallback: torch.device) -> torch.device:
+    """The device of ``model``'s parameters; ``fallback`` for a plain callable (an analytic score)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return fallback
+
+
 @dataclass(frozen=True)
 class Precision:
     """How a device computes: the autocast dtype (None: float32 throughout), whether training
@@ -157,8 +165,8 @@ def precision(device: torch.device, capability: tuple[int, int] | None = None, b
     return BF16 if major >= 8 and native_bf16 else FP16
 
 
-def autocast(device: torch.device):
-    """Autocast at the device's ``precision`` (safe for the UNet: losses are computed in
-    float32); off on the CPU."""
-    p = precision(device)
+def autocast(device: torch.device, chosen: Precision | None = None):
+    """Autocast at ``chosen`` precision, by default the device's (``precision``; safe for the
+    UNet: losses are computed in float32); off on the CPU."""
+    p = chosen or precision(device)
     return torch.autocast(device_type=device.type, dtype=p.dtype or torch.float32, enabled=p.dtype is not None)

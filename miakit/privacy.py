@@ -24,6 +24,7 @@ Two things here are specific to diffusion models:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -96,6 +97,21 @@ METHODS = ("book-keeping", "opacus hooks", "opacus functorch")
 ENGINES = ("book-keeping", "opacus")  # how DPSGDStep clips: miakit.clipping (training), opacus' per-sample gradients
 
 
+@contextlib.contextmanager
+def _without_tf32():
+    """Full float32 matmuls and cuDNN convolutions inside, the flags restored after: TF32 (on
+    for matmuls from ``models.pick_device`` on Ampere and later, on for cuDNN convolutions by
+    PyTorch's default) rounds products to a 10-bit mantissa, as coarse as the check's rtol, so two
+    correct computations of the same gradient would disagree on a GPU. No effect on the CPU."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+@_without_tf32()
 def per_sample_gradient_mismatches(model: torch.nn.Module, family, x0: torch.Tensor, k: int = 1, seed: int = 0,
                                    method: str = "book-keeping", contiguous: bool = True,
                                    rtol: float = 1e-3) -> list[str]:
@@ -106,6 +122,7 @@ def per_sample_gradient_mismatches(model: torch.nn.Module, family, x0: torch.Ten
     ``merge_replicas``; ``contiguous`` applies ``contiguous_conv_inputs``).
 
     ``model`` must be in train mode without active dropout (the loop must see the same network).
+    Computed in full float32 (``_without_tf32``) on every device.
     """
     import copy
 
@@ -114,8 +131,8 @@ def per_sample_gradient_mismatches(model: torch.nn.Module, family, x0: torch.Ten
     reference = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
     x = replicate(x0, k)
-    t = family.sample_train_t(x.shape[0], gen)
-    noise = torch.randn(x.shape, generator=gen)
+    t = family.sample_train_t(x.shape[0], gen, x.device)
+    noise = torch.randn(x.shape, generator=gen).to(x.device)  # drawn on the CPU: the same on every device
     norms = None
     if method == "book-keeping":
         from .clipping import BookKeeping

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .diffusion import Family
+from .models import device_of
 from .likelihood import BPD_OFFSET, _probes, likelihood
 from .progress import progress
 
@@ -57,14 +58,15 @@ def paper_likelihood(model, family: Family, x: torch.Tensor, seed: int = 0, rtol
         sample.requires_grad_(False)
         return torch.sum(grad_fn_eps * epsilon, dim=tuple(range(1, len(sample.shape))))
 
+    device = device_of(model, x.device)  # the solver's state lives in numpy, the network on its device
     bpds, nfes = [], []
     with torch.no_grad():
         for i in range(x.shape[0]):
-            epsilon = _probes(seed, i, (1, *shape), "rademacher")[0]
+            epsilon = _probes(seed, i, (1, *shape), "rademacher")[0].to(device)
 
             def ode_func(t, state):
-                sample = torch.from_numpy(state[:-shape[0]].reshape(shape)).type(torch.float32)
-                vec_t = torch.ones(sample.shape[0]) * t
+                sample = torch.from_numpy(state[:-shape[0]].reshape(shape)).type(torch.float32).to(device)
+                vec_t = torch.ones(sample.shape[0], device=device) * t
                 drift = drift_fn(sample, vec_t).detach().cpu().numpy().reshape((-1,))
                 logp_grad = div_fn(sample, vec_t, epsilon).detach().cpu().numpy().reshape((-1,))
                 return np.concatenate([drift, logp_grad], axis=0)
@@ -309,10 +311,11 @@ def raw_throughput(model, x: torch.Tensor, t, batch_sizes=(32, 64, 128, 256, 512
     """The UNet's best forward throughput (evaluations per second) over ``batch_sizes``, on
     pre-built inputs under inference mode, and the batch size that gave it."""
     best = (0.0, batch_sizes[0])
+    device = device_of(model, x.device)  # the inputs on the model's device, as the attacks put them
     with torch.inference_mode():
         for b in batch_sizes:
-            xb = x[:1].expand(b, *x.shape[1:]).contiguous()
-            tb = torch.as_tensor(t).reshape(1).expand(b).contiguous()
+            xb = x[:1].to(device).expand(b, *x.shape[1:]).contiguous()
+            tb = torch.as_tensor(t, device=device).reshape(1).expand(b).contiguous()
             model(xb, tb)  # warm-up
             began = time.perf_counter()
             for _ in range(repeats):
@@ -380,6 +383,7 @@ class StepTiming:
     step_seconds: float
     attack_batch: int
     attack_seconds: float
+    losses_finite: bool = True  # every timed step's training loss was finite
 
     @property
     def seconds_per_image_step(self) -> float:
@@ -390,10 +394,12 @@ class StepTiming:
         return self.attack_seconds / self.attack_batch
 
 
-def step_timing(settings, channels: int = 3, repeats: int = 10, n_images: int = 256) -> StepTiming:
-    """Time ``settings``' training step (``train.StandardStep``, at the device's precision) and
-    one loss-attack batch of ``attack_batch`` evaluations, each ``repeats`` times after a
-    warm-up, synchronising the GPU around each."""
+def step_timing(settings, channels: int = 3, repeats: int = 10, n_images: int = 256,
+                precision=None) -> StepTiming:
+    """Time ``settings``' training step (``train.StandardStep``) and one loss-attack batch of
+    ``attack_batch`` evaluations, each ``repeats`` times after a warm-up, synchronising the GPU
+    around each; at ``precision`` (a ``models.Precision``), by default the device's (the GPU
+    check also times the fp16 path a T4 takes on a GPU that would choose bf16)."""
     from . import train
     from .diffusion import family as get_family
     from .models import autocast, pick_device
@@ -404,7 +410,7 @@ def step_timing(settings, channels: int = 3, repeats: int = 10, n_images: int = 
     members = (torch.rand(n_images, channels, d.resolution, d.resolution, generator=gen) * 2 - 1).to(device)
     model = train._fresh_model(settings, channels, device).train()
     fam = get_family(t.family)
-    step = train.StandardStep(settings, fam, model, members, gen, device)
+    step = train.StandardStep(settings, fam, model, members, gen, device, precision)
 
     def timed(fn) -> float:
         fn()  # warm-up (allocations, autotuning)
@@ -419,8 +425,9 @@ def step_timing(settings, channels: int = 3, repeats: int = 10, n_images: int = 
             out.append(time.perf_counter() - began)
         return float(np.median(out))
 
+    losses = []
     try:
-        step_seconds = timed(step.step)
+        step_seconds = timed(lambda: losses.append(step.step()))
     finally:
         step.close()
     model.eval()
@@ -431,8 +438,8 @@ def step_timing(settings, channels: int = 3, repeats: int = 10, n_images: int = 
 
     @torch.inference_mode()
     def attack_batch():
-        with autocast(device):
+        with autocast(device, step.precision):
             fam.loss(model, x0, steps, noise)
 
     return StepTiming(settings.profile, str(device), step.precision.name, t.batch_size, step_seconds, b,
-                      timed(attack_batch))
+                      timed(attack_batch), bool(np.isfinite(losses).all()))

@@ -333,7 +333,7 @@ class StandardStep:
         steps = self.family.sample_train_t(t.batch_size, gen, self.device)
         noise = torch.randn(x0.shape, generator=gen).to(self.device)
         p = self.precision
-        with torch.autocast(self.device.type, dtype=p.dtype or torch.float32, enabled=p.dtype is not None):
+        with autocast(self.device, p):
             loss = self.family.loss(self.model, x0, steps, noise).mean()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:

@@ -1,4 +1,5 @@
 """The prose states the profiles as miakit.config defines them (no number typed twice may drift)."""
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("profile", ["cpu", "gpu", "paper"])
 def test_reproduce_page_profile_row_matches_config(profile):
     rows = [line for line in (ROOT / "book/reproduce.md").read_text().splitlines()
-            if line.startswith(f"| `{profile}`") and not line.split("|")[2].strip().isdigit()]  # not a cost row
+            if line.startswith(f"| `{profile}`") and " members" in line]  # the profiles table's row
     assert len(rows) == 1
     p = config.PROFILES[profile]
     for text in (f"{p['resolution']}x{p['resolution']}", f"{p['n_members']} members",
@@ -71,9 +72,39 @@ def test_stamping_replaces_a_stale_colab_cell_and_refuses_a_source_without_one(t
         repository.repository_url(tmp_path)
 
 
+RECORDED_CHECK = ROOT / "benchmarks/recorded/gpu-check-h200.json"
+
+
 def test_reproduce_page_costs_are_the_budget_of_the_profiles():
-    """The hours table of book/reproduce.md is miakit.budget's, for the profiles as configured
-    now (change a profile and this fails until the page is regenerated)."""
+    """The hours tables of book/reproduce.md are miakit.budget's, for the profiles as configured
+    now and the GPU check recorded in benchmarks/recorded (change a profile, or record a new
+    check, and this fails until the page is regenerated)."""
     from miakit import budget
 
-    assert budget.markdown() in (ROOT / "book/reproduce.md").read_text()
+    check = json.loads(RECORDED_CHECK.read_text())
+    page = (ROOT / "book/reproduce.md").read_text()
+    assert budget.markdown(check=check) in page
+    assert budget.step_markdown(check) in page
+    assert budget.markdown() not in page  # the column of measured hours is there
+
+
+def test_reproduce_page_says_which_estimates_the_recorded_gpu_check_contradicts():
+    """The page says the recorded H200 step took longer than the A100 estimates of both profiles
+    and the T4 estimates of the gpu profile assume (so they are optimistic: both GPUs are slower
+    than an H200), and that the step sustained less than the assumed throughput. True only while
+    the recorded numbers say so; it fails on a check where the estimates hold."""
+    from miakit import budget, config
+
+    check = json.loads(RECORDED_CHECK.read_text())
+    page = (ROOT / "book/reproduce.md").read_text()
+    assert "The measurement contradicts some of the estimates." in page
+    contradicted = set()
+    for profile in budget.ESTIMATED_PROFILES:
+        settings = config.resolve(profile)
+        measured = budget.table(settings, check[profile]["seconds_per_image_step"])["hours"]
+        estimated = budget.table(settings, tflops=budget.ASSUMED_TFLOPS)
+        for gpu, rate in budget.ASSUMED_TFLOPS.items():
+            if (measured > estimated[f"hours, {gpu}, estimated"]).all():
+                contradicted.add((profile, gpu))
+                assert check[profile]["sustained TFLOP/s"] < rate
+    assert contradicted == {("gpu", "T4 (fp16)"), ("gpu", "A100 (bf16)"), ("paper", "A100 (bf16)")}

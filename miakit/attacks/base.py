@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..models import autocast
+from ..models import autocast, device_of
 
 # evaluations per forward pass when not given: the fastest size measured for the small UNet on a
 # 2-core CPU (benchmarks/loss_attack.py), and a size that keeps a GPU busy
@@ -50,13 +50,6 @@ def require_finite(values: np.ndarray, ids, attack: str) -> np.ndarray:
 def member_score_from_loss(loss: np.ndarray | torch.Tensor) -> np.ndarray:
     """Orient a loss, error or distance (lower = member) as a member score (higher = member)."""
     return -np.asarray(loss, dtype=np.float64)
-
-
-def device_of(model, fallback: torch.device) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return fallback
 
 
 @dataclass(frozen=True)
