@@ -5,7 +5,7 @@ PROFILE ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.miakit-installed
 
-.PHONY: venv test book notebooks bench clean fashion-mnist colab-check gpu-check
+.PHONY: venv test book notebooks bench clean fashion-mnist chromium colab-check gpu-check
 
 venv: $(STAMP)
 
@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[book,test]"
 	touch $(STAMP)
 
-## make test: the whole test suite (unit tests, papermill smoke runs, strict book build)
-test: $(STAMP) fashion-mnist
+## make test: the whole test suite (unit tests, papermill smoke runs, strict book build, the pages in a browser)
+test: $(STAMP) fashion-mnist chromium
 	$(PY) -m pytest -q tests
 
 # Debian's Fashion-MNIST, so that its real loader is tested (installed when missing and we may)
@@ -26,6 +26,15 @@ fashion-mnist:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null; \
 	  else echo "note: dataset-fashion-mnist not installed (needs root); its real-data test will be skipped"; fi; \
+	fi
+
+# Debian's Chromium, for the browser test of the rendered book (Playwright drives it; installed when
+# missing and we may; under CI the test fails without it)
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null; \
+	  else echo "note: chromium not installed (needs root); the browser test will be skipped"; fi; \
 	fi
 
 ## make book [PROFILE=cpu|smoke|paper]: execute every notebook and build the HTML book

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import feasibility
+from . import feasibility, mathjax
 from .config import resolve
 from .data import DatasetError
 
@@ -92,6 +92,7 @@ def stage_sources(root: Path, stage: Path) -> None:
 def build_html(stage: Path) -> Path:
     """Strict offline Jupyter Book 1 build of the staged book; returns the HTML folder."""
     shutil.rmtree(stage / "_build", ignore_errors=True)
+    mathjax.install(stage / "book" / "_static")  # the equations render offline (_config.yml: mathjax_path)
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "-W", "-n", "--keep-going"]
     result = subprocess.run(cmd)
     if result.returncode:

@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 FPR_LEVELS = (0.1, 0.01, 0.001, 0.0001)
+UNRESOLVABLE = "not measurable: too few test nonmembers"  # Estimate.text of a TPR at an FPR below 1 / n
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,10 @@ class Estimate:
     sample_names: tuple[str, str] = ("members", "nonmembers")  # what n_members and n_nonmembers count
 
     def text(self, digits: int = 3, signed: bool = False) -> str:
+        """``value [low, high]``; in words when there is no value (a TPR at an FPR below one
+        over the number of test nonmembers: no threshold can show it)."""
+        if not np.isfinite(self.value):
+            return UNRESOLVABLE
         f = f"{{:{'+' if signed else ''}.{digits}f}}"
         return f"{f.format(self.value)} [{f.format(self.low)}, {f.format(self.high)}]"
 

@@ -4,6 +4,8 @@ chapters ran before it).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from . import beyond, blind, claims, factors, studies, tradeoff, train
 from .config import Settings
 
@@ -17,21 +19,39 @@ def iid_verdict(study: blind.BlindStudy, figure: str = "notebooks/02_loss_attack
                           tuple(claims.within(f"blind {name} AUC", e) for name, e in study.estimates().items()), figure)
 
 
-def all_verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdict]:
+@dataclass
+class Overview:
+    """The book's results at a glance: every verdict, and every attack on every family at its
+    validation-chosen setting (chapter 06's study, the paper's loss and likelihood attacks
+    beside the later ones), for the overview figure."""
+
+    verdicts: list[claims.Verdict]
+    attacks: beyond.LaterAttacks
+
+    def roc_figure(self):
+        """Log-log ROC curves on the test part, one panel per family, every attack at its
+        validation-chosen setting (chapter 06's figure)."""
+        from . import plots
+
+        return plots.roc_grid(self.attacks.roc_results())
+
+
+def overview(settings: Settings, progress_bar: bool = True) -> Overview:
     """The split check, C1 (every family, both attacks), C2, C3, C4, C5 and (ours) L1 (every family,
-    every later attack of the registry), in that order."""
+    every later attack of the registry), in that order, and the attacks behind the overview figure."""
     runs = train.ensure_all(settings, progress_bar)
     lead = studies.lead_family(runs)
     loss = studies.loss_attack_studies(runs, progress_bar=progress_bar)
     lik = studies.likelihood_studies(runs, progress_bar)
+    later = beyond.later_attacks(runs, progress_bar=progress_bar)
     out = [iid_verdict(blind.blind_study_of_run(runs[lead]))]
     out += studies.c1_verdicts(loss, lik)
     out += factors.step_study(loss).verdicts()
     out += factors.size_study(settings.for_family(lead), progress_bar).verdicts()
     out.append(factors.length_study(settings.for_family(lead), progress_bar).verdict())
     out += tradeoff.tradeoff_study(settings, progress_bar).verdicts()
-    out += beyond.later_attacks(runs, beyond.LATER, progress_bar, with_likelihood=False).verdicts()
-    return out
+    out += later.verdicts()
+    return Overview(out, later)
 
 
 def counts(verdicts: list[claims.Verdict]) -> dict[str, int]:

@@ -27,6 +27,63 @@
 # Each of the two sets is cut once more: a *validation* part, on which attack settings such as
 # the diffusion step are chosen, and a *test* part, on which results are reported.
 
+# %% [markdown]
+# ## The four families in equations
+#
+# Images are scaled to $[-1, 1]$ and have $d$ dimensions (pixels times channels). Every family
+# noises an image $x_0$ to step $t$ by a Gaussian whose mean shrinks by $m_t$ and whose spread is
+# $s_t$:
+#
+# $$
+# q(x_t \mid x_0) = \mathcal{N}\left(m_t\, x_0,\; s_t^2 I\right), \qquad
+# x_t = m_t\, x_0 + s_t\, \epsilon, \quad \epsilon \sim \mathcal{N}(0, I).
+# $$
+#
+# | family | steps | $m_t$ | $s_t$ |
+# | --- | --- | --- | --- |
+# | DDPM | $t \in \{0, \dots, N-1\}$ | $\sqrt{\bar\alpha_t}$ | $\sqrt{1 - \bar\alpha_t}$ |
+# | SMLD | $t \in \{0, \dots, N-1\}$ | $1$ | $\sigma_t$ |
+# | VP SDE | $t \in [\varepsilon, 1]$ | $e^{\mu(t)}$ | $\sqrt{1 - e^{2 \mu(t)}}$ |
+# | VE SDE | $t \in [\varepsilon, 1]$ | $1$ | $\sigma(t)$ |
+#
+# where DDPM's $\beta_s$ rise linearly from $\beta_{\min} / N$ to $\beta_{\max} / N$ and
+#
+# $$
+# \begin{aligned}
+# \bar\alpha_t &= \textstyle\prod_{s \le t} (1 - \beta_s), &
+# \sigma_t &= \sigma_{\min} (\sigma_{\max} / \sigma_{\min})^{t / (N-1)}, \\
+# \mu(t) &= -\tfrac14 t^2 (\beta_{\max} - \beta_{\min}) - \tfrac12 t\, \beta_{\min}, &
+# \sigma(t) &= \sigma_{\min} (\sigma_{\max} / \sigma_{\min})^{t} .
+# \end{aligned}
+# $$
+#
+# The continuous families are the SDEs that the discrete ones discretise:
+#
+# $$
+# \begin{aligned}
+# \text{VP:}\quad \mathrm{d}x &= -\tfrac12 \beta(t)\, x\, \mathrm{d}t + \sqrt{\beta(t)}\, \mathrm{d}w,
+# \qquad \beta(t) = \beta_{\min} + t (\beta_{\max} - \beta_{\min}), \\
+# \text{VE:}\quad \mathrm{d}x &= \sqrt{\mathrm{d}\, \sigma(t)^2 / \mathrm{d}t}\; \mathrm{d}w .
+# \end{aligned}
+# $$
+#
+# The network is trained on the family's own denoising loss at a random step $t$ and draw
+# $\epsilon$, averaged over the $d$ dimensions: the noise-prediction error for the
+# variance-preserving families, and $\sigma^2$-weighted denoising score matching (the network
+# $s_\theta$ estimates the score $\nabla_x \log p_t$) for the variance-exploding ones:
+#
+# $$
+# \begin{aligned}
+# \ell_t(x_0, \epsilon) &= \frac{1}{d} \left\lVert \epsilon_\theta(x_t, t) - \epsilon \right\rVert^2
+# && \text{(DDPM, VP SDE)}, \\
+# \ell_t(x_0, \epsilon) &= \frac{1}{d} \left\lVert s_t\, s_\theta(x_t, t) + \epsilon \right\rVert^2
+# && \text{(SMLD, VE SDE)} .
+# \end{aligned}
+# $$
+#
+# The constants $N$, $\beta_{\min}$, $\beta_{\max}$, $\sigma_{\min}$, $\sigma_{\max}$ and
+# $\varepsilon$ are score_sde's, set in `miakit.diffusion`.
+
 # %% tags=["remove-cell"]
 # Colab only: install miakit once (re-running is safe; does nothing elsewhere).
 import importlib.util

@@ -24,6 +24,42 @@
 # shown as a fraction of the process so that the discrete families (1000 steps) and the
 # continuous ones (t from 1e-5 to 1) line up.
 
+# %% [markdown]
+# ## The attack in equations
+#
+# With the family's training loss $\ell_t$ of [chapter 01](01_targets.ipynb), the member score of
+# an image $x_0$ at step $t$ is its negated loss, averaged over $K$ noise draws (the profile's
+# `n_noise`; each image's draws are fixed by the seed and the image):
+#
+# $$
+# \mathrm{score}_t(x_0) = -\frac{1}{K} \sum_{k=1}^{K} \ell_t(x_0, \epsilon_k),
+# \qquad \epsilon_k \sim \mathcal{N}(0, I).
+# $$
+#
+# An attack flags $x_0$ as a member when its score exceeds a threshold $\tau$. Over the test
+# members $M$ and nonmembers $N$, each threshold gives a true- and a false-positive rate, and the
+# reported TPR at a false-positive rate $\alpha$ is the best the attack reaches without exceeding
+# $\alpha$:
+#
+# $$
+# \begin{aligned}
+# \mathrm{TPR}(\tau) &= \frac{\#\{x \in M : \mathrm{score}(x) \ge \tau\}}{|M|}, \qquad
+# \mathrm{FPR}(\tau) = \frac{\#\{x \in N : \mathrm{score}(x) \ge \tau\}}{|N|}, \\
+# \mathrm{TPR}@\alpha &= \max_{\tau :\, \mathrm{FPR}(\tau) \le \alpha} \mathrm{TPR}(\tau).
+# \end{aligned}
+# $$
+#
+# It is reported only when the test set can resolve $\alpha$, that is when $|N|\, \alpha \ge 1$.
+# The paper's code uses the other convention: nonmembers are the positive class and the loss is
+# the score, so its "TPR at $\alpha$" is the share of nonmembers caught while at most a share
+# $\alpha$ of members is flagged (the roles of $M$ and $N$ swapped and $\mathrm{score}$ negated;
+# it needs $|M|\, \alpha \ge 1$). The AUC is the probability that a random member outscores a
+# random nonmember, ties counted half:
+# $\mathrm{AUC} = P(\mathrm{score}(m) > \mathrm{score}(n)) + \tfrac12 P(\mathrm{score}(m) = \mathrm{score}(n))$.
+#
+# The step is chosen on the validation part, $\hat t = \arg\max_t \mathrm{AUC}_{\mathrm{val}}(t)$,
+# and the attack is reported at $\hat t$ on the test part.
+
 # %% tags=["remove-cell"]
 # Colab only: install miakit once (re-running is safe; does nothing elsewhere).
 import importlib.util

@@ -24,6 +24,45 @@
 # torchdiffeq) for a whole batch of images at once, at the profile's tolerance. Likelihoods are
 # reported in bits per dimension with the paper code's offset for data in [-1, 1].
 
+# %% [markdown]
+# ## The likelihood in equations
+#
+# Every family's noising process of [chapter 01](01_targets.ipynb) has a probability-flow ODE that
+# carries each image along the same marginals $p_t$ without noise. With the SDE's drift $f$ and
+# diffusion $g$, and the score $\nabla_x \log p_t$ replaced by the network's $s_\theta$:
+#
+# $$
+# \frac{\mathrm{d}x}{\mathrm{d}t} = \tilde f_\theta(x, t) = f(x, t) - \tfrac12 g(t)^2\, s_\theta(x, t).
+# $$
+#
+# The instantaneous change of variables turns the trajectory from $x_0$ (at $t = \varepsilon$) to
+# $x_1$ into an exact log-likelihood under the model, with $p_1$ the family's Gaussian prior
+# ($\mathcal{N}(0, I)$ for the variance-preserving families, $\mathcal{N}(0, \sigma_{\max}^2 I)$ for
+# the variance-exploding ones):
+#
+# $$
+# \log p_0(x_0) = \log p_1(x_1) + \int_{\varepsilon}^{1} \nabla \cdot \tilde f_\theta(x_t, t)\, \mathrm{d}t .
+# $$
+#
+# The divergence of a $d$-dimensional network is too dear to compute exactly, so it is estimated
+# by Hutchinson's trace estimator with one Rademacher probe $v$ (entries $\pm 1$) per image, kept
+# fixed along the trajectory; the vector-Jacobian product comes from one backward pass:
+#
+# $$
+# \nabla \cdot \tilde f_\theta(x, t) = \operatorname{tr}\left(\frac{\partial \tilde f_\theta}{\partial x}\right)
+# \approx v^\top \frac{\partial \tilde f_\theta(x, t)}{\partial x}\, v,
+# \qquad \mathbb{E}\left[v v^\top\right] = I .
+# $$
+#
+# Likelihoods are reported in bits per dimension. For 8-bit images scaled to $[-1, 1]$, 256
+# levels span a range of 2, so a density converts to a probability mass per bin with the offset
+# $\log_2(256 / 2) = 7$ bits:
+#
+# $$
+# \mathrm{bpd}(x_0) = -\frac{\log p_0(x_0)}{d \ln 2} + 7,
+# \qquad \mathrm{score}(x_0) = \log p_0(x_0) \quad \text{(higher = member)} .
+# $$
+
 # %% tags=["remove-cell"]
 # Colab only: install miakit once (re-running is safe; does nothing elsewhere).
 import importlib.util

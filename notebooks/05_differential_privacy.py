@@ -45,6 +45,31 @@
 # diffusers' attention blocks wrong unless their inputs are made contiguous, which
 # `miakit.privacy` does.
 
+# %% [markdown]
+# ## DP-SGD in equations
+#
+# Each training step draws a Poisson batch $\mathcal{B}$: every one of the $n$ members joins
+# independently with probability $q = B / n$, where $B$ is the expected batch size. Each example's
+# loss averages $K$ draws of step and noise (noise multiplicity), and its gradient is clipped to
+# norm at most $C$ before the examples are summed and Gaussian noise is added:
+#
+# $$
+# \begin{aligned}
+# g_i &= \nabla_\theta\, \frac{1}{K} \sum_{k=1}^{K} \ell_{t_{ik}}(x_i, \epsilon_{ik}),
+# \qquad
+# \bar g_i = g_i \cdot \min\left(1, \frac{C}{\lVert g_i \rVert_2}\right), \\
+# \tilde g &= \frac{1}{B} \left( \sum_{i \in \mathcal{B}} \bar g_i + \mathcal{N}\left(0, \sigma^2 C^2 I\right) \right).
+# \end{aligned}
+# $$
+#
+# Adam then steps with $\tilde g$ in place of the gradient. The noise multiplier $\sigma$ is the
+# smallest that keeps the whole run, $T$ steps at sampling rate $q$, within the budget
+# $(\epsilon, \delta)$ by opacus' accountant (PRV; RDP at very large $\epsilon$). Because the $K$
+# draws of an example are averaged before clipping, the example still contributes one clipped
+# gradient per step, and the accountant counts it once, whatever $K$ is. The non-private arm is
+# the same step with $C = \infty$ and $\sigma = 0$; the clipping-only arm keeps $C$ and sets
+# $\sigma = 0$.
+
 # %% tags=["remove-cell"]
 # Colab only: install miakit once (re-running is safe; does nothing elsewhere).
 import importlib.util

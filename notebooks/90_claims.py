@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # The claims at a glance
+# # Results at a glance
 #
 # Every claim of Hu & Pang (2023) that this book checks, and ours (marked "(ours)": the split
 # check, and L1, the paper's C1 asked of every later attack of chapter 06), with the verdict this
@@ -51,17 +51,75 @@ from miakit import claims, report, summary
 
 settings = miakit.config.from_namespace(globals())
 clock = report.Stopwatch()
-verdicts = summary.all_verdicts(settings)
-table = claims.table(verdicts)
+results = summary.overview(settings)
+table = claims.table(results.verdicts)
 table
 
 # %% tags=["remove-cell"]
 report.glue("claims_table", table, display=False)
 report.glue("rules", claims.rules_text())
 report.glue("profile_note", summary.profile_note(settings))
-report.glue_many(summary.counts(verdicts), prefix="n_")
+report.glue_many(summary.counts(results.verdicts), prefix="n_")
 report.glue("seconds", clock.elapsed())
 
 # %% [markdown]
 # In this build ({glue:text}`profile_note:s`), {glue:text}`n_reproduced:d` verdicts came out
 # REPRODUCED, {glue:text}`n_contradicted:d` CONTRADICTED and {glue:text}`n_undecided:d` UNDECIDED.
+
+# %% [markdown]
+# (overview-roc)=
+# ## Every attack on every family
+#
+# Log-log ROC curves on the test part, one panel per diffusion family: the paper's loss attack
+# (at the step chosen on validation data) and likelihood attack beside the later attacks of
+# [chapter 06](06_later_attacks.ipynb), each at its validation-chosen setting. On log-log axes
+# chance is the diagonal, and the low false-positive rates that matter for privacy are visible.
+# {ref}`The table of chapter 06 <every-attack>` gives the numbers with their intervals.
+
+# %%
+results.roc_figure();
+
+# %% [markdown]
+# ## The evidence in equations
+#
+# **Intervals.** Each estimate (an AUC, a TPR at some FPR, or a difference of two) comes with a
+# 95% percentile bootstrap interval. In each of $R$ replicates the test members and the test
+# nonmembers are resampled with replacement, separately, and so are the $S$ training seeds where a
+# claim compares separately trained targets; the statistic is the mean over the resampled seeds:
+#
+# $$
+# \hat\theta^{*r} = \frac{1}{S} \sum_{j=1}^{S} \theta\left(M^{*r}, N^{*r};\ \mathrm{seed}\ s^{*r}_j\right),
+# \qquad
+# \left[\hat\theta^{*}_{(2.5\%)},\ \hat\theta^{*}_{(97.5\%)}\right] .
+# $$
+#
+# **Verdicts.** With that interval $[L, U]$, a claim "$\theta > c$" and a claim "$\theta$ is at
+# chance" are decided as follows (for "an attack beats chance", $c = 0.5$ and the margin is
+# $\delta$):
+#
+# $$
+# \theta > c:\quad
+# \begin{cases}
+# \text{REPRODUCED} & L > c \\
+# \text{CONTRADICTED} & U < c + \text{margin} \\
+# \text{UNDECIDED} & \text{otherwise}
+# \end{cases}
+# $$
+#
+# $$
+# |\theta - 0.5| < \delta:\quad
+# \begin{cases}
+# \text{REPRODUCED} & 0.5 - \delta < L \text{ and } U < 0.5 + \delta \\
+# \text{CONTRADICTED} & U \le 0.5 - \delta \text{ or } L \ge 0.5 + \delta \\
+# \text{UNDECIDED} & \text{otherwise}
+# \end{cases}
+# $$
+#
+# An UNDECIDED check says how many test images would decide it at the observed effect: the
+# bootstrap standard error $\widehat{\mathrm{se}}$ shrinks as $1/\sqrt{n}$, so with $z = 1.96$
+# and "gap" the distance from the estimate to the boundary it would have to clear, the sample
+# must grow from $n$ to
+#
+# $$
+# n' = n \cdot \max\left(1, \left( \frac{z\, \widehat{\mathrm{se}}}{\mathrm{gap}} \right)^2\right) .
+# $$

@@ -18,3 +18,20 @@ def band_runs_dir(tmp_path_factory):
     """The store of the band tests' targets (a memorising one and its untrained twin), shared by
     the paper's attacks (test_band) and the later ones (test_later_attacks)."""
     return tmp_path_factory.mktemp("band")
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    """The smoke book, every notebook executed and the HTML built (strict, offline), once per
+    session: the notebook tests read its executed notebooks, the browser test its pages."""
+    import json
+    from pathlib import Path
+
+    from miakit import book
+
+    root = Path(__file__).resolve().parents[1]
+    stage = tmp_path_factory.mktemp("stage")
+    runs = tmp_path_factory.mktemp("runs")
+    book.main(["--profile", "smoke", "-p", f"runs_dir={json.dumps(str(runs))}", "--root", str(root),
+               "--stage", str(stage)])
+    return stage

@@ -149,3 +149,12 @@ def test_arm_rejects_mismatched_seeds():
         metrics.Arm.of([(np.zeros(3), np.zeros(4)), (np.zeros(2), np.zeros(4))])
     with pytest.raises(ValueError, match="NaN"):
         metrics.Arm(np.array([1.0, np.nan]), np.zeros(3))
+
+
+def test_an_unresolvable_tpr_is_said_in_words_not_printed_as_nan():
+    """500 nonmembers cannot show a 0.1% FPR: the table says so instead of "nan [nan, nan]"."""
+    rng = np.random.default_rng(0)
+    m, n = rng.normal(1, 1, 50), rng.normal(0, 1, 500)
+    assert metrics.estimate_split(m, n, statistic=0.001, n_boot=20).text() == metrics.UNRESOLVABLE
+    resolved = metrics.estimate_split(m, n, statistic=0.01, n_boot=20).text()
+    assert "nan" not in resolved and resolved.count("[") == 1

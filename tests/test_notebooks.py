@@ -82,15 +82,6 @@ def test_papermill_parses_every_parameter(source, caplog):
     assert list(inferred) == assigned
 
 
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory):
-    stage = tmp_path_factory.mktemp("stage")
-    runs = tmp_path_factory.mktemp("runs")
-    book.main(["--profile", "smoke", "-p", f"runs_dir={json.dumps(str(runs))}", "--root", str(ROOT),
-               "--stage", str(stage)])
-    return stage
-
-
 @pytest.mark.slow
 def test_every_notebook_runs_and_glues_numbers_in_range(built_book):
     for name, ranges in EXPECTED.items():
