@@ -409,6 +409,22 @@ def make_split(dataset: str, n_total: int, n_members: int, n_nonmembers: int,
     return split
 
 
+def given_split(n_members: int, n_nonmembers: int, val_fraction: float, seed: int, dataset: str = "given") -> Split:
+    """The split of images whose membership is known already (someone else's model: ``miakit.own``):
+    indices 0..n_members-1 are the members and the next n_nonmembers the nonmembers, each cut into
+    a validation and a test part by a random draw seeded by ``seed``."""
+    if n_members < 2 or n_nonmembers < 2:
+        raise DatasetError(f"{n_members} members and {n_nonmembers} nonmembers: each needs at least 2 images "
+                           "(one to choose the attack settings on, one to report on)")
+    rng = np.random.default_rng(seed)
+    members, nonmembers = rng.permutation(n_members), n_members + rng.permutation(n_nonmembers)
+    m_val, n_val = _n_val(n_members, val_fraction), _n_val(n_nonmembers, val_fraction)
+    split = Split(dataset, n_members + n_nonmembers, seed, np.sort(members[:m_val]), np.sort(members[m_val:]),
+                  np.sort(nonmembers[:n_val]), np.sort(nonmembers[n_val:]))
+    split.check()
+    return split
+
+
 def _n_val(n: int, fraction: float) -> int:
     return min(max(1, int(round(n * fraction))), n - 1)
 

@@ -9,6 +9,7 @@ Time variables: ``marginal``, ``loss`` and ``score`` take the family's own step 
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from abc import ABC, abstractmethod
 
@@ -427,6 +428,108 @@ class VESDE(_Continuous):
 
     def prior_sample(self, shape, generator=None):
         return torch.randn(shape, generator=generator) * self.sigma_max
+
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+class ScheduledDDPM(_Discrete):
+    """A discrete variance-preserving family read from a diffusers noise scheduler: any beta
+    schedule it defines (linear, scaled linear, cosine, ...) through its ``alphas_cumprod``, and
+    the network's prediction type (``epsilon``, ``v_prediction`` or ``sample``). It is how the
+    attacks meet a model someone else trained (``from_scheduler``, ``miakit.own``).
+
+    The loss is the model's own training objective in its parametrisation, averaged over pixels:
+    ``||out - target||^2`` with target the noise, ``v = sqrt(abar) noise - sqrt(1 - abar) x0`` or
+    ``x0``. Every other estimate goes through the noise estimate ``predict_noise``. For the
+    likelihood, the schedule is read in continuous time as DDPM is (``DDPM.ode_drift``): ``log
+    abar`` interpolated linearly between the steps at t = i / (N - 1), ``beta(t) = -d log abar/dt``,
+    the network queried at label t (N - 1).
+    """
+
+    name = "scheduled-ddpm"
+
+    def __init__(self, scheduler):
+        config = scheduler.config
+        prediction = config.get("prediction_type", "epsilon")
+        if prediction not in PREDICTION_TYPES:
+            raise ValueError(f"prediction type {prediction!r} of {type(scheduler).__name__} is not one of "
+                             f"{PREDICTION_TYPES}")
+        if not hasattr(scheduler, "alphas_cumprod"):
+            raise ValueError(f"{type(scheduler).__name__} has no alphas_cumprod: not a variance-preserving "
+                             "(DDPM-type) noise schedule")
+        super().__init__(int(config.num_train_timesteps))
+        self.scheduler = scheduler.__class__.from_config(config)  # a copy: sampling changes its state
+        self.prediction_type = prediction
+        self.beta_schedule = str(config.get("beta_schedule", "custom"))
+        self.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64).clone()
+        self.log_abar = self.alphas_cumprod.log()
+        self.schedule_fingerprint = hashlib.sha256(self.alphas_cumprod.numpy().tobytes()).hexdigest()[:16]
+
+    def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.alphas_cumprod.to(like.device)[t.long().to(like.device)]
+
+    def marginal(self, x0, t):
+        abar = self._abar(t, x0)
+        return _expand(abar.sqrt(), x0) * x0, _expand((1 - abar).sqrt(), x0).expand_as(x0)
+
+    def _noise_from_output(self, out: torch.Tensor, x: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+        a, s = _expand(abar.sqrt(), x), _expand((1 - abar).sqrt(), x)
+        if self.prediction_type == "epsilon":
+            return out
+        if self.prediction_type == "v_prediction":  # v = a noise - s x0 and x = a x0 + s noise
+            return a * out + s * x
+        return (x - a * out) / s  # the network predicts x0
+
+    def loss(self, model, x0, t, noise):
+        abar = self._abar(t, x0)
+        a, s = _expand(abar.sqrt(), x0), _expand((1 - abar).sqrt(), x0)
+        out = model_output(model, a * x0 + s * noise, t)
+        target = {"epsilon": noise, "v_prediction": a * noise - s * x0, "sample": x0}[self.prediction_type]
+        return _per_sample_mean((out - target) ** 2)
+
+    def predict_noise(self, model, x, t):
+        return self._noise_from_output(model_output(model, x, t), x, self._abar(t, x))
+
+    def score(self, model, x, t):
+        return -self.predict_noise(model, x, t) / _expand((1 - self._abar(t, x)).sqrt(), x)
+
+    def _continuous(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(abar(t), beta(t), network label) at continuous t in [0, 1]."""
+        n = self._n
+        label = t.to(torch.float64).clamp(0.0, 1.0).to(like.device) * (n - 1)
+        i0 = label.floor().clamp(0, n - 2).long()
+        w = label - i0
+        log_abar = self.log_abar.to(like.device)
+        lo, hi = log_abar[i0], log_abar[i0 + 1]
+        return ((1 - w) * lo + w * hi).exp(), -(hi - lo) * (n - 1), label
+
+    def ode_drift(self, model, x, t):
+        abar, beta, label = self._continuous(t, x)
+        noise = self._noise_from_output(model_output(model, x, label.to(torch.float32)), x, abar)
+        score = -noise / _expand((1 - abar).sqrt(), x)
+        beta = _expand(beta, x)
+        return -0.5 * beta * x - 0.5 * beta * score
+
+    def prior_logp(self, z):
+        return _gaussian_logp(z, 1.0)
+
+    @torch.no_grad()
+    def sample(self, model, shape, generator=None, n_steps=None, device="cpu"):
+        """The scheduler's own sampler, as its pipeline runs it."""
+        scheduler = self.scheduler.__class__.from_config(self.scheduler.config)
+        scheduler.set_timesteps(n_steps or self._n)
+        x = torch.randn(shape, generator=generator).to(device)
+        for t in scheduler.timesteps:
+            batch_t = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
+            x = scheduler.step(model_output(model, x, batch_t), int(t), x, generator=generator).prev_sample
+        return x
+
+
+def from_scheduler(scheduler) -> ScheduledDDPM:
+    """The family of a model trained with the diffusers noise ``scheduler`` (``DDPMScheduler`` or
+    any scheduler with ``alphas_cumprod``: DDIM's, for example): its schedule and prediction type."""
+    return ScheduledDDPM(scheduler)
 
 
 FAMILIES: dict[str, type[Family]] = {"ddpm": DDPM, "smld": SMLD, "vpsde": VPSDE, "vesde": VESDE}

@@ -47,7 +47,7 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit import claims, report, summary
+from miakit import claims, manifest, report, summary
 
 settings = miakit.config.from_namespace(globals())
 clock = report.Stopwatch()
@@ -60,6 +60,7 @@ report.glue("claims_table", table, display=False)
 report.glue("rules", claims.rules_text())
 report.glue("profile_note", summary.profile_note(settings))
 report.glue_many(summary.counts(results.verdicts), prefix="n_")
+report.glue("manifest", manifest.table(settings), display=False)
 report.glue("seconds", clock.elapsed())
 
 # %% [markdown]

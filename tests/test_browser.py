@@ -9,7 +9,8 @@ scrollable, and, on the chapters, launch buttons that point at the repository of
 ``_config.yml`` and a download link to the executed notebook. A full-page screenshot of each
 page goes to ``<build>/screenshots``.
 
-``make test`` installs Chromium when it is missing and it may (root and apt); without it the test
+``make test`` installs Debian's Chromium when it is missing and it may (root and apt), or Playwright's own
+Chromium is used when installed; without either the test
 is skipped, except under CI (``CI`` set), where a missing browser is a failure.
 """
 from __future__ import annotations
@@ -26,19 +27,30 @@ import pytest
 from miakit import repository
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's chromium (what make test installs), or MIAKIT_CHROMIUM; else Playwright's own Chromium
+# (`python -m playwright install chromium`, what the GitHub workflow uses), when it is installed
+CHROMIUM = os.environ.get("MIAKIT_CHROMIUM") or shutil.which("chromium")
 HOST = "127.0.0.1"
 CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _launch(pw):
+    return pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
 
 
 def _require_browser():
     missing = []
     try:
-        import playwright.sync_api  # noqa: F401
+        from playwright.sync_api import sync_playwright
     except ImportError:
         missing.append("the playwright package (pip install playwright)")
-    if not Path(CHROMIUM).exists():
-        missing.append("Chromium (apt-get install chromium)")
+    else:
+        if CHROMIUM is None:
+            with sync_playwright() as pw:
+                if not Path(pw.chromium.executable_path).exists():
+                    missing.append("Chromium (apt-get install chromium, or python -m playwright install chromium)")
+        elif not Path(CHROMIUM).exists():
+            missing.append(f"Chromium at {CHROMIUM}")
     if missing:
         message = "the browser test needs " + " and ".join(missing)
         if os.environ.get("CI"):
@@ -143,7 +155,7 @@ def test_every_page_renders_offline_without_errors(site):
     problems: dict[str, list[str]] = {}
     seen_math = 0
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = _launch(pw)
         try:
             for name in names:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -212,7 +224,7 @@ def test_the_page_checks_catch_what_they_look_for(tmp_path):
     left = []
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser = _launch(pw)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.route(lambda url: not url.startswith(base), lambda route: (left.append(route.request.url), route.abort()))
             page.goto(base + "bad.html", wait_until="load")

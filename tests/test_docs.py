@@ -108,3 +108,41 @@ def test_reproduce_page_says_which_estimates_the_recorded_gpu_check_contradicts(
                 contradicted.add((profile, gpu))
                 assert check[profile]["sustained TFLOP/s"] < rate
     assert contradicted == {("gpu", "T4 (fp16)"), ("gpu", "A100 (bf16)"), ("paper", "A100 (bf16)")}
+
+
+def test_citation_file_cites_this_version_and_the_paper_of_the_bibliography():
+    """CITATION.cff names the package's version (pyproject.toml) and, as the preferred
+    citation, the paper as book/references.bib gives it."""
+    import re
+    import tomllib
+
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert cff["version"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    bib = (ROOT / "book/references.bib").read_text()
+    entry = bib[bib.index("@article{hu2023membership"):].split("\n}\n")[0]
+    field = dict(re.findall(r"(\w+)\s*=\s*\{(.+?)\}", entry))
+    paper = cff["preferred-citation"]
+    assert paper["title"] == field["title"] and str(paper["year"]) == field["year"]
+    assert paper["journal"] == field["journal"]
+    assert " and ".join(f"{a['family-names']}, {a['given-names']}" for a in paper["authors"]) == field["author"]
+
+
+def test_publishing_workflow_builds_the_cpu_book_and_publishes_site_and_notebooks():
+    """The GitHub workflow tests, builds the book on the cpu profile with the run store cached,
+    uploads the HTML as the Pages site and the executed notebooks as an artefact, and deploys."""
+    import yaml
+
+    flow = yaml.safe_load((ROOT / ".github/workflows/book.yml").read_text())
+    jobs = flow["jobs"]
+    assert any("make test" in s.get("run", "") for s in jobs["test"]["steps"])
+    build = jobs["build"]["steps"]
+    assert jobs["build"]["needs"] == "test" and jobs["deploy"]["needs"] == "build"
+    assert any(s.get("run", "").strip() == "make book PROFILE=cpu" for s in build)
+    uses = {s.get("uses", "").split("@")[0]: s.get("with", {}) for s in build}
+    assert uses["actions/cache"]["path"] == "runs"
+    assert uses["actions/upload-pages-artifact"]["path"] == "_staging/_build/html"
+    assert uses["actions/upload-artifact"]["path"].startswith("_staging/notebooks")
+    assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in jobs["deploy"]["steps"])

@@ -105,8 +105,11 @@ def test_every_notebook_runs_and_glues_numbers_in_range(built_book):
 @pytest.mark.slow
 def test_book_html_has_every_chapter_with_figures(built_book):
     html = built_book / "_build" / "html"
-    for page in ["book/intro", "book/reproduce", *(f"notebooks/{source.stem}" for source in SOURCES)]:
+    for page in ["book/intro", "book/reproduce", "book/manifest", *(f"notebooks/{source.stem}" for source in SOURCES)]:
         assert (html / f"{page}.html").exists(), page
+    manifest_page = (html / "book/manifest.html").read_text()  # the run manifest, glued from the build
+    import torch
+    assert torch.__version__ in manifest_page and "smoke" in manifest_page and "float32" in manifest_page
     loss_page = (html / "notebooks/02_loss_attack.html").read_text()
     assert loss_page.count("<img") >= 2  # metrics-vs-step and ROC figures
     assert (html / "notebooks/04_factors.html").read_text().count("<img") >= 5  # one figure per study
