@@ -433,7 +433,7 @@ class VESDE(_Continuous):
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
-class ScheduledDDPM(_Discrete):
+class ScheduledDDPM(DDPM):
     """A discrete variance-preserving family read from a diffusers noise scheduler: any beta
     schedule it defines (linear, scaled linear, cosine, ...) through its ``alphas_cumprod``, and
     the network's prediction type (``epsilon``, ``v_prediction`` or ``sample``). It is how the
@@ -444,7 +444,8 @@ class ScheduledDDPM(_Discrete):
     ``x0``. Every other estimate goes through the noise estimate ``predict_noise``. For the
     likelihood, the schedule is read in continuous time as DDPM is (``DDPM.ode_drift``): ``log
     abar`` interpolated linearly between the steps at t = i / (N - 1), ``beta(t) = -d log abar/dt``,
-    the network queried at label t (N - 1).
+    the network queried at label t (N - 1). The marginal, the prior and the sampler (the
+    scheduler's own) are DDPM's.
     """
 
     name = "scheduled-ddpm"
@@ -458,20 +459,13 @@ class ScheduledDDPM(_Discrete):
         if not hasattr(scheduler, "alphas_cumprod"):
             raise ValueError(f"{type(scheduler).__name__} has no alphas_cumprod: not a variance-preserving "
                              "(DDPM-type) noise schedule")
-        super().__init__(int(config.num_train_timesteps))
+        _Discrete.__init__(self, int(config.num_train_timesteps))  # not DDPM's: the schedule is the scheduler's
         self.scheduler = scheduler.__class__.from_config(config)  # a copy: sampling changes its state
         self.prediction_type = prediction
         self.beta_schedule = str(config.get("beta_schedule", "custom"))
         self.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64).clone()
         self.log_abar = self.alphas_cumprod.log()
         self.schedule_fingerprint = hashlib.sha256(self.alphas_cumprod.numpy().tobytes()).hexdigest()[:16]
-
-    def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return self.alphas_cumprod.to(like.device)[t.long().to(like.device)]
-
-    def marginal(self, x0, t):
-        abar = self._abar(t, x0)
-        return _expand(abar.sqrt(), x0) * x0, _expand((1 - abar).sqrt(), x0).expand_as(x0)
 
     def _noise_from_output(self, out: torch.Tensor, x: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
         a, s = _expand(abar.sqrt(), x), _expand((1 - abar).sqrt(), x)
@@ -510,20 +504,6 @@ class ScheduledDDPM(_Discrete):
         score = -noise / _expand((1 - abar).sqrt(), x)
         beta = _expand(beta, x)
         return -0.5 * beta * x - 0.5 * beta * score
-
-    def prior_logp(self, z):
-        return _gaussian_logp(z, 1.0)
-
-    @torch.no_grad()
-    def sample(self, model, shape, generator=None, n_steps=None, device="cpu"):
-        """The scheduler's own sampler, as its pipeline runs it."""
-        scheduler = self.scheduler.__class__.from_config(self.scheduler.config)
-        scheduler.set_timesteps(n_steps or self._n)
-        x = torch.randn(shape, generator=generator).to(device)
-        for t in scheduler.timesteps:
-            batch_t = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
-            x = scheduler.step(model_output(model, x, batch_t), int(t), x, generator=generator).prev_sample
-        return x
 
 
 def from_scheduler(scheduler) -> ScheduledDDPM:
