@@ -64,6 +64,8 @@ def test_sima_is_the_p_norm_of_the_noise_prediction_on_the_clean_image(name):
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_secmi_inversion_and_t_error_against_a_hand_computation(name):
+    """x~ = the DDIM inversion of x0 to t_sec - k in steps of k; one step up to t_sec, one step
+    down to t_sec - k; t-error ||x' - x~||^2 (SecMI's secmia.py with t_sec = 20, k = 10)."""
     fam, x0 = diffusion.family(name), images()
 
     def by_hand(x, t_from, t_to):  # DDIM (eta = 0) in the x_t = a x0 + s noise form
@@ -74,20 +76,30 @@ def test_secmi_inversion_and_t_error_against_a_hand_computation(name):
 
     x10 = by_hand(x0, 0, 10)
     x20 = by_hand(x10, 10, 20)
-    kept = secmi.invert(linear, fam, x0, 10, [10, 20], 64)
+    kept = secmi.invert(linear, fam, x0, 10, [0, 10, 20], 64)
+    assert torch.equal(kept[0], x0)
     assert torch.allclose(kept[10], x10, rtol=1e-5, atol=1e-6) and torch.allclose(kept[20], x20, rtol=1e-5, atol=1e-6)
-    error = (by_hand(by_hand(x20, 20, 10), 10, 20) - x20).double().pow(2).flatten(1).sum(1)
+    error = (by_hand(x20, 20, 10) - x10).double().pow(2).flatten(1).sum(1)  # x~ = x10, up to 20 is the chain's step
     got = attacks.score("secmi", linear, fam, x0, [{"t_sec": 20, "k": 10}], attacks.Context(ids=np.arange(4)))
     assert np.allclose(got[:, 0], -error.numpy(), rtol=1e-4, atol=1e-10)
     with pytest.raises(ValueError, match="multiple of the interval"):
         secmi.invert(linear, fam, x0, 10, [15], 64)
 
 
-@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima", "reference"])
+ODE_ATTACKS = ["secmi_ode", "pia_ode", "pian_ode"]  # the continuous-time forms: SDE families only
+
+
+def family_of(name):
+    """The family an attack is tried on here: VP-SDE for the continuous-time forms, DDPM else."""
+    return "vpsde" if name in ODE_ATTACKS else "ddpm"
+
+
+@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima", "reference", *ODE_ATTACKS])
 def test_scores_do_not_depend_on_the_batch(name):
     torch.manual_seed(0)
-    net, ref = models.build_unet("tiny", "ddpm", 8, 1).eval(), models.build_unet("tiny", "ddpm", 8, 1).eval()
-    fam, x = diffusion.family("ddpm"), images(6)
+    kind = family_of(name)
+    net, ref = models.build_unet("tiny", kind, 8, 1).eval(), models.build_unet("tiny", kind, 8, 1).eval()
+    fam, x = diffusion.family(kind), images(6)
     grid = attacks.get(name).grid(config.resolve("smoke"))[:4]
     small = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=5, references=(ref,)))
     large = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=512, references=(ref,)))
@@ -253,17 +265,18 @@ def test_members_score_higher_on_the_memorising_target_and_not_on_an_untrained_o
     assert 0.2 <= untrained.value <= 0.8, untrained.text()
 
 
-@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima", "reference"])
+@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima", "reference", *ODE_ATTACKS])
 def test_each_attack_spends_the_queries_it_declares(name):
     """Counted model evaluations per image (the reference models' included: the reference is
     the same counting model), one setting at a time, equal ``Attack.queries``."""
     from miakit import speed
     torch.manual_seed(0)
-    counter = speed.CountingModel(models.build_unet("tiny", "ddpm", 8, 1).eval())
+    kind = family_of(name)
+    counter = speed.CountingModel(models.build_unet("tiny", kind, 8, 1).eval())
     attack = attacks.get(name)
     for setting in attack.grid(config.resolve("smoke", n_references=2))[-3:]:
         counter.evaluations = 0
-        attacks.score(name, counter, diffusion.family("ddpm"), images(3), [setting],
+        attacks.score(name, counter, diffusion.family(kind), images(3), [setting],
                       attacks.Context(ids=np.arange(3), references=(counter, counter)))
         assert counter.evaluations == 3 * attack.queries(setting), setting
 
@@ -275,9 +288,10 @@ def test_attack_speed_reports_every_attack_against_the_raw_limit():
     result = speed.attack_speed(net, diffusion.family("ddpm"), images(4), ["sima", "pia", "secmi"],
                                 config.resolve("smoke"))
     assert result.limit > 0 and result.limit_batch in (32, 64, 128, 256, 512)
-    # a whole grid: SimA one query per step, PIA one more for e0, SecMI one chain plus two per t_sec
+    # a whole grid: SimA one query per step, PIA one more for e0, SecMI one chain (whose steps
+    # are the steps up) plus one step down per t_sec
     assert result.evaluations_per_image == {"sima": len(sima.STEPS), "pia": 1 + len(pia.STEPS),
-                                            "secmi": max(secmi.T_SEC) // 10 + 2 * len(secmi.T_SEC)}
+                                            "secmi": max(secmi.T_SEC) // 10 + len(secmi.T_SEC)}
     assert set(result.table().index) == {"sima", "pia", "secmi"}
 
 

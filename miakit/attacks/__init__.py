@@ -7,10 +7,13 @@ Registered attacks, one module each: ``loss`` (Hu & Pang 2023), ``likelihood`` (
 ``log_likelihood``, Hu & Pang 2023),
 ``secmi`` (SecMI_stat, Duan et al. 2023), ``pia`` and ``pian`` (Kong et al. 2024), ``sima`` (Rao
 et al. 2025), ``reference`` (the loss calibrated by reference models: offline LiRA, Carlini et al.
-2022). Adding one is a module that calls ``register``, its test and one import below.
+2022), and in module ``continuous`` the authors' continuous-time forms on the probability-flow ODE,
+``secmi_ode``, ``pia_ode`` and ``pian_ode`` (Kong et al. 2024's Grad-TTS code; SDE families only).
+Adding one is a module that calls ``register``, its test and one import below.
 """
 from .base import (DEFAULT_BATCH, REGISTRY, Attack, Context, NonFiniteScore, WrongShape, get,  # noqa: F401
                    member_score_from_loss, register, require_finite, score)
 from .loss import image_noise, loss_scores, losses  # noqa: F401
 from . import log_likelihood, pia, reference, secmi, sima  # noqa: F401,E402  (each registers its attack)
+from . import continuous  # noqa: F401,E402  (the continuous-time forms, registered after the discrete ones)
 from ..likelihood import LikelihoodResult, likelihood  # noqa: F401,E402  (log p: higher = member already)

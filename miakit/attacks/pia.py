@@ -1,12 +1,22 @@
 """PIA and PIAN (Kong et al., ICLR 2024, "An efficient membership inference attack for the
-diffusion model by proximal initialization").
+diffusion model by proximal initialization"), as their DDPM code defines them (kong13661/PIA
+``DDPM/components.py``, classes ``PIA`` and ``PIAN``; defaults in ``DDPM/attack.py``).
 
-The model's own noise prediction on the clean image at step 0, ``e0 = noise_hat(x0, 0)``, is
-the "proximal initial" noise; the image is noised with it deterministically to step t,
-``x_t = a(t) x0 + s(t) e0``, and the model asked again: member score =
--||noise_hat(x_t, t) - e0||_p^p (their code: p = 4). PIAN first rescales ``e0`` to the mean
-absolute value of a standard Gaussian, ``e0 * sqrt(2/pi) / mean|e0|``. Queries per image: one
-for ``e0`` (shared by every step) plus one per step."""
+How we read it. The model's own noise prediction on the clean image at step 0 is the "proximal
+initial" noise, ``e0 = eps_theta(x0, 0)`` (``Family.predict_noise``: the network's output for the
+epsilon-prediction families, ``-s(t) * score`` for the others). The image is noised with it
+deterministically to step t and the model asked again:
+
+    x_t = a(t) x0 + s(t) e0    (DDPM: a = sqrt(abar_t), s = sqrt(1 - abar_t)),
+    distance_{t,p} = sum_pixels |eps_theta(x_t, t) - e0|^p,  lower = member; score = -distance.
+
+PIAN first rescales ``e0`` per image to the mean absolute value of a standard Gaussian,
+``e0 / mean|e0| * sqrt(2/pi)``. Their defaults: p = 4; attack_num = 30 steps at interval = 10,
+i.e. t = 10, 20, ..., 300 of 1000, each step scored on its own and the best one reported on the
+evaluation data itself (our grid ``STEPS`` x ``POWERS`` is searched on validation data instead).
+Queries per image: one for ``e0`` (shared by every step) plus one per step, so 2 for one
+setting. The same formulas run on every family (the discrete form); their continuous-time form on
+the probability-flow ODE is ``miakit.attacks.continuous`` (``pia_ode``, ``pian_ode``)."""
 from __future__ import annotations
 
 import math
