@@ -15,11 +15,15 @@ Two blind attacks, both oriented higher = member:
 
 Each is fitted on the validation part and scored on the test part, and the other way round
 (cross-fitting): every image is scored by a model that never saw it, and the verdict rests on
-all members and nonmembers of the split rather than half of them.
+all members and nonmembers of the split rather than half of them. The two halves' scores come
+from different fits and are not comparable with each other, so a statistic is computed within
+each half and averaged (``metrics.Arm`` with groups), never on the pooled scores: pooling
+incomparable scores would pull the AUC towards 0.5, exactly the direction an "at chance" claim
+must not be helped in.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -79,11 +83,22 @@ class BlindStudy:
     """Cross-fitted blind scores of every member and nonmember of a split, per blind attack."""
 
     scores: dict[str, tuple[np.ndarray, np.ndarray]]  # attack -> (member scores, nonmember scores)
+    # attack -> (member groups, nonmember groups): the half each image was scored in (0 = test
+    # part, scored by the fit on validation; 1 = validation part); none: one group
+    groups: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
-    def estimates(self) -> dict[str, metrics.Estimate]:
-        return {name: metrics.estimate_split(*pair) for name, pair in self.scores.items()}
+    def arm(self, name: str) -> metrics.Arm:
+        """Attack ``name``'s scores, stratified by the half they were scored in."""
+        return metrics.Arm(*self.scores[name], *self.groups.get(name, (None, None)))
+
+    def estimates(self, statistic="auc") -> dict[str, metrics.Estimate]:
+        """Per attack: the statistic (AUC by default) within each half, averaged, with its
+        bootstrap interval (resampled within the halves)."""
+        return {name: metrics.estimate(self.arm(name), statistic) for name in self.scores}
 
     def results(self) -> dict[str, metrics.AttackResult]:
+        """ROC results of the pooled scores, for curves only (the numbers and the IID verdict
+        come from ``estimates``, within each half)."""
         return {name: metrics.evaluate_split(*pair) for name, pair in self.scores.items()}
 
     def glue_values(self) -> dict[str, float]:
@@ -94,9 +109,10 @@ class BlindStudy:
         import pandas as pd
 
         rows = {}
+        tprs = self.estimates(0.01)
         for name, est in self.estimates().items():
             m, n = self.scores[name]
-            tpr = metrics.estimate_split(m, n, statistic=0.01)
+            tpr = tprs[name]
             rows[name] = {"AUC": est.value, "AUC 95% interval": est.interval(), "TPR@1%FPR": tpr.value,
                           "TPR@1%FPR 95% interval": tpr.interval(), "members": len(m), "nonmembers": len(n)}
         return pd.DataFrame(rows).T.infer_objects().round(4)
@@ -107,14 +123,16 @@ def blind_study(images, split) -> BlindStudy:
     validation and the test part."""
     parts = {p: images[torch.as_tensor(getattr(split, p), dtype=torch.long)] for p in
              ("members_val", "nonmembers_val", "members_test", "nonmembers_test")}
-    out = {}
+    out, groups = {}, {}
     for name, scorer in SCORERS.items():
         members, nonmembers = [], []
         for fit, held in (("val", "test"), ("test", "val")):
             members.append(scorer(parts[f"members_{fit}"], parts[f"nonmembers_{fit}"], parts[f"members_{held}"]))
             nonmembers.append(scorer(parts[f"members_{fit}"], parts[f"nonmembers_{fit}"], parts[f"nonmembers_{held}"]))
         out[name] = (np.concatenate(members), np.concatenate(nonmembers))
-    return BlindStudy(out)
+        groups[name] = tuple(np.concatenate([np.full(len(x), g) for g, x in enumerate(part)])
+                             for part in (members, nonmembers))
+    return BlindStudy(out, groups)
 
 
 def blind_study_of_run(run) -> BlindStudy:

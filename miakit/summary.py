@@ -9,14 +9,25 @@ from dataclasses import dataclass
 from . import beyond, blind, claims, factors, studies, tradeoff, train
 from .config import Settings
 
-IID_STATEMENT = ("(ours) the split is IID: attacks that never query the model (blind baselines) are at chance, "
-                 "so the attacks below measure membership, not a difference between the member and nonmember images")
+IID_STATEMENT = (f"(ours) the split is IID: attacks that never query the model (blind baselines) are at chance "
+                 f"({claims.AT_CHANCE_TEXT}), so the attacks below measure membership, not a difference between "
+                 f"the member and nonmember images")
 
 
 def iid_verdict(study: blind.BlindStudy, figure: str = "notebooks/02_loss_attack#blind") -> claims.Verdict:
-    """The split check: every blind baseline at chance (``claims.within``)."""
+    """The split check: every blind baseline at chance (``claims.within``), each on the whole
+    split (cross-fitted between its halves, the AUC computed within each half and averaged:
+    ``BlindStudy.estimates``), decided at margin ``claims.DELTA`` and shown at ``claims.MARGINS``.
+
+    Simulated at the cpu profile's sizes (100 members and 1000 nonmembers, two halves of 50 +
+    500; member and nonmember scores from one distribution, i.e. a truly IID split; 1000
+    bootstrap resamples): one blind baseline comes out REPRODUCED in 82% of 900 simulated
+    splits at margin 0.1 (``claims.chance_power``: 0.82) and in none at margin 0.05; both
+    baselines together in 69% when their scores are independent (more when they are
+    correlated, as two attacks on the same images are)."""
     return claims.Verdict("IID split", IID_STATEMENT,
-                          tuple(claims.within(f"blind {name} AUC", e) for name, e in study.estimates().items()), figure)
+                          tuple(claims.within(f"blind {name} AUC", e, grows=claims.EVERY_MEMBER_SCORED)
+                                for name, e in study.estimates().items()), figure)
 
 
 @dataclass

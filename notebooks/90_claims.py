@@ -58,6 +58,8 @@ table
 # %% tags=["remove-cell"]
 report.glue("claims_table", table, display=False)
 report.glue("rules", claims.rules_text())
+report.glue("delta", claims.DELTA)
+report.glue("narrow_margin", min(claims.MARGINS))
 report.glue("profile_note", summary.profile_note(settings))
 report.glue_many(summary.counts(results.verdicts), prefix="n_")
 report.glue("manifest", manifest.table(settings), display=False)
@@ -94,15 +96,15 @@ results.roc_figure();
 # \left[\hat\theta^{*}_{(2.5\%)},\ \hat\theta^{*}_{(97.5\%)}\right] .
 # $$
 #
-# **Verdicts.** With that interval $[L, U]$, a claim "$\theta > c$" and a claim "$\theta$ is at
-# chance" are decided as follows (for "an attack beats chance", $c = 0.5$ and the margin is
-# $\delta$):
+# **Verdicts.** With that interval $[L, U]$, a claim "$\theta > c$" (A > B: $\theta$ is a
+# difference and $c = 0$; "an attack beats chance": $\theta$ is its AUC and $c = 0.5 + \delta$,
+# the top of the chance band) and a claim "$\theta$ is at chance" are decided as follows:
 #
 # $$
 # \theta > c:\quad
 # \begin{cases}
 # \text{REPRODUCED} & L > c \\
-# \text{CONTRADICTED} & U < c + \text{margin} \\
+# \text{CONTRADICTED} & U < c \\
 # \text{UNDECIDED} & \text{otherwise}
 # \end{cases}
 # $$
@@ -111,10 +113,15 @@ results.roc_figure();
 # |\theta - 0.5| < \delta:\quad
 # \begin{cases}
 # \text{REPRODUCED} & 0.5 - \delta < L \text{ and } U < 0.5 + \delta \\
-# \text{CONTRADICTED} & U \le 0.5 - \delta \text{ or } L \ge 0.5 + \delta \\
+# \text{CONTRADICTED} & U < 0.5 - \delta \text{ or } L > 0.5 + \delta \\
 # \text{UNDECIDED} & \text{otherwise}
 # \end{cases}
 # $$
+#
+# So "beats chance" is REPRODUCED exactly when "at chance" is contradicted from above, and no
+# attack is both. The margin $\delta = $ {glue:text}`delta:.2g` decides every verdict; the
+# column "verdict at margin {glue:text}`narrow_margin:.2g`" of the table above shows each verdict
+# whose rules use $\delta$ (blank for the others) as it would be with the narrower band.
 #
 # An UNDECIDED check says how many test images would decide it at the observed effect: the
 # bootstrap standard error $\widehat{\mathrm{se}}$ shrinks as $1/\sqrt{n}$, so with $z = 1.96$
@@ -124,3 +131,19 @@ results.roc_figure();
 # $$
 # n' = n \cdot \max\left(1, \left( \frac{z\, \widehat{\mathrm{se}}}{\mathrm{gap}} \right)^2\right) .
 # $$
+#
+# No $n'$ is stated where no sample decides the check: an estimate on the boundary, an interval
+# that does not move (every resample the same, as for an AUC of 1.000), an interval of a
+# difference that ends exactly on 0 (at least 2.5% of the resamples tie, both sides at a ceiling
+# or floor). And a target is defined by its members: where every member of the compared targets
+# is already scored (the whole split; C3's arms of different member counts) only the $n_N$
+# nonmembers can grow, while the members' share $n_N / (n_M + n_N)$ of an AUC's variance (with no
+# signal) stays, so they must grow to
+#
+# $$
+# n_N' = n_N \cdot \frac{1 - s}{\min\left(1, (\mathrm{gap} / z\, \widehat{\mathrm{se}})^2\right) - s},
+# \qquad s = \frac{n_N}{n_M + n_N},
+# $$
+#
+# and no sample is stated where the denominator is not positive, nor where several training
+# seeds per arm make the interval mix what more seeds and more nonmembers would buy.

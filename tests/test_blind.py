@@ -52,3 +52,33 @@ def test_blind_scores_use_no_model_and_are_oriented_higher_for_members():
     table = blind.BlindStudy({"nearest neighbour": (scores[:20], scores[20:])}).table()
     assert table.loc["nearest neighbour", "AUC"] == 1.0
     assert metrics.auc_of(scores[:20], scores[20:]) == 1.0
+
+
+def test_halves_scored_by_different_fits_are_never_pooled():
+    """The two halves are scored by different fits, whose scores are not comparable: pooled, an
+    offset between the halves pulls the AUC towards chance (the wrong way for an at-chance
+    claim); within each half it is not."""
+    rng = np.random.default_rng(0)
+    m = np.r_[rng.normal(1.8, 1, 50) + 5, rng.normal(1.8, 1, 50)]  # half 0 scored 5 higher by its fit
+    n = np.r_[rng.normal(0, 1, 500) + 5, rng.normal(0, 1, 500)]
+    groups = (np.r_[np.zeros(50, int), np.ones(50, int)], np.r_[np.zeros(500, int), np.ones(500, int)])
+    stratified = blind.BlindStudy({"x": (m, n)}, {"x": groups}).estimates()["x"]
+    pooled = metrics.estimate_split(m, n, n_boot=200)
+    assert stratified.value > 0.85 and pooled.value < 0.75
+
+
+def test_iid_verdict_rests_on_the_whole_split_at_cpu_sizes():
+    """The cpu profile's split (100 members, 1000 nonmembers): every blind baseline scores every
+    image once, the AUC within each half, and the verdict is shown at both margins."""
+    from miakit import summary
+
+    ds = digits()
+    split = data.make_split("digits", len(ds), 100, 1000, 0.5, 0)
+    study = blind.blind_study(ds.images, split)
+    for name in blind.ATTACKS:
+        gm, gn = study.groups[name]
+        assert np.bincount(gm).tolist() == [50, 50] and np.bincount(gn).tolist() == [500, 500]
+    verdict = summary.iid_verdict(study)
+    assert all((c.estimate.n_members, c.estimate.n_nonmembers) == (100, 1000) for c in verdict.checks)
+    assert verdict.margin_dependent and verdict.outcome is not Outcome.CONTRADICTED
+    assert claims.AT_CHANCE_TEXT in verdict.statement and "at margin 0.05" in verdict.evidence()

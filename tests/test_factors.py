@@ -1,9 +1,11 @@
 """The factor studies of chapter 04 and their verdicts: each claim's rule shown coming out the
 paper's way, the other way and undecided, on synthetic scores; the studies on smoke targets."""
+import math
+
 import numpy as np
 import pytest
 
-from miakit import config, factors, studies, train
+from miakit import claims, config, factors, metrics, studies, train
 from miakit.claims import Outcome
 
 
@@ -21,18 +23,44 @@ def synthetic_study(separation_per_step, n_members=60, n_nonmembers=120, seed=0)
 def test_c2_reproduced_when_only_an_intermediate_step_separates():
     study = factors.step_study({"a": synthetic_study([0, 0.2, 2.0, 0.3, 0], 200, 400),
                                 "b": synthetic_study([0, 1.5, 0.5, 0, 0], 200, 400, seed=1)})
-    c2, ends = study.verdicts()
-    assert c2.outcome is Outcome.REPRODUCED
-    assert ends.outcome is Outcome.REPRODUCED  # 200 + 400 test images: the ends are shown at chance
+    c2, *ends = study.verdicts()
+    assert c2.claim == "C2" and c2.outcome is Outcome.REPRODUCED
+    assert [v.claim for v in ends] == ["C2 t -> 0 (a)", "C2 t -> 0 (b)", "C2 t -> T (a)", "C2 t -> T (b)"]
+    assert all(v.outcome is Outcome.REPRODUCED for v in ends)  # 400 + 800 images: the ends are shown at chance
     assert set(study.table().index) == {"a", "b"}
 
 
 def test_c2_contradicted_when_an_end_leaks_more_and_undecided_when_tied():
-    c2, ends = factors.step_study({"a": synthetic_study([2.5, 0.2, 1.0, 0.3, 0], 200, 400)}).verdicts()
-    assert c2.outcome is Outcome.CONTRADICTED and ends.outcome is Outcome.CONTRADICTED
+    c2, first, last = factors.step_study({"a": synthetic_study([2.5, 0.2, 1.0, 0.3, 0], 200, 400)}).verdicts()
+    assert c2.outcome is Outcome.CONTRADICTED and first.outcome is Outcome.CONTRADICTED
+    assert first.claim == "C2 t -> 0 (a)" and last.claim == "C2 t -> T (a)"
     # a small interior advantage on 20 test members: the data cannot decide, and say how many would
-    c2, _ = factors.step_study({"a": synthetic_study([0.0, 0.4, 0.0], 20, 20, seed=3)}).verdicts()
+    c2, *_ = factors.step_study({"a": synthetic_study([0.0, 0.4, 0.0], 20, 20, seed=3)}).verdicts()
     assert c2.outcome is Outcome.UNDECIDED and "members" in c2.deciding()
+
+
+def test_c2_ends_on_the_whole_split_at_cpu_sizes_three_ways():
+    """The cpu profile's split: 50 + 500 images per part, 100 + 1000 in all. Each end is judged
+    on the whole split (nothing is chosen at a fixed step), named by noise level, labelled with
+    its step, and shown at both margins."""
+    at_chance, leaking, edge = 0.0, math.sqrt(2) * 1.0364, math.sqrt(2) * 0.2533  # AUC 0.5, 0.85, 0.6
+    study = factors.step_study({"a": synthetic_study([at_chance, 1.5, leaking], 50, 500, seed=5),
+                                "b": synthetic_study([edge, 1.5, at_chance], 50, 500, seed=6)})
+    verdicts = {v.claim: v for v in study.verdicts()}
+    first_a = verdicts["C2 t -> 0 (a)"]
+    e = first_a.checks[0].estimate
+    assert (e.n_members, e.n_nonmembers) == (100, 1000)
+    assert studies.step_label(0) in first_a.checks[0].quantity and "least noise" in first_a.statement
+    assert first_a.outcome is Outcome.REPRODUCED and first_a.outcome_at(0.05) is not Outcome.REPRODUCED
+    assert verdicts["C2 t -> T (a)"].outcome is Outcome.CONTRADICTED
+    edge = verdicts["C2 t -> 0 (b)"]
+    assert edge.outcome is Outcome.UNDECIDED
+    # every member of the target is scored already: only nonmembers can grow, never "Nx the sample"
+    assert "x the sample" not in edge.deciding() and (
+        "with the same 100 members" in edge.deciding() or "already scored" in edge.deciding())
+    assert "most noise" in verdicts["C2 t -> T (b)"].statement
+    assert claims.table(list(verdicts.values())).data.loc["C2 t -> 0 (a)", "verdict at margin 0.05"] in (
+        "UNDECIDED", "CONTRADICTED")
 
 
 def test_size_plan_at_equal_epochs_and_equal_iterations():
@@ -63,7 +91,10 @@ def test_c3_three_ways():
     assert {v.outcome for v in synthetic_size_study(0.2, 1.5, n=150).verdicts()} == {Outcome.CONTRADICTED}
     undecided = synthetic_size_study(0.3, 0.25, n=15).verdicts()
     assert {v.outcome for v in undecided} == {Outcome.UNDECIDED}
-    assert "training seeds" in undecided[0].deciding()  # the arms rest on seeds too
+    # the arms are defined by their member count: only nonmembers and seeds can grow, and no
+    # member count is stated
+    assert "training seeds" in undecided[0].deciding() and "already scored" in undecided[0].deciding()
+    assert "x the sample" not in undecided[0].deciding()
     table = synthetic_size_study(1.5, 0.2).table()
     assert {"AUC seed 0", "AUC seed 1", "AUC seed 2", "AUC", "AUC low", "AUC high"} <= set(
         synthetic_size_study(1.5, 0.2).frame().columns)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from miakit import config, metrics, studies, tradeoff
+from miakit import claims, config, metrics, studies, tradeoff
 from miakit.claims import Outcome
 
 
@@ -88,19 +88,27 @@ def test_unlabelled_data_skips_the_feature_distance_with_a_note(smoke_study):
                                     for v in utility_verdicts)
 
 
-def synthetic_arm(label, epsilon, shift, n=300, seeds=3, fd_shift=0.0, later_shift=None):
-    rng = np.random.default_rng(int(shift * 100) + int(fd_shift))
+# the cpu profile's arms: dp_members = 100 members and 1000 nonmembers, in a validation and a test
+# part of 50 + 500 each (a tuned attack is cross-fitted over both); the likelihood attack on
+# min(dp_lik_images = 300, 100) members and 300 nonmembers; n_seeds = 3
+CPU_PART, CPU_LIKELIHOOD, CPU_SEEDS = (50, 500), (100, 300), 3
+
+
+def synthetic_arm(label, epsilon, shift, part=CPU_PART, likelihood=CPU_LIKELIHOOD, seeds=CPU_SEEDS, fd_shift=0.0,
+                  later_shift=None):
+    rng = np.random.default_rng(int(shift * 100) + int(fd_shift) + 7 * part[0])
+    members, nonmembers = part
 
     def tuned(shift):
         return [studies.LossAttackStudy.from_scores(np.array([0, 1]), {
-            "members_val": rng.normal(shift, 1, (n, 2)), "nonmembers_val": rng.normal(0, 1, (3 * n, 2)),
-            "members_test": rng.normal(shift, 1, (n, 2)), "nonmembers_test": rng.normal(0, 1, (3 * n, 2))})
+            "members_val": rng.normal(shift, 1, (members, 2)), "nonmembers_val": rng.normal(0, 1, (nonmembers, 2)),
+            "members_test": rng.normal(shift, 1, (members, 2)), "nonmembers_test": rng.normal(0, 1, (nonmembers, 2))})
             for _ in range(seeds)]
     loss = tuned(shift)
     lik = []
     for _ in range(seeds):
-        m, nn = rng.normal(shift, 1, 2 * n), rng.normal(0, 1, 2 * n)
-        lik.append(studies.LikelihoodStudy("ddpm", np.arange(2 * n), np.arange(2 * n), m, nn, -m, -nn, 1.0, 1.0,
+        m, nn = rng.normal(shift, 1, likelihood[0]), rng.normal(0, 1, likelihood[1])
+        lik.append(studies.LikelihoodStudy("ddpm", np.arange(len(m)), np.arange(len(nn)), m, nn, -m, -nn, 1.0, 1.0,
                                            metrics.evaluate_split(m, nn), metrics.estimate_split(m, nn),
                                            metrics.estimate_split(m, nn, 0.01)))
     feats = [rng.normal(fd_shift, 1, (200, 3)) for _ in range(seeds)]
@@ -109,31 +117,43 @@ def synthetic_arm(label, epsilon, shift, n=300, seeds=3, fd_shift=0.0, later_shi
                               [], feats, [0.0] * seeds)
 
 
-def synthetic_tradeoff(open_shift, private_shift, n=300, private_fd=1.0, later=None):
+def synthetic_tradeoff(open_shift, private_shift, part=CPU_PART, private_fd=1.0, later=None,
+                       likelihood=CPU_LIKELIHOOD):
     """``later``: (non-private, private) shifts of a third attack (SimA), or None for the paper's two."""
     reference = np.random.default_rng(9).normal(0, 1, (300, 3))
     open_later, private_later = later or (None, None)
-    return tradeoff.TradeoffStudy([synthetic_arm("non-private", math.inf, open_shift, n, later_shift=open_later),
-                                   synthetic_arm("epsilon = 1", 1.0, private_shift, n, fd_shift=private_fd,
-                                                 later_shift=private_later)],
+    return tradeoff.TradeoffStudy([synthetic_arm("non-private", math.inf, open_shift, part, likelihood,
+                                                 later_shift=open_later),
+                                   synthetic_arm("epsilon = 1", 1.0, private_shift, part, likelihood,
+                                                 fd_shift=private_fd, later_shift=private_later)],
                                   1.0, 1.0, reference)
 
 
-def test_c5_three_ways():
-    attacks, utility = synthetic_tradeoff(1.0, 0.0).verdicts()
+EDGE = math.sqrt(2) * 0.2533  # members' shift for an AUC of 0.6, the edge of the chance band
+
+
+def test_c5_three_ways_at_cpu_sizes():
+    attacks, utility = synthetic_tradeoff(1.8, 0.0).verdicts()
     assert attacks.outcome is Outcome.REPRODUCED and utility.outcome is Outcome.REPRODUCED
-    attacks, utility = synthetic_tradeoff(1.0, 1.0, private_fd=0.0).verdicts()
+    at_chance = [c for c in attacks.checks if "inside" in c.rule]
+    assert len(at_chance) == 2 and all(c.estimate.n_seeds == 3 for c in at_chance)
+    loss = next(c for c in at_chance if "loss" in c.quantity)
+    assert (loss.estimate.n_members, loss.estimate.n_nonmembers) == (100, 1000)  # cross-fitted: the whole split
+    # the verdict is decided at margin 0.1 and shown at 0.05, where these intervals are too wide
+    assert attacks.outcome_at(0.05) is not Outcome.REPRODUCED
+    assert claims.table([attacks]).data.loc[attacks.claim, "verdict at margin 0.05"] == str(attacks.outcome_at(0.05))
+    attacks, utility = synthetic_tradeoff(1.8, 1.8, private_fd=0.0).verdicts()
     assert attacks.outcome is Outcome.CONTRADICTED  # the private arm leaks as much
     assert utility.outcome is not Outcome.REPRODUCED
-    attacks, _ = synthetic_tradeoff(0.4, 0.1, n=15).verdicts()
+    attacks, _ = synthetic_tradeoff(1.8, EDGE).verdicts()  # the private arm at the edge of the band
     assert attacks.outcome is Outcome.UNDECIDED and "seeds" in attacks.deciding()
 
 
 def test_c5_covers_every_attack_run():
     """A later attack that still leaks on the private arm contradicts C5 even where the paper's two
     attacks are at chance; at chance with them, it reproduces it."""
-    leaking, _ = synthetic_tradeoff(1.0, 0.0, later=(1.0, 1.0)).verdicts()
+    leaking, _ = synthetic_tradeoff(1.8, 0.0, later=(1.8, 1.8)).verdicts()
     assert leaking.outcome is Outcome.CONTRADICTED and "SimA" in leaking.statement
-    quiet, _ = synthetic_tradeoff(1.0, 0.0, later=(1.0, 0.0)).verdicts()
+    quiet, _ = synthetic_tradeoff(1.8, 0.0, later=(1.8, 0.0)).verdicts()
     assert quiet.outcome is Outcome.REPRODUCED
     assert len(quiet.checks) == 1 + 2 * 3  # leaks, then at chance and loses AUC for each of the 3 attacks
