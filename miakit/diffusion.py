@@ -6,6 +6,9 @@ or an object with ``.sample`` (diffusers' output), so analytic models work as we
 Time variables: ``marginal``, ``loss`` and ``score`` take the family's own step variable ``t``
 (integer step indices 0..N-1 for the discrete families, continuous t in [eps, 1] for the SDEs);
 ``attack_steps`` lists values of it. ``ode_drift`` always takes continuous ODE time in [eps, 1].
+Every family counts from the least noise (step 0), and the attack grids' "paper units" (0..999,
+``from_paper_step``) do too. The paper's code labels SMLD's steps the other way round (label 0 =
+sigma_max); ``Family.paper_label`` converts a family's step to the paper code's label.
 """
 from __future__ import annotations
 
@@ -89,7 +92,17 @@ class Family(ABC):
 
     @abstractmethod
     def from_paper_step(self, t: int) -> float:
-        """This family's step matching step ``t`` of the paper's 1000-step processes."""
+        """This family's step matching step ``t`` of the paper's 1000-step processes, counted from
+        the least noise as here (for SMLD the paper code's label of it is ``paper_label``)."""
+
+    def paper_label(self, step):
+        """The step label the paper's code (built on score_sde_pytorch) gives this family's own
+        step ``step``: the one place where the two conventions meet. Every family here counts
+        its steps from the least noise (step 0), and so does the paper's code for DDPM (label t
+        is beta_t's index) and the SDEs (continuous t stays t), so the label is the step itself.
+        SMLD is the exception (``SMLD.paper_label``). The map is its own inverse, so it also
+        takes a paper label back to this family's step."""
+        return step
 
     @abstractmethod
     def sample_train_t(self, n: int, generator: torch.Generator | None = None,
@@ -294,7 +307,8 @@ class DDPM(_Discrete):
 class SMLD(_Discrete):
     """Discrete variance-exploding diffusion (NCSN, Song & Ermon 2019).
 
-    sigma_t geometric from sigma_min (t = 0) to sigma_max (t = N-1). The network output o is
+    sigma_t geometric from sigma_min (t = 0) to sigma_max (t = N-1): the mirror of the paper
+    code's labels, which count from sigma_max (``paper_label``). The network output o is
     divided by sigma to give the score; the loss is sigma^2-weighted denoising score matching,
     sigma^2 ||o/sigma + z/sigma||^2 = ||o + z||^2, averaged over pixels.
     """
@@ -308,6 +322,16 @@ class SMLD(_Discrete):
 
     def _sigma(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.sigmas.to(like.device)[t.long().to(like.device)]
+
+    def paper_label(self, step):
+        """The paper code's label of our step ``step``: N - 1 - step. score_sde's SMLD loss
+        indexes the noise levels from the largest, ``smld_sigma_array = flip(discrete_sigmas)``
+        and ``sigmas = smld_sigma_array[labels]``, so its label 0 is sigma_max and N - 1 is
+        sigma_min, the mirror of our noise-ascending steps (step 0 = sigma_min here, as every
+        attack grid assumes). Its own inverse; arrays are mirrored elementwise."""
+        if np.ndim(step) == 0:
+            return self._n - 1 - int(step)
+        return self._n - 1 - np.asarray(step)
 
     def marginal(self, x0, t):
         return x0, _expand(self._sigma(t, x0), x0).expand_as(x0)

@@ -6,7 +6,8 @@ DP targets in chapter 05, every attack in chapter 06) comes through ``score_spli
 attack, grid, seed, model and images are computed once and read back everywhere. The cache key
 covers the attack, its grid, the seed, the model (the final one, or the EMA snapshot of a
 training iteration), the reference models an attack calibrates against, the content of the
-scored images (``Run.cached``) and ``FORMAT``.
+scored images (``Run.cached``) and ``FORMAT``. The scores are also exported per image beside the
+run as CSV (``miakit.export``), whether computed or loaded.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import attacks, train
+from . import attacks, export, train
 from .data import PARTS
 from .train import Run
 
@@ -72,6 +73,10 @@ def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, r
         payload["references"] = [r.key for r in references]
     if not final:
         payload["iteration"] = iteration
-    stored = run.cached(f"attack-{name}", payload, {part: getattr(run.split, part) for part in PARTS}, compute)
-    return Scored(name, grid, {part: stored[part] for part in PARTS}, float(stored["seconds_per_image"][0]),
-                  references)
+    images = {part: getattr(run.split, part) for part in PARTS}
+    stored = run.cached(f"attack-{name}", payload, images, compute)
+    scores = {part: stored[part] for part in PARTS}
+    # per-image scores beside the run as CSV, for the reader's own analysis (miakit.export)
+    export.export_scored(run, name, f"attack-{name}", payload, images, grid, scores, seed=a.attack_seed,
+                         iteration=iteration, references=references)
+    return Scored(name, grid, scores, float(stored["seconds_per_image"][0]), references)

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import attacks, claims, metrics, scoring
+from . import attacks, claims, export, metrics, scoring
 from .data import PARTS
 from .diffusion import Family
 from .likelihood import likelihood
 from .train import Run
-# the steps (of 1000) at which the paper draws ROC curves
+# the steps (of 1000) at which the paper draws ROC curves: the paper code's step labels, which for
+# SMLD count from the largest noise (``Family.paper_label``), so ``roc_steps`` mirrors them there
 PAPER_ROC_STEPS = (0, 200, 500, 600, 800, 999)
 
 
@@ -30,16 +31,23 @@ class LossAttackStudy:
     val: list[metrics.AttackResult]
     test: list[metrics.AttackResult]
     criterion: str = "auc"
+    family: Family | None = None  # the family whose steps ``steps`` are (labels show its paper labels)
     _estimates: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_scores(cls, steps: np.ndarray, scores: dict[str, np.ndarray], criterion: str = "auc") -> "LossAttackStudy":
-        """Per-step metrics of scores for every part of the split (each [n_images, n_steps])."""
+    def from_scores(cls, steps: np.ndarray, scores: dict[str, np.ndarray], criterion: str = "auc",
+                    family: Family | None = None) -> "LossAttackStudy":
+        """Per-step metrics of scores for every part of the split (each [n_images, n_steps]);
+        ``family``, when the steps are a family's own, lets labels show the paper's label too."""
         val = [metrics.evaluate_split(scores["members_val"][:, j], scores["nonmembers_val"][:, j])
                for j in range(len(steps))]
         test = [metrics.evaluate_split(scores["members_test"][:, j], scores["nonmembers_test"][:, j])
                 for j in range(len(steps))]
-        return cls(np.asarray(steps), scores, val, test, criterion)
+        return cls(np.asarray(steps), scores, val, test, criterion, family)
+
+    def label(self, step) -> str:
+        """``step_label`` of one of this study's steps (with the paper's label where it differs)."""
+        return step_label(step, self.family)
 
     @property
     def best_index_val(self) -> int:
@@ -90,18 +98,22 @@ class LossAttackStudy:
     def result_at(self, step: int) -> metrics.AttackResult:
         return self.test[int(np.argmin(np.abs(self.steps - step)))]
 
-    def at_paper_steps(self, family: Family) -> dict[str, metrics.AttackResult]:
-        """Test results at the evaluated steps nearest to the paper's ROC steps, labelled by step."""
-        return {step_label(t): self.result_at(t) for t in roc_steps(self.steps, family)}
+    def at_paper_steps(self, family: Family | None = None) -> dict[str, metrics.AttackResult]:
+        """Test results at the evaluated steps nearest to the paper's ROC steps (``roc_steps``:
+        mirrored for SMLD), in the order of the paper's labels, labelled by ``step_label`` (our
+        step, and for SMLD the paper's label beside it)."""
+        family = family or self.family
+        return {step_label(t, family): self.result_at(t) for t in roc_steps(self.steps, family)}
 
-    def headline_table(self, family: Family):
+    def headline_table(self, family: Family | None = None):
         """Test metrics at the paper's steps, at the validation-chosen step and (optimistic) the
         best step on the test data itself, in both conventions."""
+        family = family or self.family
         s = self.summary()
         return comparison_table({
             **self.at_paper_steps(family),
-            f"best on validation ({step_label(s['best_step_val'])})": s["result_val_chosen"],
-            f"best on test, optimistic ({step_label(s['best_step_test'])})": s["result_test_chosen"],
+            f"best on validation: {step_label(s['best_step_val'], family)}": s["result_val_chosen"],
+            f"best on test, optimistic: {step_label(s['best_step_test'], family)}": s["result_test_chosen"],
         })
 
     def summary(self) -> dict:
@@ -122,13 +134,29 @@ def _criterion(result: metrics.AttackResult, name: str) -> float:
 
 
 def roc_steps(evaluated: np.ndarray, family: Family, paper_steps=PAPER_ROC_STEPS) -> list:
-    """The evaluated steps nearest to the paper's ROC steps, mapped into ``family``'s time."""
-    wanted = [family.from_paper_step(t) for t in paper_steps]
-    return sorted({evaluated[np.argmin(np.abs(evaluated - w))].item() for w in wanted})
+    """The evaluated steps (``family``'s own) nearest to the paper's ROC steps, in the order of
+    the paper's labels. ``paper_steps`` are the paper code's labels of its 1000-step processes:
+    each is scaled to the family's process (``from_paper_step``) and turned into our step by
+    ``Family.paper_label`` (its own inverse), so for SMLD, whose paper labels count from sigma_max,
+    label 0 picks our last step and label 999 our step 0; elsewhere the label is the step."""
+    wanted = [family.paper_label(family.from_paper_step(t)) for t in paper_steps]
+    picked = {evaluated[np.argmin(np.abs(evaluated - w))].item() for w in wanted}
+    return sorted(picked, key=lambda s: (family.paper_label(s), s))
 
 
-def step_label(t) -> str:
-    return f"t = {t:.3g}" if isinstance(t, float) else f"t = {t}"
+def _labels_differ(family: Family | None) -> bool:
+    """Whether the paper's code labels ``family``'s steps otherwise than we do (SMLD)."""
+    return family is not None and family.paper_label(0) != 0
+
+
+def step_label(t, family: Family | None = None) -> str:
+    """``t = <step>`` in the family's own steps (0 = least noise, every family). For a family the
+    paper's code labels the other way round (SMLD), the paper's label follows, so no SMLD row
+    is ambiguous: ``t = 50 (paper's SMLD label 949)``."""
+    text = f"t = {t:.3g}" if isinstance(t, float) else f"t = {t}"
+    if _labels_differ(family):
+        text += f" (paper's {family.name.upper()} label {family.paper_label(t)})"
+    return text
 
 
 def loss_attack_study(run: Run, criterion: str = "auc", progress_bar: bool = True, n_steps: int | None = None,
@@ -144,12 +172,12 @@ def loss_attack_study(run: Run, criterion: str = "auc", progress_bar: bool = Tru
         a, attack_steps=n_steps or a.attack_steps, n_noise=n_noise or a.n_noise))
     scored = scoring.score_split(run, "loss", grid_settings, progress_bar, iteration=iteration)
     steps = run.family.attack_steps(grid_settings.attack.attack_steps)  # the grid's steps in the family's units
-    return LossAttackStudy.from_scores(steps, scored.scores, criterion)
+    return LossAttackStudy.from_scores(steps, scored.scores, criterion, run.family)
 
 
 def chosen_results(studies: dict[str, LossAttackStudy]) -> dict[str, metrics.AttackResult]:
     """family -> test result of the loss attack at its validation-chosen step (for ROC overlays)."""
-    return {f"loss attack, {name} ({step_label(st.steps[st.best_index_val].item())})": st.test[st.best_index_val]
+    return {f"loss attack, {name}: {st.label(st.steps[st.best_index_val].item())}": st.test[st.best_index_val]
             for name, st in studies.items()}
 
 
@@ -172,7 +200,7 @@ def best_step_table(studies: dict[str, LossAttackStudy]):
     rows = {}
     for name, study in studies.items():
         s = study.summary()
-        rows[name] = {"step (chosen on validation)": step_label(s["best_step_val"]), **s["result_val_chosen"].row(),
+        rows[name] = {"step (chosen on validation)": study.label(s["best_step_val"]), **s["result_val_chosen"].row(),
                       "AUC 95% interval": study.chosen().interval(),
                       "TPR@1%FPR 95% interval": study.chosen(0.01).interval(),
                       "optimistic AUC (best on test)": s["result_test_chosen"].auc}
@@ -223,8 +251,9 @@ def likelihood_study(run: Run, progress_bar: bool = True, config=None) -> Likeli
         parts["seconds_per_image"] = np.array([(time.perf_counter() - began) / (len(members) + len(nonmembers))])
         return parts
 
-    stored = run.cached("likelihood", {**solver, "seed": a.attack_seed},
-                        {"members": members, "nonmembers": nonmembers}, compute)
+    payload, images = {**solver, "seed": a.attack_seed}, {"members": members, "nonmembers": nonmembers}
+    stored = run.cached("likelihood", payload, images, compute)
+    export.export_likelihood(run, "likelihood", payload, images, stored, solver, seed=a.attack_seed)
     m, n = stored["logp_members"], stored["logp_nonmembers"]
     return LikelihoodStudy(
         run.family.name, members, nonmembers, m, n, stored["bpd_members"], stored["bpd_nonmembers"],
@@ -258,13 +287,14 @@ def members_lower_bpd(studies: dict[str, LikelihoodStudy]) -> int:
     return int(sum(np.mean(st.bpd_members) < np.mean(st.bpd_nonmembers) for st in studies.values()))
 
 
-C1_STATEMENT = "the attack beats chance (AUC above 0.5) on this family"
+C1_STATEMENT = f"the attack beats chance ({claims.BEATS_CHANCE_TEXT}) on this family"
 
 
 def c1_verdicts(loss: dict[str, LossAttackStudy], lik: dict[str, LikelihoodStudy],
                 figure: str = "notebooks/03_likelihood_attack#c1") -> list[claims.Verdict]:
     """Claim C1 per family and attack: the test AUC (loss attack at the step chosen on
-    validation) beats chance by the rule ``claims.beats_chance``."""
+    validation) beats chance by the rule ``claims.beats_chance``: its whole interval lies above
+    the chance band, above 0.5 + ``claims.DELTA`` (``C1_STATEMENT`` says the same threshold)."""
     out = []
     for name in loss:
         st = loss[name]
@@ -291,7 +321,7 @@ def attack_table(loss: dict[str, LossAttackStudy], lik: dict[str, LikelihoodStud
                      "members scored": auc.n_members, "nonmembers scored": auc.n_nonmembers})
 
     for name, st in loss.items():
-        add(name, f"loss ({step_label(st.steps[st.best_index_val].item())}, chosen on validation)", st.chosen(),
+        add(name, f"loss, chosen on validation: {st.label(st.steps[st.best_index_val].item())}", st.chosen(),
             st.chosen(0.01))
     for name, st in lik.items():
         add(name, "likelihood", st.estimate, st.tpr_estimate)

@@ -39,12 +39,12 @@
 # x_t = m_t\, x_0 + s_t\, \epsilon, \quad \epsilon \sim \mathcal{N}(0, I).
 # $$
 #
-# | family | steps | $m_t$ | $s_t$ |
-# | --- | --- | --- | --- |
-# | DDPM | $t \in \{0, \dots, N-1\}$ | $\sqrt{\bar\alpha_t}$ | $\sqrt{1 - \bar\alpha_t}$ |
-# | SMLD | $t \in \{0, \dots, N-1\}$ | $1$ | $\sigma_t$ |
-# | VP SDE | $t \in [\varepsilon, 1]$ | $e^{\mu(t)}$ | $\sqrt{1 - e^{2 \mu(t)}}$ |
-# | VE SDE | $t \in [\varepsilon, 1]$ | $1$ | $\sigma(t)$ |
+# | family | steps | $m_t$ | $s_t$ | the paper code's label of step $t$ |
+# | --- | --- | --- | --- | --- |
+# | DDPM | $t \in \{0, \dots, N-1\}$ | $\sqrt{\bar\alpha_t}$ | $\sqrt{1 - \bar\alpha_t}$ | $t$ |
+# | SMLD | $t \in \{0, \dots, N-1\}$ | $1$ | $\sigma_t$ | $N - 1 - t$ |
+# | VP SDE | $t \in [\varepsilon, 1]$ | $e^{\mu(t)}$ | $\sqrt{1 - e^{2 \mu(t)}}$ | $t$ |
+# | VE SDE | $t \in [\varepsilon, 1]$ | $1$ | $\sigma(t)$ | $t$ |
 #
 # where DDPM's $\beta_s$ rise linearly from $\beta_{\min} / N$ to $\beta_{\max} / N$ and
 #
@@ -83,6 +83,16 @@
 #
 # The constants $N$, $\beta_{\min}$, $\beta_{\max}$, $\sigma_{\min}$, $\sigma_{\max}$ and
 # $\varepsilon$ are score_sde's, set in `miakit.diffusion`.
+#
+# **Step labels.** Here every family counts its steps from the least noise: step 0 is the cleanest
+# and the noise grows with $t$. The paper's code (built on score_sde) does the same for DDPM and
+# the two SDEs, but labels SMLD's noise levels from the largest: its label $k$ is
+# $\sigma_{\max} (\sigma_{\min} / \sigma_{\max})^{k / (N-1)}$ (score_sde flips its array of
+# sigmas for SMLD), so **SMLD's paper-code step label $k$ is our noise-ascending step $N-1-k$**,
+# and its label 0 is our last step. Every other family's labels are our steps. The later
+# chapters keep our steps and, on SMLD's rows, show the paper's label beside them
+# (`t = 50 (paper's SMLD label 949)`); the paper's ROC steps are read as its labels
+# (`miakit.diffusion.Family.paper_label`).
 
 # %% tags=["remove-cell"]
 # Colab only: install miakit once (re-running is safe; does nothing elsewhere).

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import attacks, diffusion, likelihood, models
+from miakit import attacks, diffusion, likelihood, models, studies
 
 FAMILIES = ["ddpm", "smld", "vpsde", "vesde"]
 DATA_STD = 0.5  # Gaussian test data N(0, DATA_STD^2 I)
@@ -167,3 +167,60 @@ def test_every_family_trains_and_is_attacked(name, tmp_path):
                                  progress_bar=False)
     assert scores.shape == (2, 3) and np.isfinite(scores).all()
     assert run.samples(2, n_steps=3).shape == (2, 1, 8, 8)
+
+
+# --- the paper code's step labels -------------------------------------------------------------
+
+def score_sde_smld_sigmas(n, sigma_min, sigma_max):
+    """score_sde's SMLD noise levels by label: ``VESDE.discrete_sigmas`` is
+    exp(linspace(log sigma_min, log sigma_max, N)), i.e. sigma_min (sigma_max/sigma_min)^(i/(N-1)),
+    and its SMLD loss (losses.get_smld_loss_fn) reads ``smld_sigma_array = flip(discrete_sigmas)``
+    at ``labels = randint(0, N)``: label 0 is sigma_max."""
+    discrete = [sigma_min * (sigma_max / sigma_min) ** (i / (n - 1)) for i in range(n)]
+    return discrete[::-1]
+
+
+@pytest.mark.parametrize("n", [1000, 10])
+def test_smld_paper_label_is_score_sdes_flipped_index(n):
+    fam = diffusion.SMLD(n=n)
+    flipped = score_sde_smld_sigmas(n, fam.sigma_min, fam.sigma_max)
+    assert fam.paper_label(0) == n - 1 and fam.paper_label(n - 1) == 0
+    for k in sorted({0, 1, n // 3, n // 2, n - 2, n - 1}):
+        ours = fam.paper_label(k)  # our step at the paper's label k (the map is its own inverse)
+        assert fam.paper_label(ours) == k
+        sigma = fam.marginal(torch.ones(1, 1, dtype=torch.float64), torch.tensor([ours]))[1].item()
+        assert sigma == pytest.approx(flipped[k], rel=1e-12)
+    assert np.array_equal(fam.paper_label(np.array([0, 5])), [n - 1, n - 6])
+
+
+@pytest.mark.parametrize("name", ["ddpm", "vpsde", "vesde"])
+def test_paper_labels_are_the_steps_elsewhere(name):
+    fam = diffusion.family(name)
+    for step in fam.attack_steps(11):
+        assert fam.paper_label(step.item()) == step.item()
+    assert studies.step_label(fam.attack_steps(11)[3].item(), fam) == studies.step_label(fam.attack_steps(11)[3].item())
+
+
+def test_paper_labels_add_no_hyperparameter():
+    """The label map is a method, not a setting: no run key changes."""
+    assert "paper_label" not in diffusion.family("smld").hyperparameters()
+
+
+def test_roc_steps_sit_at_the_mirrored_noise_levels_for_smld():
+    smld, ddpm = diffusion.family("smld"), diffusion.family("ddpm")
+    # the paper's ROC steps are its code's labels: for SMLD our steps 999 - label, in label order
+    assert studies.roc_steps(np.arange(1000), smld) == [999, 799, 499, 399, 199, 0]
+    assert studies.roc_steps(np.arange(1000), ddpm) == [0, 200, 500, 600, 800, 999]
+    grid = smld.attack_steps(41)  # 0, 25, 50, ... : the nearest evaluated steps to the mirrored ones
+    picked = studies.roc_steps(grid, smld)
+    assert picked == [999, 799, 500, 400, 200, 0]
+    assert [smld.paper_label(s) for s in picked] == [0, 200, 499, 599, 799, 999]
+    assert studies.step_label(50, smld) == "t = 50 (paper's SMLD label 949)"
+    assert studies.step_label(50, ddpm) == studies.step_label(50) == "t = 50"
+    # a study's rows at the paper's steps carry the paper's label, in the paper's order
+    rng = np.random.default_rng(0)
+    scores = {p: rng.normal(size=(6, len(grid))) for p in studies.PARTS}
+    study = studies.LossAttackStudy.from_scores(grid, scores, family=smld)
+    labels = list(study.at_paper_steps())
+    assert labels[0] == "t = 999 (paper's SMLD label 0)" and labels[-1] == "t = 0 (paper's SMLD label 999)"
+    assert all("paper's SMLD label" in label for label in study.headline_table().index)
