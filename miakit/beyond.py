@@ -18,7 +18,8 @@ from . import attacks, blind, claims, metrics, scoring, studies
 from .train import Run
 
 LATER = ("secmi", "pia", "pian", "sima", "reference")  # the attacks after the paper
-LATER_STATEMENT = "(ours) the later attack beats chance (AUC above 0.5) on this family, as C1 asks of the paper's"
+LATER_STATEMENT = (f"(ours) the later attack beats chance ({claims.BEATS_CHANCE_TEXT}) on this family, as C1 asks "
+                   "of the paper's")
 FPRS = (0.01, 0.001)
 
 
@@ -180,11 +181,10 @@ class LaterAttacks:
                          "seconds / image (whole grid)": round(st.seconds_per_image, 4),
                          "members scored": st.estimate.n_members, "nonmembers scored": st.estimate.n_nonmembers})
         if self.blind is not None:
-            for name, (m, n) in self.blind.scores.items():
-                est = metrics.estimate_split(m, n)
+            tprs = {f: self.blind.estimates(f) for f in FPRS}  # averaged within the cross-fitted halves
+            for name, est in self.blind.estimates().items():
                 rows.append({"family": "(no model)", "attack": f"blind: {name}", "AUC [95%]": est.text(),
-                             **{f"TPR@{100 * f:g}%FPR [95%]": metrics.estimate_split(m, n, statistic=f).text()
-                                for f in FPRS},
+                             **{f"TPR@{100 * f:g}%FPR [95%]": tprs[f][name].text() for f in FPRS},
                              "chosen on validation": "(cross-fitted)", "best on test (optimistic)": "-",
                              "queries / image": 0, "seconds / image (whole grid)": "-",
                              "members scored": est.n_members, "nonmembers scored": est.n_nonmembers})
@@ -227,13 +227,13 @@ class LaterAttacks:
 
     def glue_values(self) -> dict:
         """What the chapter's prose quotes: the lead family (``studies.lead_family``), the later
-        attack with the highest validation-chosen test AUC on it and that AUC, the loss attack's
+        attack with the highest VALIDATION AUC on it (chosen without the test part) and its test AUC, the loss attack's
         AUC there, the reversed attacks (``reversed_attacks``), the reference attack's reference count,
         training seconds and AUC there, and every (family, attack)'s AUC
         as ``auc_<family>_<attack>``."""
         lead = studies.lead_family(dict.fromkeys(self.families()))
         later = {name: o for (family, name), o in self.outcomes.items() if family == lead and name in LATER}
-        best = max(later, key=lambda name: later[name].study.chosen().value)
+        best = max(later, key=lambda name: later[name].study.val[later[name].study.best_index_val].auc)
         reversed_ = self.reversed_attacks()
         out = {"lead_family": lead, "best_attack": later[best].label, "best_auc": later[best].study.chosen().value,
                "loss_auc": self.outcomes[(lead, "loss")].study.chosen().value,

@@ -38,14 +38,19 @@ class Scored:
 
 
 def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, references=None,
-                iteration: int | None = None) -> Scored:
+                iteration: int | None = None, parts: tuple[str, ...] = PARTS, grid: list[dict] | None = None) -> Scored:
     """Run (or load) attack ``name`` on every part of ``run``'s split over its grid (the grid of
     ``settings``, by default the run's own). An attack that calibrates against reference models
     (``Attack.needs_references``) gets the run's (``train.ensure_references``, trained here when
     missing) unless ``references`` are given. ``iteration`` attacks the EMA snapshot kept at that
-    training iteration instead of the final model."""
+    training iteration instead of the final model. ``parts`` scores only those parts of the split
+    and ``grid`` those settings (the benchmark regime scores its grid on the validation part and
+    one chosen setting on the test part); both are in the cache key."""
     attack = attacks.get(name)
-    grid = attack.grid(settings or run.settings)  # attacks.score refuses an undefined family
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ValueError(f"parts must be a non-empty selection of {PARTS}, got {parts}")
+    grid = list(grid) if grid is not None else attack.grid(settings or run.settings)  # attacks.score refuses an undefined family
     if not grid:
         raise ValueError(f"the {attack.label} attack has no setting to try under these settings")
     if references is None:
@@ -53,14 +58,14 @@ def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, r
     references = tuple(references)
     final = iteration is None or iteration == run.settings.target.iterations
     a = run.settings.attack
-    n_images = sum(len(getattr(run.split, part)) for part in PARTS)
+    n_images = sum(len(getattr(run.split, part)) for part in parts)
 
     def compute() -> dict[str, np.ndarray]:
         began = time.perf_counter()
         model = run.model if final else run.model_at(iteration)
         context_models = tuple(r.model for r in references)
         out = {}
-        for part in PARTS:
+        for part in parts:
             idx = getattr(run.split, part)
             context = attacks.Context(ids=idx, seed=a.attack_seed, batch_size=a.attack_batch,
                                       progress_bar=progress_bar, references=context_models)
@@ -73,9 +78,11 @@ def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, r
         payload["references"] = [r.key for r in references]
     if not final:
         payload["iteration"] = iteration
-    images = {part: getattr(run.split, part) for part in PARTS}
+    if tuple(parts) != PARTS:  # the whole split keeps its old key (and its cache)
+        payload["parts"] = list(parts)
+    images = {part: getattr(run.split, part) for part in parts}
     stored = run.cached(f"attack-{name}", payload, images, compute)
-    scores = {part: stored[part] for part in PARTS}
+    scores = {part: stored[part] for part in parts}
     # per-image scores beside the run as CSV, for the reader's own analysis (miakit.export)
     export.export_scored(run, name, f"attack-{name}", payload, images, grid, scores, seed=a.attack_seed,
                          iteration=iteration, references=references)

@@ -326,8 +326,9 @@ def attack_table(loss: dict[str, LossAttackStudy], lik: dict[str, LikelihoodStud
     for name, st in lik.items():
         add(name, "likelihood", st.estimate, st.tpr_estimate)
     if blind is not None:
-        for attack, (m, n) in blind.scores.items():
-            add("(no model)", f"blind: {attack}", metrics.estimate_split(m, n), metrics.estimate_split(m, n, statistic=0.01))
+        aucs, tprs = blind.estimates(), blind.estimates(0.01)  # averaged within the cross-fitted halves
+        for attack in blind.scores:
+            add("(no model)", f"blind: {attack}", aucs[attack], tprs[attack])
     return pd.DataFrame(rows).set_index(["family", "attack"])
 
 

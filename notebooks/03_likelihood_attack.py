@@ -144,10 +144,11 @@ plots.bpd_histograms(lik);
 # Test-split AUC and TPR at 1% FPR of the loss attack (at the step chosen on validation data)
 # and of the likelihood attack, with 95% bootstrap intervals over members and nonmembers, beside
 # the blind baselines of [chapter 02](02_loss_attack.ipynb), which never query a model and show
-# what an attack reaches on this split without one. An attack beats chance when its whole AUC
-# interval lies above 0.5 (REPRODUCED); when its interval lies below 0.5 + {glue:text}`delta:.1f`
-# it does not (CONTRADICTED); otherwise the data cannot decide (UNDECIDED), and the table says
-# how many test images would.
+# what an attack reaches on this split without one. An attack beats chance when its AUC lies
+# above the chance band 0.5 +/- {glue:text}`delta:.1f`: one threshold, 0.5 + {glue:text}`delta:.1f`.
+# The verdict is REPRODUCED when the whole 95% interval lies above it, CONTRADICTED when the whole
+# interval lies below it, and UNDECIDED otherwise (the table says how many test images would
+# decide it, where more images could).
 
 # %%
 loss = studies.loss_attack_studies(runs)

@@ -117,3 +117,21 @@ def test_steps_carry_the_paper_codes_label():
     with pytest.raises(ValueError, match="clash"):
         export.frame(run, "x", "s", [{"score": 1}], {p: np.ones((1, 1)) for p in PARTS},
                      {p: getattr(split, p) for p in PARTS}, seed=0)
+
+
+def test_a_chosen_setting_on_chosen_parts_matches_the_whole_grid(smoke_run):
+    """score_split(parts=..., grid=...): only those parts, only that setting, read back from a
+    cache of its own; a part that is not one of the split's is refused."""
+    whole = scoring.score_split(smoke_run, "loss", progress_bar=False)
+    j = len(whole.grid) // 2
+    some = scoring.score_split(smoke_run, "loss", progress_bar=False, parts=("members_test", "nonmembers_test"),
+                               grid=[whole.grid[j]])
+    assert set(some.scores) == {"members_test", "nonmembers_test"} and some.grid == [whole.grid[j]]
+    again = scoring.score_split(smoke_run, "loss", progress_bar=False, parts=("members_test", "nonmembers_test"),
+                                grid=[whole.grid[j]])
+    for part in some.scores:  # the noise draws depend on the grid, so the values are its own; the cache returns them
+        assert some.scores[part].shape == (len(getattr(smoke_run.split, part)), 1)
+        assert np.isfinite(some.scores[part]).all()
+        assert np.array_equal(again.scores[part], some.scores[part])
+    with pytest.raises(ValueError, match="parts"):
+        scoring.score_split(smoke_run, "loss", progress_bar=False, parts=("members_train",))

@@ -43,7 +43,8 @@ EXPECTED = {
 VERDICTS = {
     "02_loss_attack": ["verdict_IID_split"],
     "03_likelihood_attack": [f"verdict_C1_{a}_{f}" for a in ("loss", "likelihood") for f in ("ddpm", "smld", "vpsde", "vesde")],
-    "04_factors": ["verdict_C2", "verdict_C2_ends", "verdict_C3_equal_epochs", "verdict_C3_equal_iterations", "verdict_C4"],
+    "04_factors": ["verdict_C2", *[f"verdict_C2_t_{end}_{f}" for end in ("0", "T")
+                                                   for f in ("ddpm", "smld", "vpsde", "vesde")], "verdict_C3_equal_epochs", "verdict_C3_equal_iterations", "verdict_C4"],
     "05_differential_privacy": ["verdict_C5_attacks_ddpm", "verdict_C5_utility_ddpm"],
 }
 
@@ -98,8 +99,9 @@ def test_every_notebook_runs_and_glues_numbers_in_range(built_book):
             assert glued.get(key, "").strip("'\"") in ("REPRODUCED", "CONTRADICTED", "UNDECIDED"), (name, key)
     claims_glued = report.read_glued(built_book / "notebooks" / "90_claims.ipynb")
     n = sum(report.glued_number(claims_glued[f"n_{o}"]) for o in ("reproduced", "contradicted", "undecided"))
-    # split check, C1 x 8, C2 x 2, C3 x 2, C4, C5 x 2, and L1 for every later attack on the 4 families
-    assert n == 1 + 8 + 2 + 2 + 1 + 2 + 4 * len(beyond.LATER)
+    # split check, C1 x 8, C2 (interior) + C2 ends x 8, C3 x 2, C4, C5 x 2, and L1 for every later attack on the
+    # 4 families
+    assert n == 1 + 8 + 1 + 8 + 2 + 1 + 2 + 4 * len(beyond.LATER)
 
 
 @pytest.mark.slow

@@ -88,6 +88,10 @@ class Attack:
     # scored on seeded subsets of members and nonmembers by a study of its own (the likelihood attack:
     # too costly for whole split parts, and with nothing to choose it needs no validation part)
     whole_split: bool = True
+    # one of the paper's own attacks (Hu & Pang 2023), not a later one: the L1 claims judge the later ones
+    paper: bool = False
+    # (family) -> whose statistic this is on that family: the authors' own form, or our mapping of it
+    form: Callable = field(default=lambda family: "as its authors define it")
 
     def describe(self, setting: dict) -> str:
         """A short label of one setting, for tables and curves."""
@@ -95,6 +99,19 @@ class Attack:
 
 
 REGISTRY: dict[str, Attack] = {}
+
+
+def discrete_form(continuous_name: str) -> Callable:
+    """The ``form`` of an attack its authors wrote for DDPM (PIA, PIAN, SecMI): theirs on DDPM,
+    our mapping of their DDPM formula on the other families (the authors' continuous-time form
+    is registered as ``continuous_name`` for the SDE families)."""
+    def form(family) -> str:
+        if family.name == "ddpm":
+            return "the authors' (their DDPM code)"
+        if family.discrete:
+            return "their DDPM formula mapped to this family (ours: the authors have no code for it)"
+        return f"their DDPM formula mapped to this family (ours; the authors' continuous-time form is {continuous_name})"
+    return form
 
 
 def register(attack: Attack) -> Attack:

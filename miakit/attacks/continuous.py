@@ -50,6 +50,7 @@ from .base import Attack, batched, family_steps, member_score_from_loss, over_st
 from .pia import POWERS, STEPS
 
 INTERVAL = 10  # h, in paper steps (their interval / T = 10 / 1000)
+FORM = "the authors' continuous-time form (their Grad-TTS code)"
 T0 = 100  # the proximal initial noise's time, in paper steps (their i = 10 intervals)
 
 
@@ -116,6 +117,8 @@ def _pia_grid(settings):
 
 for name, label, normalized in (("pia_ode", "PIA (PF-ODE)", False), ("pian_ode", "PIAN (PF-ODE)", True)):
     register(Attack(name=name, label=label, reference="Kong et al. 2024", scorer=_pia_scorer(normalized),
-                    grid=_pia_grid, queries=lambda setting: 2, undefined_for=undefined(name.removesuffix("_ode"))))
+                    grid=_pia_grid, queries=lambda setting: 2, undefined_for=undefined(name.removesuffix("_ode")),
+                    form=lambda family: FORM))
 register(Attack(name="secmi_ode", label="SecMI (PF-ODE)", reference="Duan et al. 2023; Kong et al. 2024",
-                scorer=secmi.scorer(euler), grid=secmi.grid, queries=secmi.queries, undefined_for=undefined("secmi")))
+                scorer=secmi.scorer(euler), grid=secmi.grid, queries=secmi.queries, undefined_for=undefined("secmi"),
+                form=lambda family: FORM))

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from .base import Attack, batched, family_steps, member_score_from_loss, over_steps, register
+from .base import Attack, batched, discrete_form, family_steps, member_score_from_loss, over_steps, register
 
 STEPS = (10, 20, 50, 100, 200, 300, 500)  # of the paper's 1000 (PIA's default for DDPM: 200)
 POWERS = (2, 4)
@@ -65,6 +65,6 @@ def _grid(settings):
 
 
 register(Attack(name="pia", label="PIA", reference="Kong et al. 2024", scorer=_scorer(False), grid=_grid,
-                queries=lambda setting: 2))
+                queries=lambda setting: 2, form=discrete_form("pia_ode")))
 register(Attack(name="pian", label="PIAN", reference="Kong et al. 2024", scorer=_scorer(True), grid=_grid,
-                queries=lambda setting: 2))
+                queries=lambda setting: 2, form=discrete_form("pian_ode")))

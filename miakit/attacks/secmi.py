@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Attack, batched, family_steps, member_score_from_loss, register
+from .base import Attack, batched, discrete_form, family_steps, member_score_from_loss, register
 
 INTERVALS = (10,)
 T_SEC = (20, 50, 100, 200, 300)  # of the paper's 1000; multiples of every interval
@@ -92,4 +92,4 @@ def queries(setting):
 
 
 register(Attack(name="secmi", label="SecMI (stat)", reference="Duan et al. 2023", scorer=scorer(),
-                grid=grid, queries=queries))
+                grid=grid, queries=queries, form=discrete_form("secmi_ode")))
