@@ -313,16 +313,19 @@ def _html_path(figure: str) -> str:
     return page + ".html" + (f"#{anchor}" if anchor else "")
 
 
-def table(verdicts: list[Verdict], link_prefix: str = "../"):
+def table(verdicts: list[Verdict], link_prefix: str = "../", brief: bool = False):
     """One row per claim, as a pandas Styler so that the book shows the whole text and the
     figure links (``.data`` is the DataFrame). Columns: the claim, what the paper says, this
     build's evidence, the verdict (decided at margin ``DELTA``), the verdict at each other
     margin of ``MARGINS`` (blank where no rule of the claim has a margin), what would decide an
     UNDECIDED verdict, and the figure. Links are relative to a page one folder below the book
-    root (book/ or notebooks/)."""
+    root (book/ or notebooks/). ``brief`` leaves out "what would decide it" (the landing page's
+    text column is too narrow for every column; the claims page shows it)."""
     import pandas as pd
 
     frame = pd.DataFrame([v.row(link_prefix) for v in verdicts]).set_index("claim")
+    if brief:
+        frame = frame.drop(columns=["what would decide it"])
     colours = {"REPRODUCED": "#dff0d8", "CONTRADICTED": "#f2dede", "UNDECIDED": "#fcf8e3"}
     coloured = ["verdict"] + [f"verdict at margin {m:g}" for m in other_margins()]
     return (frame.style.set_properties(**{"text-align": "left", "white-space": "normal"})

@@ -56,7 +56,7 @@ table = claims.table(results.verdicts)
 table
 
 # %% tags=["remove-cell"]
-report.glue("claims_table", table, display=False)
+report.glue("claims_table", claims.table(results.verdicts, brief=True), display=False)
 report.glue("rules", claims.rules_text())
 report.glue("delta", claims.DELTA)
 report.glue("narrow_margin", min(claims.MARGINS))
