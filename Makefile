@@ -41,7 +41,7 @@ chromium:
 # WORKERS: processes that train the targets first, one thread each (benchmarks/threads.py: the fastest
 # on a CPU alone and beside other work); WORKERS=0 trains them inside the notebooks
 WORKERS ?= 2
-book: $(STAMP)
+book: $(STAMP) fashion-mnist  # the cpu profile's benchmark regime (chapter 06) trains on Fashion-MNIST
 	$(PY) -m miakit.book --profile $(PROFILE) --workers $(WORKERS)
 
 ## make notebooks: stamp the repository URL (_config.yml) into the Colab cells, regenerate the outputs-free .ipynb twins

@@ -11,7 +11,8 @@ per chapter.
 The plans are the chapters' own: ``settings.family_names`` (chapter 01), ``factors.size_plan`` and
 ``factors.seeds`` (chapter 04: one run per size and seed, trained for the longer budget; the
 profile's own size with the first seed is chapter 01's target), ``tradeoff.arm_specs`` (chapter
-05: every family, arm and seed) and ``attack.n_references`` (chapter 06).
+05: every family, arm and seed), ``attack.n_references`` and ``benchmark.trainings`` (chapter 06:
+one benchmark target per family).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from . import factors, feasibility, studies, tradeoff, train
+from . import benchmark, factors, feasibility, studies, tradeoff, train
 from .config import Settings, resolve
 
 
@@ -71,6 +72,7 @@ def trainings(settings: Settings) -> list[Training]:
                                     tradeoff.target_settings(settings, family, arm, seed)))
     out += [Training("06", f"reference {r} of {family}", train.reference_settings(settings.for_family(family), r), r)
             for family in settings.family_names() for r in range(settings.attack.n_references)]
+    out += [Training("06", f"benchmark target {s.target.family}", s) for s in benchmark.trainings(settings)]
     return out
 
 

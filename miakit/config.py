@@ -166,6 +166,21 @@ def parse_list(text: str, kind: type) -> list:
 
 
 @dataclass(frozen=True)
+class BenchmarkConfig:
+    """Chapter 06's benchmark regime: targets where attacks separate (``miakit.benchmark``). Its
+    targets share the profile's recipe (model, batch, learning rate, EMA) but train on their own
+    dataset and split: many members, a large test part so that TPR at 1% and 0.1% FPR have
+    intervals, and a training length short enough that no attack saturates."""
+
+    bench_dataset: str  # the regime's images (a dataset name as ``dataset`` takes)
+    bench_members: int  # members of each benchmark target (0 = no benchmark regime)
+    bench_nonmembers: int  # nonmembers (validation and test parts together)
+    bench_val_fraction: float  # share of members and nonmembers that choose each attack's setting
+    bench_iterations: int  # training iterations of each benchmark target
+    bench_lr: float  # their learning rate (the rest of the recipe is the profile's)
+
+
+@dataclass(frozen=True)
 class ComparisonConfig:
     """How comparisons between separately trained targets are made."""
 
@@ -183,6 +198,7 @@ class Settings:
     speed: SpeedConfig
     factors: FactorConfig
     privacy_study: PrivacyStudyConfig
+    benchmark: BenchmarkConfig
     comparison: ComparisonConfig
     device: str  # "auto", "cpu" or "cuda"
     runs_dir: str
@@ -208,14 +224,15 @@ class Settings:
     def flat(self) -> dict[str, Any]:
         out: dict[str, Any] = {"profile": self.profile, **{k: getattr(self, k) for k in RUN_KEYS}}
         for section in (self.data, self.target, self.attack, self.sampling, self.likelihood, self.speed,
-                        self.factors, self.privacy_study, self.comparison):
+                        self.factors, self.privacy_study, self.benchmark, self.comparison):
             out.update(dataclasses.asdict(section))
         return out
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "target": TargetConfig, "attack": AttackConfig,
                              "sampling": SampleConfig, "likelihood": LikelihoodConfig, "speed": SpeedConfig,
-            "factors": FactorConfig, "privacy_study": PrivacyStudyConfig, "comparison": ComparisonConfig}
+            "factors": FactorConfig, "privacy_study": PrivacyStudyConfig, "benchmark": BenchmarkConfig,
+            "comparison": ComparisonConfig}
 RUN_KEYS = ("device", "runs_dir", "families")
 TRAINERS = ("standard", "dp-sgd")
 # version of what a run folder holds and how it was trained: 2 = bias-corrected EMA; 3 = one training
@@ -244,7 +261,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                   lik_tolerances="1e-1,1e-2", lik_probe_counts="1,2", factor_lik_images=4,
                   dp_epsilons="10", dp_families="ddpm", dp_members=16, dp_iterations=12, dp_batch_size=8,
                   dp_lik_images=4, dp_attacks="loss,likelihood,sima", utility_samples=16, utility_steps=10,
-                  inception_fid=False, n_seeds=2),
+                  inception_fid=False, n_seeds=2,
+                  bench_dataset="digits", bench_members=24, bench_nonmembers=96, bench_val_fraction=0.25,
+                  bench_iterations=20, bench_lr=1e-3),
     # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
     # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
     # the digits at their native 8x8 pixels and the 0.16M-parameter UNet: measured side by side
@@ -271,7 +290,12 @@ PROFILES: dict[str, dict[str, Any]] = {
                 dp_epsilons="10000,100,1", dp_families="ddpm", dp_members=100, dp_iterations=400,
                 dp_batch_size=50, dp_lik_images=300, dp_attacks="loss,likelihood,sima", utility_samples=500,
                 utility_steps=100,
-                inception_fid=False, n_seeds=3),
+                inception_fid=False, n_seeds=3,
+                # chosen on validation AUC only (benchmarks/bench_recipe.py): 1000 members needed ~10k
+                # iterations (~40 min a family here) to reach the band, so the cpu regime has 250;
+                # 5600 test nonmembers resolve TPR at 0.1% FPR; the gpu and paper profiles have 1000
+                bench_dataset="fashion-mnist", bench_members=250, bench_nonmembers=8000, bench_val_fraction=0.3,
+                bench_iterations=3000, bench_lr=2e-3),
     # one Colab GPU (a T4): CIFAR-10 32x32, the data of SecMI, PIA and SimA, fetched through
     # Hugging Face datasets; 1000 members as in the paper, a 6M-parameter UNet, sized for one Colab
     # session per chapter by FLOP estimates; the step measured on an H200 is overhead-bound and
@@ -290,7 +314,10 @@ PROFILES: dict[str, dict[str, Any]] = {
                 factor_lik_images=200,
                 dp_epsilons="50,10,1", dp_families="ddpm", dp_members=1000, dp_iterations=5000,
                 dp_batch_size=128, dp_lik_images=200, dp_attacks="loss,likelihood,sima", utility_samples=2000,
-                utility_steps=100, inception_fid=False, n_seeds=2),
+                utility_steps=100, inception_fid=False, n_seeds=2,
+                # the attack papers' data at the paper's member count; the length is not yet measured on a GPU
+                bench_dataset="cifar10", bench_members=1000, bench_nonmembers=11000, bench_val_fraction=0.1,
+                bench_iterations=20_000, bench_lr=2e-4),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
                   n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
@@ -312,7 +339,10 @@ PROFILES: dict[str, dict[str, Any]] = {
                   dp_epsilons="50,10,1", dp_families="ddpm", dp_members=1000,
                   dp_iterations=20_000, dp_batch_size=256, dp_lik_images=200, dp_attacks="loss,likelihood,sima",
                   utility_samples=5000,
-                  utility_steps=1000, inception_fid=True, n_seeds=3),
+                  utility_steps=1000, inception_fid=True, n_seeds=3,
+                  # the attack papers' CIFAR-10 at the paper's member count and model; length not measured
+                  bench_dataset="cifar10", bench_members=1000, bench_nonmembers=11000, bench_val_fraction=0.1,
+                  bench_iterations=100_000, bench_lr=2e-5),
 }
 
 
@@ -451,11 +481,11 @@ def _check_names(s: "Settings") -> None:
     if s.likelihood.lik_method not in SOLVERS or s.likelihood.lik_method == "scipy_solver":
         raise ValueError(f"lik_method={s.likelihood.lik_method!r} is not a torchdiffeq method; choose one of "
                          f"{sorted(set(SOLVERS) - {'scipy_solver'})}")
-    d = s.data.dataset
-    kind, sep, where = d.partition(":")
-    if not (d in ("digits", "fashion-mnist", "cifar10")
-            or (sep and kind in ("fashion-mnist", "folder", "hf") and where.strip().partition("@")[0].strip())):
-        raise ValueError(f"dataset={d!r} is not {DATASET_FORMS}")
+    for name, d in (("dataset", s.data.dataset), ("bench_dataset", s.benchmark.bench_dataset)):
+        kind, sep, where = d.partition(":")
+        if not (d in ("digits", "fashion-mnist", "cifar10")
+                or (sep and kind in ("fashion-mnist", "folder", "hf") and where.strip().partition("@")[0].strip())):
+            raise ValueError(f"{name}={d!r} is not {DATASET_FORMS}")
 
 
 def _validate(s: Settings) -> None:
@@ -494,6 +524,13 @@ def _validate(s: Settings) -> None:
          "factor_lik_images >= 2"),
         (s.device in ("auto", "cpu", "cuda") or s.device.startswith("cuda:"),
          "device must be auto, cpu or cuda"),
+        (s.benchmark.bench_members >= 0, "bench_members must be 0 (no benchmark regime) or positive"),
+        (s.benchmark.bench_members == 0 or (s.benchmark.bench_members >= 2 and s.benchmark.bench_nonmembers >= 2
+                                            and 0.0 < s.benchmark.bench_val_fraction < 1.0
+                                            and s.benchmark.bench_iterations >= 0
+                                            and 0.0 < s.benchmark.bench_lr < 1.0),
+         "the benchmark regime needs bench_members >= 2, bench_nonmembers >= 2, bench_val_fraction strictly between "
+         "0 and 1, bench_iterations >= 0 and 0 < bench_lr < 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -5,7 +5,8 @@ Each chapter draws its images from one dataset of ``N`` images: the split (``n_m
 ``n_nonmembers``), the size study's member sets (chapter 04: each size + ``n_nonmembers``), the
 DP targets (chapter 05: ``dp_members`` + ``n_nonmembers``), the reference models (chapter 06:
 ``n_members`` images from outside the split) and the feature classifier of chapter 05 (trained
-on the images outside the DP split). ``check`` names every impossible combination at once, with
+on the images outside the DP split); chapter 06's benchmark regime draws from its own dataset
+(``bench_dataset``: ``bench_members`` + ``bench_nonmembers``, ``bench_needs``). ``check`` names every impossible combination at once, with
 its parameter and numbers, so a profile that could only fail in chapter 04 fails before chapter
 01 starts.
 """
@@ -32,6 +33,16 @@ def needs(settings: Settings) -> list[tuple[str, str, int]]:
     return out
 
 
+def bench_needs(settings: Settings) -> list[tuple[str, str, int]]:
+    """The benchmark regime's draw from ``bench_dataset`` (none when it is switched off)."""
+    b = settings.benchmark
+    if b.bench_members == 0:
+        return []
+    return [("06", f"chapter 06's benchmark split: bench_members={b.bench_members} + "
+                   f"bench_nonmembers={b.bench_nonmembers} of bench_dataset={b.bench_dataset!r}",
+             b.bench_members + b.bench_nonmembers)]
+
+
 def images_needed(settings: Settings) -> dict[str, int]:
     """chapter -> the most images any of its draws needs."""
     out: dict[str, int] = {}
@@ -40,13 +51,20 @@ def images_needed(settings: Settings) -> dict[str, int]:
     return out
 
 
-def check(settings: Settings, n_images: int | None = None) -> None:
-    """Raise ``Infeasible`` naming every need above ``n_images`` (the dataset's size; loaded
-    when not given)."""
+def check(settings: Settings, n_images: int | None = None, bench_images: int | None = None) -> None:
+    """Raise ``Infeasible`` naming every need above ``n_images`` (the dataset's size) or, for the
+    benchmark regime, above ``bench_images`` (``bench_dataset``'s size); each is loaded when not
+    given (the benchmark's only when the regime is on)."""
+    from .data import load
+
     if n_images is None:
-        from .data import load
         n_images = len(load(settings.data.dataset, settings.data.resolution))
-    short = [f"{what} = {n} images" for _, what, n in needs(settings) if n > n_images]
+    short = [f"dataset={settings.data.dataset!r} has {n_images} images, fewer than {what} = {n} images"
+             for _, what, n in needs(settings) if n > n_images]
+    bench = bench_needs(settings)
+    if bench and bench_images is None:
+        bench_images = len(load(settings.benchmark.bench_dataset, settings.data.resolution))
+    short += [f"bench_dataset={settings.benchmark.bench_dataset!r} has {bench_images} images, fewer than "
+              f"{what} = {n} images" for _, what, n in bench if n > bench_images]
     if short:
-        raise Infeasible(f"dataset={settings.data.dataset!r} has {n_images} images, fewer than " + "; ".join(short)
-                         + ". Lower those parameters or use a larger dataset.")
+        raise Infeasible("; ".join(short) + ". Lower those parameters or use a larger dataset.")

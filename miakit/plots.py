@@ -102,7 +102,10 @@ def roc_grid(results_by_family: dict[str, dict[str, AttackResult]], ncol: int = 
 
 def hyperparameter_curves(curves):
     """One panel per attack: validation (dashed) and test (solid) AUC at every setting of its
-    grid, one colour per family (``miakit.beyond.LaterAttacks.curves``)."""
+    grid, one colour per family (``miakit.beyond.LaterAttacks.curves``); a table without an
+    "AUC (test)" column (the benchmark regime scores its test part at the chosen setting only)
+    draws the validation curve solid."""
+    with_test = "AUC (test)" in curves
     attacks = list(dict.fromkeys(curves["attack"]))
     ncol = min(2, len(attacks))
     nrow = int(np.ceil(len(attacks) / ncol))
@@ -114,8 +117,10 @@ def hyperparameter_curves(curves):
         for k, family in enumerate(dict.fromkeys(part["family"])):
             rows = part[part["family"] == family]
             x = np.arange(len(rows))
-            ax.plot(x, rows["AUC (test)"], "o-", color=f"C{k}", ms=3, label=f"{family} (test)")
-            ax.plot(x, rows["AUC (validation)"], "--", color=f"C{k}", lw=0.9, label=f"{family} (validation)")
+            if with_test:
+                ax.plot(x, rows["AUC (test)"], "o-", color=f"C{k}", ms=3, label=f"{family} (test)")
+            ax.plot(x, rows["AUC (validation)"], "--" if with_test else "o-", color=f"C{k}", lw=0.9,
+                    ms=3, label=f"{family} (validation)")
         labels = list(rows["setting"])
         step = max(1, len(labels) // 8)
         ax.set_xticks(np.arange(len(labels))[::step], labels[::step], rotation=35, ha="right", fontsize=7)

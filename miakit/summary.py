@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import beyond, blind, claims, factors, studies, tradeoff, train
+from . import benchmark, beyond, blind, claims, factors, studies, tradeoff, train
 from .config import Settings
 
 IID_STATEMENT = (f"(ours) the split is IID: attacks that never query the model (blind baselines) are at chance "
@@ -49,7 +49,9 @@ class Overview:
 
 def overview(settings: Settings, progress_bar: bool = True) -> Overview:
     """The split check, C1 (every family, both attacks), C2, C3, C4, C5 and (ours) L1 (every family,
-    every later attack of the registry), in that order, and the attacks behind the overview figure."""
+    every later attack: on chapter 06's benchmark targets for the attacks it runs, on the book's own
+    targets for the others, or on the own targets for all when ``bench_members`` = 0), in that
+    order, and the attacks behind the overview figure."""
     runs = train.ensure_all(settings, progress_bar)
     lead = studies.lead_family(runs)
     loss = studies.loss_attack_studies(runs, progress_bar=progress_bar)
@@ -61,7 +63,12 @@ def overview(settings: Settings, progress_bar: bool = True) -> Overview:
     out += factors.size_study(settings.for_family(lead), progress_bar).verdicts()
     out.append(factors.length_study(settings.for_family(lead), progress_bar).verdict())
     out += tradeoff.tradeoff_study(settings, progress_bar).verdicts()
-    out += later.verdicts()
+    if benchmark.enabled(settings):  # L1 on targets where attacks separate; the own targets only for the rest
+        bench = benchmark.benchmark(settings, progress_bar=progress_bar)
+        out += bench.verdicts()
+        out += later.verdicts(skip=set(benchmark.attack_names()))
+    else:
+        out += later.verdicts()
     return Overview(out, later)
 
 

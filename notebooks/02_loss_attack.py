@@ -25,6 +25,11 @@
 # continuous ones (t from 1e-5 to 1) line up; for every family 0 is the least noise (the paper's
 # code labels SMLD's steps the other way round: on SMLD's rows its label follows ours, see
 # [chapter 01](01_targets.ipynb)).
+#
+# These targets memorise hard on purpose (the paper's setting at a CPU's scale), so the attack
+# reads an AUC near 1 on several of them. The same attack on targets where attacks do not
+# saturate, beside the later attacks it is the baseline of, is in
+# [chapter 06's benchmark regime](06_later_attacks.ipynb).
 
 # %% [markdown]
 # ## The attack in equations

@@ -3,7 +3,7 @@ that chapters 01, 04 and 06 create are exactly the trainings ``miakit.budget`` l
 (count, iterations and batch of each)."""
 import json
 
-from miakit import budget, config, factors, train
+from miakit import benchmark, budget, config, factors, train
 
 
 def test_budget_lists_the_trainings_the_chapters_make(tmp_path):
@@ -14,10 +14,12 @@ def test_budget_lists_the_trainings_the_chapters_make(tmp_path):
     factors.length_study(lead, progress_bar=False)
     for family in settings.family_names():  # chapter 06
         train.ensure_references(settings.for_family(family), progress_bar=False)
+    benchmark.ensure_targets(settings, progress_bar=False)  # chapter 06's benchmark regime
     made = {cfg.parent.name for cfg in tmp_path.glob("*/config.json")}
     listed = [train.run_dir(t.settings, reference=t.reference).name for t in budget.trainings(settings)
               if t.chapter in ("01", "04", "06")]
-    assert made == set(listed) and len(listed) == len(made) == 4 + 3 + 4  # the same runs, each listed once
+    # the same runs, each listed once: 4 targets, 3 more of chapter 04, 4 references, 4 benchmark targets
+    assert made == set(listed) and len(listed) == len(made) == 4 + 3 + 4 + 4
 
 
 def test_budget_table_sums_image_steps_and_weights_private_steps():
