@@ -39,7 +39,7 @@ def check_parameters(profile: str, parameters: dict) -> None:
     except ValueError as err:
         raise SystemExit(f"invalid parameters: {err}") from None
     kind, _, where = settings.data.dataset.partition(":")
-    if kind == "folder" and not Path(where).is_dir():
+    if kind in ("folder", "folder-skip-unreadable") and not Path(where).is_dir():
         raise SystemExit(f"dataset={settings.data.dataset!r}: the folder {where} does not exist")
     try:
         feasibility.check(settings)  # every chapter's images, before chapter 01 trains for hours
@@ -47,9 +47,19 @@ def check_parameters(profile: str, parameters: dict) -> None:
         raise SystemExit(f"invalid parameters: {err}") from None
 
 
-def check_stage(stage: Path, default: Path) -> None:
+def check_stage(stage: Path, default: Path, root: Path | None = None) -> None:
     """Refuse a staging folder that holds files miakit did not put there (staging overwrites
-    ``_config.yml``, ``_toc.yml`` and ``book/``)."""
+    ``_config.yml``, ``_toc.yml`` and ``book/``), or one inside a folder staging copies
+    (``book/`` would be copied into itself) or elsewhere inside the checkout ``root`` (its
+    files would be overwritten or committed); the default ``<root>/_staging`` is ignored by git."""
+    if root is not None and stage != default:
+        for name in ROOT_DIRS:
+            if stage.is_relative_to((root / name).resolve()):
+                raise SystemExit(f"--stage {stage} lies inside {root / name}, which staging copies: it would copy "
+                                 "itself without end. Pass a folder outside the checkout.")
+        if stage.is_relative_to(root):
+            raise SystemExit(f"--stage {stage} lies inside the checkout {root}: pass a folder outside it "
+                             f"(or leave --stage out for {default})")
     if stage == default or not stage.exists():
         return
     if not stage.is_dir():
@@ -66,7 +76,7 @@ def execute(root: Path, stage: Path, profile: str, parameters: dict, only: list[
     check_parameters(profile, parameters)
     timings = {}
     for nb in notebooks(root):
-        if only and nb.stem not in only:
+        if only is not None and nb.stem not in only:
             continue
         out = stage / "notebooks" / nb.name
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="notebook parameter key=value (JSON values), any number of times")
     parser.add_argument("--root", type=Path, default=Path.cwd())
     parser.add_argument("--stage", type=Path, default=None, help="staging folder (default: <root>/_staging)")
-    parser.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
+    parser.add_argument("--only", nargs="*", help="notebook stems to execute (default: all; none given: stage only)")
     parser.add_argument("--no-html", action="store_true", help="execute only, do not build HTML")
     parser.add_argument("--workers", type=int, default=0,
                         help="first train every target of the book in this many single-threaded processes side by "
@@ -138,8 +148,16 @@ def main(argv: list[str] | None = None) -> None:
     default_stage = (root / "_staging").resolve()
     stage = (args.stage or default_stage).resolve()
     parameters = dict(args.parameter)
+    if "profile" in parameters:
+        parser.error("profile is not a notebook parameter: pass --profile " + str(parameters["profile"]))
+    if args.only is not None:
+        known = [nb.stem for nb in notebooks(root)]
+        unknown = [name for name in args.only if name not in known]
+        if unknown:
+            parser.error(f"--only {' '.join(unknown)}: not a notebook of this book; choose from " + ", ".join(known)
+                         + " (or give --only alone to stage the book without executing anything)")
     check_parameters(args.profile, parameters)
-    check_stage(stage, default_stage)
+    check_stage(stage, default_stage, root)
     stage_sources(root, stage)
     settings = resolve(args.profile, **parameters)
     if args.workers and _on_cpu(settings):

@@ -407,7 +407,8 @@ def from_namespace(namespace: Mapping[str, Any]) -> Settings:
 
 
 INFINITE_OK = ("dp_epsilon", "dp_max_grad_norm")  # inf means "no noise" / "no clipping"
-DATASET_FORMS = ("'digits', 'fashion-mnist', 'fashion-mnist:<folder>', 'folder:<path>', 'cifar10' or "
+DATASET_FORMS = ("'digits', 'fashion-mnist', 'fashion-mnist:<folder>', 'folder:<path>', "
+                 "'folder-skip-unreadable:<path>' (unreadable files left out), 'cifar10' or "
                  "'hf:<hub id or local folder>[@<split>]'")
 
 
@@ -484,8 +485,21 @@ def _check_names(s: "Settings") -> None:
     for name, d in (("dataset", s.data.dataset), ("bench_dataset", s.benchmark.bench_dataset)):
         kind, sep, where = d.partition(":")
         if not (d in ("digits", "fashion-mnist", "cifar10")
-                or (sep and kind in ("fashion-mnist", "folder", "hf") and where.strip().partition("@")[0].strip())):
+                or (sep and kind in ("fashion-mnist", "folder", "folder-skip-unreadable", "hf")
+                    and where.strip().partition("@")[0].strip())):
             raise ValueError(f"{name}={d!r} is not {DATASET_FORMS}")
+
+
+def _device_check(device: str) -> tuple[bool, str]:
+    """Whether a ``cuda`` device asked for exists here (checked before anything runs)."""
+    if not device.startswith("cuda"):
+        return True, ""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0) if device.partition(":")[2].isdigit() or device == "cuda" else -1
+    return (0 <= index < count, f"device={device!r} but this machine has {count} CUDA device(s): use device=auto "
+            "(CUDA when there is one, else the CPU) or device=cpu")
 
 
 def _validate(s: Settings) -> None:
@@ -497,7 +511,8 @@ def _validate(s: Settings) -> None:
         (t.iterations >= 0 and t.batch_size >= 1, "iterations must be at least 0 (0 = the untrained network, a "
          "chance-level baseline) and batch_size positive"),
         (0.0 <= t.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),
-        (t.lr > 0, "lr must be positive"),
+        (0 < t.lr <= 1, f"lr={t.lr:g} is outside (0, 1]: Adam's step size (the profiles use 2e-5 to 2e-3; a "
+         "larger one overflows the weights)"),
         (t.checkpoint_every >= 1, "checkpoint_every must be positive"),
         (t.snapshot_every >= 0, "snapshot_every must be 0 (never) or positive"),
         (t.dp_epsilon > 0 and 0 < t.dp_delta < 1 and t.dp_max_grad_norm > 0 and t.dp_multiplicity >= 1
@@ -532,6 +547,7 @@ def _validate(s: Settings) -> None:
          "the benchmark regime needs bench_members >= 2, bench_nonmembers >= 2, bench_val_fraction strictly between "
          "0 and 1, bench_iterations >= 0 and 0 < bench_lr < 1"),
     ]
+    checks.append(_device_check(s.device))
     for ok, message in checks:
         if not ok:
             raise ValueError(message)

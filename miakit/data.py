@@ -5,9 +5,10 @@ Datasets (the ``dataset`` parameter):
 - ``digits`` — scikit-learn's 1797 handwritten digits (8x8, grayscale), always available.
 - ``fashion-mnist`` or ``fashion-mnist:<dir>`` — the 70,000 Fashion-MNIST images (28x28) from
   the IDX files of Debian's ``dataset-fashion-mnist`` package, or any folder holding them.
-- ``folder:<path>`` — every readable image under a folder (FFHQ thumbnails, retina images),
+- ``folder:<path>`` — every image under a folder (FFHQ thumbnails, retina images),
   centre-cropped to a square and resized (bicubic); grayscale when every image is grayscale,
-  else RGB (gray images then fill all three channels).
+  else RGB (gray images then fill all three channels). An unreadable file is an error naming
+  each one; ``folder-skip-unreadable:<path>`` leaves them out (a smaller dataset, other runs).
 - ``cifar10`` — CIFAR-10's 50,000 training images (32x32 RGB, with labels), read through Hugging
   Face ``datasets`` (``uoft-cs/cifar10``, fetched on first use: on Colab, not in tests), the data
   of SecMI, PIA and SimA. ``hf:<hub id or local folder>[@<split>]`` reads any such dataset the
@@ -91,8 +92,8 @@ def load(name: str, resolution: int) -> Dataset:
     elif name == "fashion-mnist" or name.startswith("fashion-mnist:"):
         folder = Path(name.split(":", 1)[1]) if ":" in name else FASHION_MNIST_DIR
         unit, labels = _fashion_mnist(folder)
-    elif name.startswith("folder:"):
-        unit, labels = _folder(Path(name.split(":", 1)[1]), resolution), None
+    elif name.startswith("folder:") or name.startswith(SKIP_UNREADABLE + ":"):
+        unit, labels = _folder(Path(name.split(":", 1)[1]), resolution, skip=name.startswith(SKIP_UNREADABLE)), None
     elif name in HUB:  # a published dataset that does not change: decoded once per process
         if (name, resolution) not in _LOADED:
             _LOADED[(name, resolution)] = _hub(*HUB[name], resolution)
@@ -105,7 +106,8 @@ def load(name: str, resolution: int) -> Dataset:
     return Dataset(name, resize(unit, resolution) * 2.0 - 1.0, labels)
 
 
-FORMS = ("'digits', 'fashion-mnist[:<dir>]', 'folder:<path>', 'cifar10' or 'hf:<hub id or local folder>[@<split>]'")
+FORMS = ("'digits', 'fashion-mnist[:<dir>]', 'folder:<path>', 'folder-skip-unreadable:<path>', 'cifar10' or "
+         "'hf:<hub id or local folder>[@<split>]'")
 
 
 def hub_source(name: str) -> tuple[str, str]:
@@ -194,7 +196,12 @@ def _fashion_mnist(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     return torch.from_numpy(pixels)[:, None], labels
 
 
-def _folder(folder: Path, resolution: int) -> torch.Tensor:
+SKIP_UNREADABLE = "folder-skip-unreadable"  # dataset='folder-skip-unreadable:<path>': leave unreadable files out
+
+
+def _folder(folder: Path, resolution: int, skip: bool = False) -> torch.Tensor:
+    """Every image under ``folder``; an unreadable one is a ``DatasetError`` naming each such
+    file (the dataset, and with it the split, would shrink silently), unless ``skip``."""
     from PIL import Image, UnidentifiedImageError
 
     if not folder.is_dir():
@@ -208,9 +215,13 @@ def _folder(folder: Path, resolution: int) -> torch.Tensor:
                 images.append(img.copy())
                 read.append(path)
         except (UnidentifiedImageError, OSError):
-            skipped.append(path.name)
+            skipped.append(str(path.relative_to(folder)))
+    if skipped and not skip:
+        raise DatasetError(f"{len(skipped)} unreadable image file(s) in {folder}: {', '.join(skipped)}. Repair or "
+                           f"remove them, or pass dataset='{SKIP_UNREADABLE}:{folder}' to leave them out (the dataset "
+                           "then has fewer images, and its runs are other runs)")
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {folder}, e.g. {skipped[:3]}")
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {folder}: {', '.join(skipped)}")
     if not images:
         raise DatasetError(f"no readable images in {folder} (looked for {sorted(IMAGE_SUFFIXES)})")
     return _unit_images(images, read, resolution)
@@ -377,6 +388,12 @@ class Split:
             raise AssertionError("split parts overlap: a member is also a nonmember or appears twice")
         if len(joined) and (joined.min() < 0 or joined.max() >= self.n_total):
             raise AssertionError("split index outside the dataset")
+
+    def same_as(self, other: "Split") -> bool:
+        """Whether ``other`` holds the same dataset, seed and parts, image for image."""
+        return (self.dataset, self.n_total, self.seed) == (other.dataset, other.n_total, other.seed) and all(
+            np.array_equal(getattr(self, k), getattr(other, k))
+            for k in ("members_val", "members_test", "nonmembers_val", "nonmembers_test"))
 
     def to_json(self) -> dict:
         return {"dataset": self.dataset, "n_total": self.n_total, "seed": self.seed,

@@ -42,8 +42,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import seeding
-from .config import stable_hash
 from .data import PARTS
 from .store import _atomic
 
@@ -56,9 +54,7 @@ _STEP_COLUMNS = ("family_step", "paper_label")
 def cache_stem(run, kind: str, payload: dict, images: dict[str, np.ndarray]) -> str:
     """``<kind>-<hash>``: the stem of the file ``Run.cached(kind, payload, images, ...)`` keeps
     its arrays in (the same key, so an export names the cache it comes from)."""
-    key = stable_hash({"kind": kind, **payload, "draws_format": seeding.FORMAT,
-                       "images": {name: run.dataset.fingerprint(idx) for name, idx in sorted(images.items())}})
-    return f"{kind}-{key}"
+    return run.cache_stem(kind, payload, images)
 
 
 def path_of(run_dir: str | os.PathLike, stem: str) -> Path:
@@ -128,7 +124,7 @@ def frame(run, attack: str, stem: str, grid: list[dict], scores: dict[str, np.nd
 
 
 def _write_csv(path: Path, table) -> None:
-    _atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+    _atomic(path, table.to_csv(index=False).encode())
 
 
 def write(run_dir: str | os.PathLike, stem: str, make_table) -> Path | None:

@@ -76,6 +76,7 @@ def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, r
     payload = {"grid": grid, "seed": a.attack_seed, "format": FORMAT}
     if references:
         payload["references"] = [r.key for r in references]
+        payload["reference_weights"] = [r.weights_checksum() for r in references]  # reused only with these
     if not final:
         payload["iteration"] = iteration
     if tuple(parts) != PARTS:  # the whole split keeps its old key (and its cache)

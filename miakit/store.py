@@ -7,10 +7,18 @@ What a write guarantees:
   a crash or a power cut leaves either the old file or the new one, never half of one.
 - **No orphans for good.** A temporary file carries its writer's process id
   (``.<name>.<pid>.<random>.tmp``); ``clean_orphans`` removes those whose writer no longer runs
-  (a SIGKILL in the middle of a write). Run folders are cleaned each time a run is opened.
+  (a SIGKILL in the middle of a write). Tensor files are serialised in memory
+  (``safetensors.torch.save``) and written by the same code, so no library leaves a temporary
+  file of its own; the ``.tmpXXXXXX`` files that ``safetensors.torch.save_file`` left behind in
+  older stores are removed once they are an hour old. Run folders are cleaned each time a run is
+  opened.
+- **Readable as the umask says.** Every file is created with ``open``, so its mode is 0666 less
+  the umask, tensors and JSON alike (safetensors' own writer made every tensor file 0600).
 - **Checked on read.** Every tensor file records a SHA-256 of its tensors (names, dtypes,
   shapes, bytes) in its metadata; ``read_tensors`` recomputes it, so a flipped bit or a file
-  from elsewhere is a ``CorruptRunError``, not silently different weights.
+  from elsewhere is a ``CorruptRunError``, not silently different weights. Every JSON file
+  carries a SHA-256 of its content under ``JSON_CHECKSUM``; ``read_json`` recomputes it, and a
+  file that is not UTF-8 JSON at all is a ``CorruptRunError`` too.
 - **Nothing non-finite.** ``write_tensors`` refuses floating tensors holding NaN or inf
   (``NonFiniteError`` naming the tensor): a diverged model or a broken score is never stored.
 - **Locks.** ``lock(folder)`` is a per-folder inter-process lock (``filelock``), so a second
@@ -30,11 +38,15 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize
 
 CHECKSUM = "miakit.sha256"  # metadata key of a tensor file's checksum
+JSON_CHECKSUM = "miakit.sha256"  # top-level key of a JSON file's checksum (of the rest of its content)
 LOCK = ".lock"
 _TMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
+_FOREIGN_TMP = re.compile(r"^\.tmp[A-Za-z0-9]{6}$")  # safetensors' save_file (Rust tempfile) in older stores
+FOREIGN_TMP_AGE = 3600.0  # seconds after which such a file is an orphan (no writer takes an hour)
 
 
 class CorruptRunError(RuntimeError):
@@ -58,12 +70,14 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _atomic(path: Path, write) -> None:
+def _atomic(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` through a temporary file of ours (see the module docstring)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        write(str(tmp))
-        with open(tmp, "rb+") as fh:
+        with open(tmp, "xb") as fh:  # mode 0666 less the umask; a read-only store fails here, as OSError
+            fh.write(content)
+            fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -90,6 +104,19 @@ def clean_orphans(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return removed
+    import time
+
+    for path in folder.rglob(".tmp*"):
+        try:
+            old = time.time() - path.stat().st_mtime > FOREIGN_TMP_AGE
+        except OSError:
+            continue
+        if _FOREIGN_TMP.match(path.name) and path.is_file() and old:
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
     for path in folder.rglob(".*.tmp"):
         match = _TMP.match(path.name)
         if match and not _alive(int(match.group(1))):
@@ -112,20 +139,40 @@ def lock(folder: str | os.PathLike, timeout: float = -1) -> Iterator[None]:
         yield
 
 
-def write_json(path: str | os.PathLike, payload: Any) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(payload, fh, indent=1, sort_keys=True, default=_json_default)
+def json_checksum(payload: Mapping[str, Any]) -> str:
+    """SHA-256 of ``payload`` in canonical JSON (sorted keys, no spaces): what ``write_json``
+    records under ``JSON_CHECKSUM`` and ``read_json`` checks."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
 
-    _atomic(Path(path), write)
+
+def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
+    """``payload`` (a mapping) as JSON with its checksum (``json_checksum``) under ``JSON_CHECKSUM``."""
+    if not isinstance(payload, Mapping) or JSON_CHECKSUM in payload:
+        raise TypeError(f"write_json stores a mapping without a {JSON_CHECKSUM!r} key, not {type(payload).__name__}")
+    plain = json.loads(json.dumps(payload, default=_json_default))  # what will be read back
+    text = json.dumps({**plain, JSON_CHECKSUM: json_checksum(plain)}, indent=1, sort_keys=True)
+    _atomic(Path(path), text.encode())
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping ``write_json`` stored at ``path``, after checking it against its checksum; a
+    file that is not UTF-8 JSON, carries no checksum or does not match it is a ``CorruptRunError``
+    naming the file."""
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as err:
-        raise CorruptRunError(f"{path} is not valid JSON (truncated by a crash?): {err}") from err
+        with open(path, encoding="utf-8") as fh:
+            payload = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptRunError(f"{path} is not valid JSON (truncated by a crash, or overwritten?): {err}; "
+                              "remove it (or its run folder) to recompute") from err
+    if not isinstance(payload, dict) or JSON_CHECKSUM not in payload:
+        raise CorruptRunError(f"{path} carries no checksum (written by another tool or an older miakit): "
+                              "remove its run folder to recompute")
+    found = payload.pop(JSON_CHECKSUM)
+    if json_checksum(payload) != found:
+        raise CorruptRunError(f"{path} does not match its checksum (a flipped bit or an edited file): "
+                              "remove its run folder to recompute")
+    return payload
 
 
 def checksum(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -145,7 +192,7 @@ def write_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
         if torch.is_floating_point(t) and not bool(torch.isfinite(t).all()):
             raise NonFiniteError(f"not writing {path}: tensor {name!r} holds NaN or inf")
     meta = {**dict(metadata or {}), CHECKSUM: checksum(flat)}
-    _atomic(Path(path), lambda tmp: save_file(flat, tmp, metadata=meta))
+    _atomic(Path(path), serialize(flat, metadata=meta))
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

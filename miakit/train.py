@@ -44,7 +44,7 @@ from .diffusion import Family, family as get_family
 from .models import Precision, architecture, autocast, build_unet, ema as make_ema, n_parameters, pick_device
 from .models import precision as device_precision
 from .progress import progress
-from .store import (CorruptRunError, clean_orphans, lock, read_arrays, read_json, read_metadata, read_tensors,
+from .store import (CHECKSUM, CorruptRunError, clean_orphans, lock, read_arrays, read_json, read_metadata, read_tensors,
                     write_arrays, write_cache, write_json, write_tensors)
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -91,11 +91,17 @@ class Run:
             raise FileNotFoundError(
                 f"{self.dir} kept no snapshot at iteration {iteration} (it has {self.snapshot_iterations()}); "
                 f"snapshots are written while training with snapshot_every > 0: remove the folder to retrain")
-        tensors = _read_checked(path, self.key)
+        tensors = _read_checked(path, self.key, iteration)
         net = _fresh_model(self.settings, self.dataset.images.shape[1], self.device)
         net.load_state_dict({k.removeprefix("ema.module."): v for k, v in tensors.items()
                              if k.startswith("ema.module.")})
         return net.eval()
+
+    def weights_checksum(self, iteration: int | None = None) -> str:
+        """The SHA-256 recorded with the weights the run's model at ``iteration`` (default: the
+        final model) was read from: what a cached result computed from them is keyed by."""
+        final = iteration is None or iteration == self.settings.target.iterations
+        return read_metadata(self.dir / FINAL if final else _snapshot_path(self.dir, iteration))[CHECKSUM]
 
     def samples(self, n: int = 16, seed: int = 0, n_steps: int | None = None) -> torch.Tensor:
         """``n`` generated images in [-1, 1], cached in the run folder."""
@@ -110,16 +116,23 @@ class Run:
 
         return torch.from_numpy(self.cached("samples", payload, {}, generate)["samples"])
 
+    def cache_stem(self, kind: str, payload: dict, images: dict[str, np.ndarray]) -> str:
+        """``<kind>-<key>``: the name (without suffix) of the file ``cached`` keeps its arrays in."""
+        key = stable_hash({"kind": kind, **payload, "draws_format": seeding.FORMAT,
+                           "weights": self.weights_checksum(payload.get("iteration")),
+                           "images": {name: self.dataset.fingerprint(idx) for name, idx in sorted(images.items())}})
+        return f"{kind}-{key}"
+
     def cached(self, kind: str, payload: dict, images: dict[str, np.ndarray],
                compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """The arrays ``compute()`` returns for this run, kept in its folder under a key that
         covers ``payload`` (what is computed and with which settings), the content of the images
-        it reads (``images``: a name -> dataset indices) and the format of the per-image draws.
-        The one cache of the package: a second call reads the file (checked against its
-        checksum); a read-only store still returns the result, with a warning."""
-        key = stable_hash({"kind": kind, **payload, "draws_format": seeding.FORMAT,
-                           "images": {name: self.dataset.fingerprint(idx) for name, idx in sorted(images.items())}})
-        path = self.dir / f"{kind}-{key}.safetensors"
+        it reads (``images``: a name -> dataset indices), the format of the per-image draws and
+        the checksum of the weights it is computed from (``weights_checksum``; the snapshot's when
+        ``payload`` names an ``iteration``), so a result is reused only with the weights that
+        computed it. The one cache of the package: a second call reads the file (checked against
+        its checksum); a read-only store still returns the result, with a warning."""
+        path = self.dir / f"{self.cache_stem(kind, payload, images)}.safetensors"
         if path.exists():
             return read_arrays(path)
         arrays = compute()
@@ -205,7 +218,7 @@ def ensure(settings: Settings, progress_bar: bool = True, reference: int | None 
             if not (folder / FINAL).exists():  # another process may have finished it while we waited
                 members = dataset.images[torch.as_tensor(training_indices(settings, split, reference))]
                 _train(settings, key, folder, fam, model, members, device, progress_bar)
-    final = _read_checked(folder / FINAL, key)
+    final = _read_checked(folder / FINAL, key, settings.target.iterations)
     ema_model = make_ema(model, settings.target.ema_decay)
     ema_model.load_state_dict({k.removeprefix("ema."): v for k, v in final.items() if k.startswith("ema.")})
     net = ema_model.module.to(device).eval()
@@ -287,23 +300,33 @@ def _split_for(settings: Settings, n_total: int) -> data_mod.Split:
 
 def _ensure_split(settings: Settings, folder: Path, n_total: int, key: str) -> data_mod.Split:
     path = folder / "split.json"
+    split = _split_for(settings, n_total)  # the split is a seeded draw: the stored one must be this one
     if path.exists():
-        split = data_mod.load_split(path)
-        if split.dataset != settings.data.dataset or split.n_total != n_total:
-            raise CorruptRunError(f"{path} was made for {split.dataset!r} with {split.n_total} images, "
+        stored = data_mod.load_split(path)  # checked against its checksum
+        if stored.dataset != settings.data.dataset or stored.n_total != n_total:
+            raise CorruptRunError(f"{path} was made for {stored.dataset!r} with {stored.n_total} images, "
                                   f"not {settings.data.dataset!r} with {n_total}; remove {folder} to start over")
+        if not stored.same_as(split):
+            raise CorruptRunError(f"{path} does not hold the split these settings draw (split_seed="
+                                  f"{settings.data.split_seed}): an image would change sides; remove {folder} "
+                                  "to start over")
         return split
-    split = _split_for(settings, n_total)
     write_json(folder / "config.json", {"run_key": key, "target_hash": settings.target_hash(), **settings.flat()})
     data_mod.save_split(split, path)
     return split
 
 
-def _read_checked(path: Path, key: str) -> dict[str, torch.Tensor]:
+def _read_checked(path: Path, key: str, iteration: int | None) -> dict[str, torch.Tensor]:
+    """The tensors of a run's weights file, checked against their checksum, the run key and the
+    iteration they must hold (a snapshot copied over the final weights is refused)."""
     tensors = read_tensors(path)
-    found = read_metadata(path).get("run_key")
+    meta = read_metadata(path)
+    found = meta.get("run_key")
     if found != key:
         raise CorruptRunError(f"{path} belongs to run {found!r}, not {key!r}; remove it to retrain")
+    if iteration is not None and meta.get("iteration") != str(iteration):
+        raise CorruptRunError(f"{path} holds the weights after iteration {meta.get('iteration')!r}, not {iteration} "
+                              "(a snapshot or checkpoint copied over it?); remove it to retrain")
     return tensors
 
 
@@ -427,9 +450,9 @@ def _train(settings: Settings, key: str, folder: Path, fam: Family, model: torch
                 if loss is not None and not math.isfinite(loss):
                     raise TrainingDiverged(
                         f"the training loss became {loss} at iteration {iteration} of {folder.name} "
-                        f"(lr={t.lr:g}); nothing from this step was saved: lower lr or raise warmup"
-                        + (f", then resume from the checkpoint at iteration {read_metadata(folder / CHECKPOINT)['iteration']}"
-                           if (folder / CHECKPOINT).exists() else ""))
+                        f"(lr={t.lr:g}); nothing from this step was saved. Lower the parameter lr (e.g. "
+                        f"lr={t.lr / 10:g}) or raise warmup (now {t.warmup}): both are part of the run key, so a new "
+                        "run starts from iteration 0 in its own folder (this run's checkpoint is not reused)")
                 ema_model.update_parameters(model)
                 if loss is not None:
                     losses.append(loss)
@@ -467,7 +490,7 @@ def _save_checkpoint(path: Path, key: str, iteration: int, model, ema_model, ste
 
 
 def _load_checkpoint(path: Path, key: str, model, ema_model, stepper, gen: torch.Generator) -> tuple[int, list[float]]:
-    tensors = _read_checked(path, key)
+    tensors = _read_checked(path, key, None)  # a checkpoint holds whichever iteration it was written at
     meta = read_metadata(path)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})

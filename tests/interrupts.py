@@ -65,12 +65,15 @@ def install(monkeypatch, point: str, iteration: int, sig: int) -> None:
     elif point == "write":
         real_atomic = store._atomic
 
-        def atomic(path, write):
-            def writing(tmp):
-                write(tmp)
-                if path.name.startswith("checkpoint"):
-                    fire()
-            real_atomic(path, writing)
+        def atomic(path, content):
+            if path.name.startswith("checkpoint") and not state["fired"] and state["done"] >= iteration:
+                # killed with half of the checkpoint in the writer's temporary file
+                tmp = path.parent / f".{path.name}.{os.getpid()}.0000.tmp"
+                with open(tmp, "xb") as fh:
+                    fh.write(content[: len(content) // 2])
+                    fh.flush()
+                fire()
+            real_atomic(path, content)
 
         monkeypatch.setattr(store, "_atomic", atomic)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from miakit import data
+from miakit import config, data
 
 
 def test_digits_have_their_labels_and_unused_images():
@@ -124,7 +124,7 @@ def test_image_folder_without_images_is_an_error(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.warns(UserWarning, match="unreadable"):
         with pytest.raises(data.DatasetError, match="no readable images"):
-            data.load(f"folder:{tmp_path}", 8)
+            data.load(f"folder-skip-unreadable:{tmp_path}", 8)
     with pytest.raises(data.DatasetError, match="does not exist"):
         data.load(f"folder:{tmp_path / 'missing'}", 8)
 
@@ -304,3 +304,19 @@ def test_named_hub_dataset_reads_its_repository(tmp_path, offline_hub, monkeypat
     monkeypatch.setattr(data, "_LOADED", {})
     with pytest.raises(data.DatasetError, match="could not load"):
         data.load("cifar10", 32)
+
+
+def test_a_folder_with_corrupt_images_is_refused_naming_each_unless_asked_to_skip_them(tmp_path):
+    from PIL import Image
+
+    for i in range(4):
+        Image.new("L", (10, 10), 40 * i).save(tmp_path / f"ok{i}.png")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (tmp_path / "sub" / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(data.DatasetError, match=r"2 unreadable image file\(s\).*broken\.png.*sub/bad\.jpg.*"
+                                                r"folder-skip-unreadable:"):
+        data.load(f"folder:{tmp_path}", 8)
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+        assert data.load(f"folder-skip-unreadable:{tmp_path}", 8).images.shape[0] == 4
+    config.resolve("smoke", dataset=f"folder-skip-unreadable:{tmp_path}")  # a valid dataset form

@@ -161,12 +161,12 @@ def test_a_stage_that_is_not_miakits_is_refused(tmp_path):
     (theirs / "book" / "chapter1.md").write_text("# mine")
     (theirs / "_config.yml").write_text("title: mine")
     with pytest.raises(SystemExit, match="did not make"):
-        book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(theirs), "--no-html", "--only", "none"])
+        book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(theirs), "--no-html", "--only"])
     assert (theirs / "book" / "chapter1.md").read_text() == "# mine"
     assert (theirs / "_config.yml").read_text() == "title: mine"
     ours = tmp_path / "ours"
-    book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only", "none"])
-    book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only", "none"])
+    book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only"])
+    book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only"])
     assert (ours / book.STAGE_MARK).exists()
 
 
