@@ -192,8 +192,9 @@ class Benchmark:
     def table(self):
         """Per family and attack: test AUC and TPR at 1% and 0.1% FPR (95% bootstrap intervals) at
         the setting chosen on validation, that setting and its validation AUC, whose statistic it
-        is (the authors' form or our mapping), queries and seconds per image; the attacks not run
-        and the blind floor (never queries a model) beside them."""
+        is (the authors' form or our mapping) and its queries per image; the attacks not run and
+        the blind floor (never queries a model) beside them. Every row has the test part's counts
+        (``glue_values``); ``cost_table`` gives the seconds."""
         import pandas as pd
 
         rows = []
@@ -203,8 +204,7 @@ class Benchmark:
                          **{f"TPR@{100 * f:g}%FPR [95%]": o.estimate(f).text() for f in FPRS},
                          "chosen on validation": a.describe(o.chosen_setting),
                          "validation AUC": round(o.val_auc, 3), "statistic": a.form(family_of(family)),
-                         "queries / image": o.queries, "seconds / image": round(o.seconds_per_image, 4),
-                         "test members": len(o.members), "test nonmembers": len(o.nonmembers)})
+                         "queries / image": o.queries})
         for (family, name), why in self.not_run.items():
             rows.append({"family": family, "attack": attacks.get(name).label, "statistic": why})
         if self.blind is not None:
@@ -214,8 +214,18 @@ class Benchmark:
                 rows.append({"family": "(no model)", "attack": f"blind: {name}", "AUC [95%]": est.text(),
                              **{f"TPR@{100 * f:g}%FPR [95%]": tprs[f].text() for f in FPRS},
                              "chosen on validation": "(cross-fitted)", "statistic": "never queries a model",
-                             "queries / image": 0, "test members": len(m), "test nonmembers": len(n)})
+                             "queries / image": 0})
         return pd.DataFrame(rows).astype(object).fillna("").set_index(["family", "attack"])
+
+    def cost_table(self):
+        """Seconds per scored image on this machine (validation grid and chosen test setting
+        together) per attack and family."""
+        import pandas as pd
+
+        frame = pd.DataFrame([{"family": f, "attack": o.label, "seconds": o.seconds_per_image}
+                              for (f, _), o in self.outcomes.items()])
+        table = frame.pivot(index="attack", columns="family", values="seconds")
+        return table.reindex(index=list(dict.fromkeys(frame["attack"])), columns=self.families()).round(4)
 
     def roc_results(self) -> dict[str, dict[str, metrics.AttackResult]]:
         """family -> attack label -> test result at the validation-chosen setting."""
@@ -384,7 +394,7 @@ class Off:
     def regime_check(self):
         return OFF_NOTE
 
-    table = recipe_table = regime_check
+    table = recipe_table = cost_table = regime_check
 
     def roc_figure(self):
         return None

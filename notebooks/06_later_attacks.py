@@ -114,9 +114,10 @@ bench.regime_check()
 # attack): {glue:text}`bench_out_of_band:s`.
 #
 # Test AUC and TPR at 1% and 0.1% FPR with 95% bootstrap intervals at the setting chosen on
-# validation, whose statistic each row is (the authors' or our mapping), the model queries per
-# image and the seconds per scored image on this machine. The attacks the regime does not run
-# say why; the blind baselines (which never query a model) are the floor.
+# validation ({glue:text}`bench_members_test:d` members, {glue:text}`bench_nonmembers_test:d`
+# nonmembers in every row), whose statistic each row is (the authors' or our mapping) and the
+# model queries per image (the seconds are below). The attacks the regime does not run say why;
+# the blind baselines (which never query a model) are the floor.
 
 # %%
 bench.table()
@@ -140,6 +141,13 @@ bench.roc_figure();
 
 # %%
 bench.curve_figure();
+
+# %% [markdown]
+# What each attack costs: seconds per scored image on this machine (its validation grid and its
+# chosen setting on the test part together; the model queries per image are in the table above).
+
+# %%
+bench.cost_table()
 
 # %% [markdown]
 # How the regime's length was chosen, on validation data only. The families memorise at

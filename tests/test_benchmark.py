@@ -77,6 +77,9 @@ def test_every_family_gets_the_authors_statistics_and_the_sde_families_both_form
     assert statistic[("ddpm", "PIA")].startswith("the authors'")
     assert "mapped" in statistic[("vpsde", "PIA")] and "continuous-time" in statistic[("vpsde", "PIA (PF-ODE)")]
     assert ("(every family)", "likelihood") in statistic and ("(every family)", "reference (LiRA offline)") in statistic
+    cost = smoke_bench.cost_table()
+    assert list(cost.columns) == ["ddpm", "smld", "vpsde", "vesde"] and (cost.stack().dropna() > 0).all()
+    assert cost["ddpm"].isna().sum() == 3  # no continuous-time form on DDPM
 
 
 def test_settings_and_lengths_are_chosen_on_validation_and_only_the_chosen_setting_is_tested(smoke_bench):
