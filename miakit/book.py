@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,17 +70,58 @@ def check_stage(stage: Path, default: Path, root: Path | None = None) -> None:
                          "overwrite its files. Pass an empty or new folder.")
 
 
-def execute(root: Path, stage: Path, profile: str, parameters: dict, only: list[str] | None = None) -> dict:
-    """Run every notebook into ``stage``; return seconds per notebook."""
+# What a notebook reads that another one computes (cached scores in the run store): when notebooks
+# run side by side (``--workers``), each waits for these, so nothing is computed twice. The back
+# matter (90_*) reads every chapter and runs after all of them.
+AFTER = {"03_likelihood_attack": ("02_loss_attack",), "04_factors": ("02_loss_attack",),
+         "06_later_attacks": ("02_loss_attack", "03_likelihood_attack")}
+
+
+def waits_for(stem: str, selected: list[str]) -> list[str]:
+    """The notebooks among ``selected`` that ``stem`` runs after (``AFTER``; the back matter after
+    every chapter)."""
+    if not stem.startswith("0"):
+        return [other for other in selected if other.startswith("0")]
+    return [other for other in AFTER.get(stem, ()) if other in selected]
+
+
+def run_order(selected: list[str]) -> list[str]:
+    """The order in which side-by-side workers start the notebooks: one that others wait for first
+    (transitively), then the later chapters (the longer ones), so the longest chain starts at once."""
+    def waiting_on(stem: str) -> int:
+        return sum(stem in _ancestors(other, selected) for other in selected)
+
+    return sorted(selected, key=lambda stem: (-waiting_on(stem), -selected.index(stem)))
+
+
+def _ancestors(stem: str, selected: list[str]) -> set[str]:
+    found, todo = set(), list(waits_for(stem, selected))
+    while todo:
+        other = todo.pop()
+        if other not in found:
+            found.add(other)
+            todo += waits_for(other, selected)
+    return found
+
+
+def execute(root: Path, stage: Path, profile: str, parameters: dict, only: list[str] | None = None,
+            workers: int = 0) -> dict:
+    """Run every notebook into ``stage``; return seconds per notebook. With ``workers`` > 1 the
+    notebooks run that many at a time, each kernel single-threaded (on a CPU two single-threaded
+    processes get through about 1.5x the work of one process with two threads:
+    benchmarks/threads.py), in ``run_order`` and each after the ones it ``waits_for``; a kernel's
+    log is kept in ``stage/logs``."""
     import papermill
 
     check_parameters(profile, parameters)
+    chosen = [nb for nb in notebooks(root) if only is None or nb.stem in only]
+    for nb in chosen:
+        (stage / "notebooks").mkdir(parents=True, exist_ok=True)
+    if workers > 1 and len(chosen) > 1:
+        return _execute_side_by_side(root, stage, profile, parameters, chosen, workers)
     timings = {}
-    for nb in notebooks(root):
-        if only is not None and nb.stem not in only:
-            continue
+    for nb in chosen:
         out = stage / "notebooks" / nb.name
-        out.parent.mkdir(parents=True, exist_ok=True)
         print(f"[book] executing {nb.name} (profile {profile})", flush=True)
         began = time.perf_counter()
         papermill.execute_notebook(str(nb), str(out), parameters={"profile": profile, **parameters},
@@ -87,6 +129,52 @@ def execute(root: Path, stage: Path, profile: str, parameters: dict, only: list[
         timings[nb.stem] = round(time.perf_counter() - began, 1)
         print(f"[book] {nb.name} took {timings[nb.stem]} s", flush=True)
     return timings
+
+
+def _execute_side_by_side(root: Path, stage: Path, profile: str, parameters: dict, chosen: list[Path],
+                          workers: int) -> dict:
+    by_stem = {nb.stem: nb for nb in chosen}
+    selected = list(by_stem)
+    pending = run_order(selected)
+    logs = stage / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # torch takes one intra-op thread
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    timings: dict[str, float] = {}
+    try:
+        while pending or running:
+            for stem in list(pending):
+                if len(running) >= workers:
+                    break
+                if all(other in timings for other in waits_for(stem, selected)):
+                    pending.remove(stem)
+                    nb = by_stem[stem]
+                    print(f"[book] executing {nb.name} (profile {profile}, beside {len(running)} other)", flush=True)
+                    cmd = [sys.executable, "-m", "papermill", str(nb), str(stage / "notebooks" / nb.name),
+                           "-y", json.dumps({"profile": profile, **parameters}), "--cwd", str(root),
+                           "-k", "python3", "--no-progress-bar"]
+                    with open(logs / f"{stem}.log", "wb") as log:
+                        running[stem] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                                         time.perf_counter())
+            if not running:
+                raise RuntimeError(f"notebooks {pending} wait for notebooks that are not run")  # cannot happen
+            time.sleep(0.5)
+            for stem, (proc, began) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[stem]
+                if proc.returncode:
+                    tail = (logs / f"{stem}.log").read_text(errors="replace")[-3000:]
+                    raise SystemExit(f"{stem}.ipynb failed (exit {proc.returncode}); its log is "
+                                     f"{logs / (stem + '.log')}, ending:\n{tail}")
+                timings[stem] = round(time.perf_counter() - began, 1)
+                print(f"[book] {stem}.ipynb took {timings[stem]} s", flush=True)
+    finally:
+        for proc, _ in running.values():  # a failure stops the others (their runs resume on the next build)
+            proc.terminate()
+        for proc, _ in running.values():
+            proc.wait()
+    return {stem: timings[stem] for stem in selected}
 
 
 def stage_sources(root: Path, stage: Path) -> None:
@@ -138,9 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="notebook stems to execute (default: all; none given: stage only)")
     parser.add_argument("--no-html", action="store_true", help="execute only, do not build HTML")
     parser.add_argument("--workers", type=int, default=0,
-                        help="first train every target of the book in this many single-threaded processes side by "
-                             "side (miakit.budget.pretrain; fastest on a CPU, alone or beside other work); 0: the "
-                             "notebooks train them one after another")
+                        help="on a CPU: first train every target of the book in this many single-threaded processes "
+                             "side by side (miakit.budget.pretrain), then execute this many notebooks at a time, "
+                             "single-threaded (fastest on a CPU, alone or beside other work); 0: the notebooks run one "
+                             "after another and train their targets themselves")
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error(f"--workers {args.workers}: give 0 (train inside the notebooks) or a positive count")
@@ -168,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         with budget.process_pool(args.workers) as pool:
             budget.pretrain(settings, pool)
         print(f"[book] pretraining took {time.perf_counter() - began:.0f} s", flush=True)
-    timings = execute(root, stage, args.profile, parameters, args.only)
+    timings = execute(root, stage, args.profile, parameters, args.only, args.workers if _on_cpu(settings) else 0)
     (stage / "timings.json").write_text(json.dumps({"profile": args.profile, "seconds": timings}, indent=1))
     if not args.no_html:
         html = build_html(stage)

@@ -96,6 +96,8 @@ def pretrain(settings: Settings, executor=None, progress_bar: bool = True, chapt
     The chapters' images are checked against the dataset first (``miakit.feasibility``)."""
     feasibility.check(settings)
     todo = [tr for tr in trainings(settings) if chapters is None or tr.chapter in chapters]
+    # the dearest first, so that no worker is left with a long training while the others idle
+    todo.sort(key=lambda tr: -tr.image_steps * (2 if tr.private else 1) * tr.settings.data.resolution ** 2)
     return train.ensure_many([(tr.settings, tr.reference) for tr in todo], progress_bar, executor)
 
 

@@ -32,6 +32,6 @@ def built_book(tmp_path_factory):
     root = Path(__file__).resolve().parents[1]
     stage = tmp_path_factory.mktemp("stage")
     runs = tmp_path_factory.mktemp("runs")
-    book.main(["--profile", "smoke", "-p", f"runs_dir={json.dumps(str(runs))}", "--root", str(root),
+    book.main(["--profile", "smoke", "-p", f"runs_dir={json.dumps(str(runs))}", "--root", str(root), "--workers", "2",
                "--stage", str(stage)])
     return stage

@@ -100,3 +100,60 @@ def test_a_negative_worker_count_is_refused_before_anything_is_staged(tmp_path):
     with pytest.raises(SystemExit):
         book.main(["--profile", "smoke", "--workers", "-1", "--stage", str(tmp_path / "stage")])
     assert not (tmp_path / "stage").exists()
+
+
+def _notebook(path, source):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_notebooks_side_by_side_run_after_what_they_wait_for_and_single_threaded(tmp_path):
+    """Two workers: the back matter starts only once every chapter is done, every kernel has one
+    torch thread, and the seconds of every notebook come back."""
+    from miakit import book
+
+    root, stage = tmp_path / "root", tmp_path / "stage"
+    (root / "notebooks").mkdir(parents=True)
+    _notebook(root / "notebooks" / "01_a.ipynb", "import time, torch; time.sleep(3)\n"
+              "open('a.txt', 'w').write(str(torch.get_num_threads()))")
+    _notebook(root / "notebooks" / "02_b.ipynb", "open('b.txt', 'w').write('b')")
+    _notebook(root / "notebooks" / "90_c.ipynb", "import os\nassert os.path.exists('a.txt') and os.path.exists('b.txt')\n"
+              "open('c.txt', 'w').write('c')")
+    timings = book.execute(root, stage, "smoke", {}, workers=2)
+    assert list(timings) == ["01_a", "02_b", "90_c"] and all(v > 0 for v in timings.values())
+    assert (root / "a.txt").read_text() == "1" and (root / "c.txt").exists()
+    assert (stage / "notebooks" / "90_c.ipynb").exists() and (stage / "logs" / "90_c.log").exists()
+
+
+def test_a_failing_notebook_side_by_side_stops_the_build_and_names_itself(tmp_path):
+    import pytest
+
+    from miakit import book
+
+    root, stage = tmp_path / "root", tmp_path / "stage"
+    (root / "notebooks").mkdir(parents=True)
+    _notebook(root / "notebooks" / "01_a.ipynb", "import time; time.sleep(60)\nopen('a.txt', 'w').write('a')")
+    _notebook(root / "notebooks" / "02_b.ipynb", "raise ValueError('broken chapter')")
+    _notebook(root / "notebooks" / "90_c.ipynb", "open('c.txt', 'w').write('c')")
+    with pytest.raises(SystemExit, match="02_b.ipynb failed") as err:
+        book.execute(root, stage, "smoke", {}, workers=2)
+    assert "broken chapter" in str(err.value)
+    assert not (root / "c.txt").exists() and not (root / "a.txt").exists()  # the other was stopped, the back matter never ran
+
+
+def test_the_run_order_names_real_notebooks_and_starts_what_others_wait_for():
+    from pathlib import Path
+
+    from miakit import book
+
+    stems = [nb.stem for nb in book.notebooks(Path(__file__).resolve().parents[1])]
+    assert all(name in stems for name, before in book.AFTER.items() for name in (name, *before))
+    order = book.run_order(stems)
+    assert order[0] == "02_loss_attack" and order[-1] == "90_claims"
+    assert book.waits_for("90_claims", stems) == [s for s in stems if s.startswith("0")]
+    assert book.waits_for("05_differential_privacy", stems) == []
