@@ -5,7 +5,7 @@ PROFILE ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.miakit-installed
 
-.PHONY: venv test book notebooks bench clean fashion-mnist chromium colab-check gpu-check
+.PHONY: venv test test-fast book notebooks bench clean fashion-mnist chromium colab-check gpu-check
 
 venv: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 ## make test: the whole test suite (unit tests, papermill smoke runs, strict book build, the pages in a browser)
 test: $(STAMP) fashion-mnist chromium
 	$(PY) -m pytest -q tests
+
+## make test-fast: the inner loop, everything but the notebooks, the book build and the browser (tests
+## marked slow or book); `make test` stays the full suite CI runs
+test-fast: $(STAMP) fashion-mnist
+	$(PY) -m pytest -q -m "not slow and not book" tests
 
 # Debian's Fashion-MNIST, so that its real loader is tested (installed when missing and we may)
 fashion-mnist:
@@ -46,7 +51,7 @@ book: $(STAMP) fashion-mnist  # the cpu profile's benchmark regime (chapter 06) 
 
 ## make notebooks: stamp the repository URL (_config.yml) into the Colab cells, regenerate the outputs-free .ipynb twins
 notebooks: $(STAMP)
-	$(PY) -m miakit.repository
+	$(PY) -m miakit.book.colab_cell
 	$(VENV)/bin/jupytext --update --to ipynb notebooks/[0-9][0-9]_*.py
 
 ## make bench: speed benchmarks (ratios measured side by side)

@@ -3,7 +3,7 @@ throughput of the same UNet at its best batch size, side by side in one process.
 
 The UNet is freshly initialised (weights do not change speed); the images are random. Each
 attack runs over its profile grid (``--profile``), its evaluations counted by wrapping the model
-(``miakit.speed.CountingModel``), at the raw limit's best batch size. Target: every attack at
+(``miakit.evidence.speed.CountingModel``), at the raw limit's best batch size. Target: every attack at
 >= 90% of the limit. The likelihood attack is left out (an adaptive ODE solve with a backward
 pass per evaluation is not a forward-pass workload; P2 in ``benchmarks/likelihood.py`` covers it).
 
@@ -25,7 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from miakit import config, diffusion, models, speed  # noqa: E402
+from miakit.core import config  # noqa: E402
+from miakit import diffusion
+from miakit.diffusion import unet
+from miakit.evidence import speed
 
 ATTACKS = ("loss", "secmi", "pia", "pian", "sima", "reference")
 
@@ -41,7 +44,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
-    model = models.build_unet(args.preset, args.family, args.resolution, 1).eval()
+    model = unet.build_unet(args.preset, args.family, args.resolution, 1).eval()
     x = torch.rand(args.images, 1, args.resolution, args.resolution, generator=torch.Generator().manual_seed(1)) * 2 - 1
     result = speed.attack_speed(model, diffusion.family(args.family), x, ATTACKS, config.resolve(args.profile))
     print(result.table().to_string())

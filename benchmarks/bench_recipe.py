@@ -30,7 +30,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from miakit import benchmark, config, train
+from miakit.chapters import benchmark
+from miakit.core import config
+from miakit.training import train
 
 
 def main(argv=None) -> None:

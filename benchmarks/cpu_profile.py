@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from miakit import config, data, studies, train  # noqa: E402
+from miakit.core import config, data  # noqa: E402
+from miakit.chapters import loss_and_likelihood
+from miakit.training import train
 
 CANDIDATES = {
     "16x16 small": dict(dataset="digits", resolution=16, model="small", iterations=1200, lr=1e-3),
@@ -50,7 +52,7 @@ def measure(name: str, overrides: dict, members: int, runs_dir: str) -> dict:
     run = train.ensure(s, progress_bar=False)
     trained = time.perf_counter() - began
     began = time.perf_counter()
-    study = studies.loss_attack_study(run, progress_bar=False, n_steps=21, n_noise=4)
+    study = loss_and_likelihood.loss_attack_study(run, progress_bar=False, n_steps=21, n_noise=4)
     attacked = time.perf_counter() - began
     j = study.best_index_val
     result = study.test[j]

@@ -6,17 +6,17 @@ the same members and a generator with the same seed, timed in interleaved rounds
 times one step of every case) so machine noise hits all of them alike; medians are reported.
 
 Cases:
-- ``ordinary step``: ``miakit.train.StandardStep`` (batch, forward, backward,
+- ``ordinary step``: ``miakit.training.train.StandardStep`` (batch, forward, backward,
   ``clip_grad_norm_``, Adam);
-- ``DP-SGD, book-keeping (miakit)``: ``miakit.privacy.DPSGDStep`` as training runs it (Poisson
-  batch, per-example clipping by book-keeping in ``miakit.clipping``, opacus' noise, Adam,
+- ``DP-SGD, book-keeping (miakit)``: ``miakit.training.dp_sgd.DPSGDStep`` as training runs it (Poisson
+  batch, per-example clipping by book-keeping in ``miakit.training.clipping``, opacus' noise, Adam,
   the accountant's step);
 - ``DP-SGD, opacus per-sample gradients``: the same step with opacus' ``GradSampleModule``
   and ``DPOptimizer`` (how miakit trained before), for comparison.
 Before timing, each engine's per-example gradients and norms are checked against a per-example
-loop (``miakit.privacy.per_sample_gradient_mismatches``): a ratio counts only for a verified
+loop (``miakit.training.dp_sgd.per_sample_gradient_mismatches``): a ratio counts only for a verified
 case. P3's target: the book-keeping step <= 1.5x the ordinary step. The measurement is
-``miakit.speed.dp_step_speed``, which chapter 05 of the book also runs on its own target.
+``miakit.evidence.speed.dp_step_speed``, which chapter 05 of the book also runs on its own target.
 
     PYTHONPATH=. .venv/bin/python benchmarks/dp_step.py            # ~1 min on 2 cores
     ... --rounds 20 --batch 64 --k 1 --preset small --resolution 16 --out benchmarks/results/dp_step.json
@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from miakit import config, speed  # noqa: E402
+from miakit.core import config  # noqa: E402
+from miakit.evidence import speed
 
 
 def main(argv=None):

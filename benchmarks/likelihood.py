@@ -1,20 +1,20 @@
 """Benchmark P2: how fast and how accurate is miakit's batched likelihood, against the paper's loop?
 
 Everything runs side by side in ONE process, on the SAME trained ``cpu``-profile DDPM target
-(loaded from ``runs/`` via ``miakit.train.ensure``; 16x16 digits) and the SAME images (the first
+(loaded from ``runs/`` via ``miakit.training.train.ensure``; 16x16 digits) and the SAME images (the first
 ``--images``/2 test members and the first test nonmembers), with the SAME Hutchinson probe per
-image (``miakit.likelihood._probes(seed, i, ...)``, i = the image's position in the tensor).
+image (``miakit.diffusion.likelihood._probes(seed, i, ...)``, i = the image's position in the tensor).
 
-(1) ours: ``miakit.likelihood.likelihood`` (torchdiffeq, whole batch in one ODE, drift and
+(1) ours: ``miakit.diffusion.likelihood.likelihood`` (torchdiffeq, whole batch in one ODE, drift and
     divergence from one forward + one backward pass) at dopri5 rtol=atol=1e-5 (the paper's
     tolerance), 1e-4, 1e-3, and fixed-step RK4 through torchdiffeq, once on a grid UNIFORM in t
     (``options={"step_size": ...}``) and once on a grid quadratic in t (fine near t = eps, via
     ``options={"grid_constructor": ...}``). Fixed steps are not error-controlled: their |dbpd|
     column is the honest measure of what they cost in accuracy.
-(2) the paper loop: ``miakit.speed.paper_likelihood``, a faithful re-implementation of
+(2) the paper loop: ``miakit.evidence.speed.paper_likelihood``, a faithful re-implementation of
     score_sde's ``likelihood.py`` as used by Hu & Pang (scipy RK45 at rtol = atol = 1e-5, one
     image at a time, numpy<->torch at every evaluation, the drift evaluated twice per step);
-    see that module's docstring. The timing itself is ``miakit.speed.likelihood_speed``, the
+    see that module's docstring. The timing itself is ``miakit.evidence.speed.likelihood_speed``, the
     same function the book's chapter 03 runs.
 
 Reported per setting: images/s, the speed ratio to the paper loop (>1 = ours faster), mean and
@@ -51,8 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from miakit import config, train  # noqa: E402
-from miakit.speed import P2_MEAN_DBPD, P2_RATIO, likelihood_speed_of_run  # noqa: E402
+from miakit.core import config  # noqa: E402
+from miakit.training import train
+from miakit.evidence.speed import P2_MEAN_DBPD, P2_RATIO, likelihood_speed_of_run  # noqa: E402
 
 NO_BATCH = ("dopri5 1e-5", "rk4 uniform 50")  # too slow for the default run's time budget
 

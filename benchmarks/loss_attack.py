@@ -55,9 +55,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from miakit import attacks  # noqa: E402
-from miakit.config import PROFILES  # noqa: E402
+from miakit.core.config import PROFILES  # noqa: E402
 from miakit.diffusion import family as get_family  # noqa: E402
-from miakit.models import build_unet, n_parameters  # noqa: E402
+from miakit.diffusion.unet import build_unet, n_parameters  # noqa: E402
 
 RESOLUTION, CHANNELS, PRESET, FAMILY = 16, 1, "small", "ddpm"
 PAPER_CHUNK = 200  # the paper code's chunk of noisy copies per forward pass
@@ -73,7 +73,7 @@ def make_model(seed: int = 0):
 
 def make_images(n: int, source: str, seed: int = 0) -> torch.Tensor:
     if source == "digits":
-        from miakit.data import load
+        from miakit.core.data import load
         images = load("digits", RESOLUTION)
         images = getattr(images, "images", images)
         return torch.as_tensor(images[:n], dtype=torch.float32).reshape(n, CHANNELS, RESOLUTION, RESOLUTION)

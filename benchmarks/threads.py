@@ -21,7 +21,8 @@ import time
 WORKER = r"""
 import sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
-from miakit import config, train
+from miakit.core import config
+from miakit.training import train
 from miakit.diffusion import family
 s = config.resolve("cpu", device="cpu")
 gen = torch.Generator().manual_seed(0)
@@ -38,7 +39,8 @@ print(n)
 SCORER = r"""
 import sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
-from miakit import config, train
+from miakit.core import config
+from miakit.training import train
 from miakit.attacks.loss import loss_scores
 from miakit.diffusion import family
 s = config.resolve("cpu", device="cpu")

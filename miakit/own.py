@@ -24,9 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import attacks, config, data, metrics, plots
-from .diffusion import Family, ScheduledDDPM, from_scheduler
-from .studies import LossAttackStudy
+from miakit import attacks
+from miakit.core import config, data
+from miakit.evidence import metrics
+from miakit.book import plots
+from miakit.diffusion import Family, ScheduledDDPM, from_scheduler
+from miakit.chapters.loss_and_likelihood import LossAttackStudy
 
 DEFAULT_ATTACKS = ("loss", "likelihood", "secmi", "pia", "pian", "sima")
 
@@ -78,8 +81,8 @@ class OwnResult:
             attack, j = attacks.get(name), study.best_index_val
             queries = attack.queries(self.grids[name][j])
             rows.append({"attack": attack.label, "chosen on validation": attack.describe(self.grids[name][j]),
-                         "AUC [95%]": study.chosen().text(),
-                         "TPR@1%FPR [95%]": study.chosen(0.01).text(), "TPR@0.1%FPR [95%]": study.chosen(0.001).text(),
+                         **metrics.estimate_row(study.chosen(), {f: study.chosen(f) for f in metrics.LOW_FPRS},
+                                                counts=False),
                          "queries / image": "adaptive" if queries is None else queries})
         return pd.DataFrame(rows).set_index("attack")
 

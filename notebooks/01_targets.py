@@ -123,11 +123,11 @@ runs_dir = None  # a folder, or drive:<folder> on Colab (kept on Google Drive)
 
 # %%
 import miakit
-from miakit import plots, report
+from miakit.book import plots, report
 
-settings = miakit.config.from_namespace(globals())
+settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-runs = miakit.train.ensure_all(settings)
+runs = miakit.training.train.ensure_all(settings)
 report.targets_table(runs)
 
 # %% [markdown]
@@ -148,7 +148,7 @@ plots.training_curves(runs);
 
 # %%
 plots.samples_by_family(report.member_images(runs, settings.sampling.n_samples),
-                        miakit.train.samples(runs, settings.sampling.n_samples, settings.sampling.sample_steps));
+                        miakit.training.train.samples(runs, settings.sampling.n_samples, settings.sampling.sample_steps));
 
 # %% tags=["remove-cell"]
 report.glue("profile", settings.profile)

@@ -95,13 +95,16 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit import blind, claims, plots, report, studies, summary
+from miakit.attacks import blind
+from miakit.evidence import claims
+from miakit.book import plots, report
+from miakit.chapters import loss_and_likelihood, overview
 
-settings = miakit.config.from_namespace(globals())
+settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-runs = miakit.train.ensure_all(settings)
-loss = studies.loss_attack_studies(runs)
-lead = studies.lead_family(loss)
+runs = miakit.training.train.ensure_all(settings)
+loss = loss_and_likelihood.loss_attack_studies(runs)
+lead = loss_and_likelihood.lead_family(loss)
 
 # %% [markdown]
 # ## Attack performance against the diffusion step
@@ -123,7 +126,7 @@ plots.metrics_vs_step_by_family(loss, runs);
 # t = 799), and each SMLD curve names both.
 
 # %%
-plots.roc_grid(studies.at_paper_steps_by_family(loss, runs));
+plots.roc_grid(loss_and_likelihood.at_paper_steps_by_family(loss, runs));
 
 # %% [markdown]
 # ## The most vulnerable step
@@ -136,7 +139,7 @@ plots.roc_grid(studies.at_paper_steps_by_family(loss, runs));
 # too small to resolve that FPR.
 
 # %%
-studies.best_step_table(loss)
+loss_and_likelihood.best_step_table(loss)
 
 # %% [markdown]
 # (blind)=
@@ -157,11 +160,11 @@ blind_study = blind.blind_study_of_run(runs[lead])
 blind_study.table()
 
 # %%
-plots.roc_loglog({**studies.chosen_results(loss), **blind_study.results()},
+plots.roc_loglog({**loss_and_likelihood.chosen_results(loss), **blind_study.results()},
                  title="Loss attack (chosen step) and the blind baselines");
 
 # %%
-iid = summary.iid_verdict(blind_study)
+iid = overview.iid_verdict(blind_study)
 claims.table([iid])
 
 # %% tags=["remove-cell"]
@@ -200,4 +203,4 @@ report.glue("seconds", clock.elapsed())
 # beside its run as CSV (see [how to reproduce](../book/reproduce.md)).
 
 # %% tags=["hide-output"]
-studies.headline_tables(loss, runs)
+loss_and_likelihood.headline_tables(loss, runs)

@@ -95,13 +95,16 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit import blind, claims, plots, report, speed, studies
+from miakit.attacks import blind
+from miakit.evidence import claims, speed
+from miakit.book import plots, report
+from miakit.chapters import loss_and_likelihood
 
-settings = miakit.config.from_namespace(globals())
+settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-runs = miakit.train.ensure_all(settings)
-lik = studies.likelihood_studies(runs)
-lead = studies.lead_family(lik)
+runs = miakit.training.train.ensure_all(settings)
+lik = loss_and_likelihood.likelihood_studies(runs)
+lead = loss_and_likelihood.lead_family(lik)
 
 # %% [markdown]
 # ## ROC curves
@@ -109,7 +112,7 @@ lead = studies.lead_family(lik)
 # Log-log ROC curves of the likelihood attack on the test split, one curve per target.
 
 # %%
-plots.roc_loglog(studies.likelihood_results(lik), title="Likelihood attack (members positive)");
+plots.roc_loglog(loss_and_likelihood.likelihood_results(lik), title="Likelihood attack (members positive)");
 
 # %% [markdown]
 # ## Metrics in both conventions, likelihoods and cost
@@ -122,7 +125,7 @@ plots.roc_loglog(studies.likelihood_results(lik), title="Likelihood attack (memb
 # vector-Jacobian product, and wall-clock seconds on this machine).
 
 # %%
-studies.likelihood_table(lik)
+loss_and_likelihood.likelihood_table(lik)
 
 # %% [markdown]
 # ## Bits per dimension of members and nonmembers
@@ -151,11 +154,11 @@ plots.bpd_histograms(lik);
 # decide it, where more images could).
 
 # %%
-loss = studies.loss_attack_studies(runs)
-studies.attack_table(loss, lik, blind.blind_study_of_run(runs[lead]))
+loss = loss_and_likelihood.loss_attack_studies(runs)
+loss_and_likelihood.attack_table(loss, lik, blind.blind_study_of_run(runs[lead]))
 
 # %%
-c1 = studies.c1_verdicts(loss, lik)
+c1 = loss_and_likelihood.c1_verdicts(loss, lik)
 claims.table(c1)
 
 # %% [markdown]
@@ -172,7 +175,7 @@ claims.table(c1)
 # mean |d bits/dim| of at most 0.01.
 
 # %%
-timing = speed.likelihood_speed_of_run(runs[studies.lead_family(lik)], settings.speed.speed_images,
+timing = speed.likelihood_speed_of_run(runs[loss_and_likelihood.lead_family(lik)], settings.speed.speed_images,
                                        settings.speed.speed_batch, seed=settings.attack.attack_seed)
 timing.table()
 
@@ -189,7 +192,7 @@ timing.table()
 report.glue("lead_family", lead)
 report.glue("delta", claims.DELTA)
 report.glue("n_families", len(lik))
-report.glue("n_lower_bpd", studies.members_lower_bpd(lik))
+report.glue("n_lower_bpd", loss_and_likelihood.members_lower_bpd(lik))
 report.glue_many(claims.glue_values(c1))
 report.glue_estimate("lead_auc", lik[lead].estimate)
 report.glue("lead_test_members", len(lik[lead].logp_members))

@@ -19,7 +19,7 @@
 # the loss attack needs, and what the likelihood attack's solver settings and number of
 # Hutchinson probes buy.
 #
-# Every verdict is computed by the rules of the claims layer (`miakit.claims`): a claim that A
+# Every verdict is computed by the rules of the claims layer (`miakit.evidence.claims`): a claim that A
 # leaks more than B is REPRODUCED when the 95% bootstrap interval of AUC(A) - AUC(B) lies wholly
 # above zero, CONTRADICTED when it lies wholly below, and UNDECIDED otherwise. An UNDECIDED
 # verdict states the number of test images that would decide it at the observed effect where
@@ -73,13 +73,15 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit import claims, factors, plots, report, studies
+from miakit.evidence import claims
+from miakit.chapters import factors, loss_and_likelihood
+from miakit.book import plots, report
 
-settings = miakit.config.from_namespace(globals())
+settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-runs = miakit.train.ensure_all(settings)
-loss = studies.loss_attack_studies(runs)
-lead = studies.lead_family(runs)
+runs = miakit.training.train.ensure_all(settings)
+loss = loss_and_likelihood.loss_attack_studies(runs)
+lead = loss_and_likelihood.lead_family(runs)
 
 # %% [markdown]
 # (c2)=

@@ -43,7 +43,7 @@
 # are checked against a per-example loop for every parameter in the test suite
 # (`tests/test_privacy.py`): opacus' default mode silently gets the convolutions after
 # diffusers' attention blocks wrong unless their inputs are made contiguous, which
-# `miakit.privacy` does.
+# `miakit.training.dp_sgd` does.
 
 # %% [markdown]
 # ## DP-SGD in equations
@@ -109,11 +109,13 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit import claims, plots, report, tradeoff
+from miakit.evidence import claims
+from miakit.book import plots, report
+from miakit.chapters import differential_privacy
 
-settings = miakit.config.from_namespace(globals())
+settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-study = tradeoff.tradeoff_study(settings)
+study = differential_privacy.tradeoff_study(settings)
 lead = study.families()[0]
 
 # %% [markdown]
@@ -184,14 +186,14 @@ claims.table(verdicts)
 # chapter's private target (the same model, members and expected batch of
 # {glue:text}`p3_batch:d` images, noise multiplicity included), timed side by side in
 # interleaved rounds on this machine ({glue:text}`p3_threads:d` CPU threads). miakit clips
-# per-example gradients by book-keeping (`miakit.clipping`: one backward pass, per-example norms
+# per-example gradients by book-keeping (`miakit.training.clipping`: one backward pass, per-example norms
 # layer by layer, the mixed ghost norm); the same step with opacus' per-sample gradients, how
 # miakit trained before, is shown beside it. Each engine's per-example gradients and norms are
 # first checked against a per-example loop. Target P3: the private step miakit trains with costs
 # at most 1.5 times an ordinary step.
 
 # %%
-dp_speed = tradeoff.dp_step_timing(settings)
+dp_speed = differential_privacy.dp_step_timing(settings)
 dp_speed.table()
 
 # %% [markdown]

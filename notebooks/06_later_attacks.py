@@ -86,9 +86,10 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit import benchmark, beyond, plots, report
+from miakit.chapters import benchmark, later_attacks
+from miakit.book import plots, report
 
-settings = miakit.config.from_namespace(globals())
+settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
 bench = benchmark.study(settings)
 
@@ -174,8 +175,8 @@ bench.recipe_table()
 # it shows that every attack finds the signal where it is strong.
 #
 # %%
-runs = miakit.train.ensure_all(settings)
-later = beyond.later_attacks(runs)
+runs = miakit.training.train.ensure_all(settings)
+later = later_attacks.later_attacks(runs)
 
 # %% [markdown]
 # Test-part AUC and TPR at 1% and 0.1% FPR with 95% bootstrap intervals, at the setting chosen
@@ -238,7 +239,7 @@ plots.hyperparameter_curves(later.curves());
 # memory.
 
 # %%
-beyond.protocol_table(later)
+later_attacks.protocol_table(later)
 
 # %% tags=["remove-cell"]
 report.glue_many(bench.glue_values())

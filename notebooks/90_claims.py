@@ -19,7 +19,7 @@
 # which the benchmark regime does not run), with the verdict this
 # build computed, the numbers behind it and a link to the figure that supports it. The verdicts are recomputed
 # here from the run store (the chapters trained and attacked everything; this page adds no
-# training), by the rules of the claims layer (`miakit.claims`), written once:
+# training), by the rules of the claims layer (`miakit.evidence.claims`), written once:
 #
 # {glue:text}`rules:s`
 
@@ -49,11 +49,13 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit import claims, manifest, report, summary
+from miakit.evidence import claims
+from miakit.book import manifest, report
+from miakit.chapters import overview
 
-settings = miakit.config.from_namespace(globals())
+settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-results = summary.overview(settings)
+results = overview.overview(settings)
 table = claims.table(results.verdicts)
 table
 
@@ -62,8 +64,8 @@ report.glue("claims_table", claims.table(results.verdicts, brief=True), display=
 report.glue("rules", claims.rules_text())
 report.glue("delta", claims.DELTA)
 report.glue("narrow_margin", min(claims.MARGINS))
-report.glue("profile_note", summary.profile_note(settings))
-report.glue_many(summary.counts(results.verdicts), prefix="n_")
+report.glue("profile_note", overview.profile_note(settings))
+report.glue_many(overview.counts(results.verdicts), prefix="n_")
 report.glue("manifest", manifest.table(settings), display=False)
 report.glue("seconds", clock.elapsed())
 

@@ -3,16 +3,16 @@
 1. For the ``gpu`` and ``paper`` profiles, on random images of the profile's shape (no dataset
    is needed; speed does not depend on pixels):
    - the median seconds of one training step and of one loss-attack batch of the profile's UNet
-     at its batch sizes and the device's precision (``miakit.speed.step_timing``), the sustained
-     TFLOP/s this gives (``miakit.budget.flops_per_image_step``), and the training hours per
-     chapter that the step time gives (``miakit.budget.table``);
+     at its batch sizes and the device's precision (``miakit.evidence.speed.step_timing``), the sustained
+     TFLOP/s this gives (``miakit.chapters.budget.flops_per_image_step``), and the training hours per
+     chapter that the step time gives (``miakit.chapters.budget.table``);
    - on a GPU that chooses bf16, the same step at fp16 with a gradient scaler: the path a T4
      (Colab's common GPU) takes, run on CUDA here, with its losses checked finite.
 2. The smoke profile end to end on the GPU: each notebook executed with papermill
    (``miakit.book.execute``, ``device=cuda``) into a temporary folder, one by one so that one
    failure does not hide the others, and the HTML built when jupyter-book is installed.
 3. For the same profiles, P3 on the GPU: the private training step against an ordinary one
-   (``miakit.speed.dp_step_speed``, each per-example gradient engine verified first) at the
+   (``miakit.evidence.speed.dp_step_speed``, each per-example gradient engine verified first) at the
    profile's chapter-05 target, and the hours per chapter again with this measured ratio in
    place of the assumed 2.
 
@@ -49,7 +49,10 @@ def _failure(err: BaseException) -> dict:
 
 
 def step_times(args, report: dict, write) -> None:
-    from miakit import budget, config, models, speed
+    from miakit.chapters import budget
+    from miakit.core import config
+    from miakit.diffusion import unet
+    from miakit.evidence import speed
 
     for profile in args.profiles.split(","):
         try:
@@ -61,9 +64,9 @@ def step_times(args, report: dict, write) -> None:
                   f"({timing.precision}), {timing.attack_seconds * 1e3:.1f} ms per attack batch of "
                   f"{timing.attack_batch}, {entry['sustained TFLOP/s']:.1f} TFLOP/s sustained", flush=True)
             print(budget.table(settings, seconds_per_image_step=timing.seconds_per_image_step).to_string(), flush=True)
-            device = models.pick_device(settings.device)
-            if models.precision(device) != models.FP16 and device.type == "cuda":
-                fp16 = speed.step_timing(settings, channels, args.repeats, precision=models.FP16)
+            device = unet.pick_device(settings.device)
+            if unet.precision(device) != unet.FP16 and device.type == "cuda":
+                fp16 = speed.step_timing(settings, channels, args.repeats, precision=unet.FP16)
                 entry["fp16 with gradient scaler (a T4's path)"] = _timing_report(settings, fp16, budget)
                 print(f"profile {profile} at fp16 with a gradient scaler: {fp16.step_seconds * 1e3:.1f} ms per step, "
                       f"losses finite: {fp16.losses_finite}", flush=True)
@@ -74,24 +77,24 @@ def step_times(args, report: dict, write) -> None:
 
 
 def smoke_book(args, report: dict, write) -> None:
-    from miakit import book
+    from miakit.book import build
 
     entry = report["smoke book"] = {"notebooks": {}}
     with tempfile.TemporaryDirectory(prefix="miakit-gpu-check-") as tmp:
         stage, parameters = Path(tmp) / "stage", {"device": args.device, "runs_dir": f"{tmp}/runs"}
-        book.stage_sources(ROOT, stage)
-        for nb in book.notebooks(ROOT):
+        build.stage_sources(ROOT, stage)
+        for nb in build.notebooks(ROOT):
             began = time.perf_counter()
             try:
-                book.execute(ROOT, stage, "smoke", parameters, only=[nb.stem])
+                build.execute(ROOT, stage, "smoke", parameters, only=[nb.stem])
                 status = "ok"
             except Exception as err:  # noqa: BLE001
                 status = _failure(err)["error"]
             entry["notebooks"][nb.stem] = {"status": status, "seconds": round(time.perf_counter() - began, 1)}
             write()
-        if (Path(sys.executable).parent / "jupyter-book").exists():  # what book.build_html runs
+        if (Path(sys.executable).parent / "jupyter-book").exists():  # what build.build_html runs
             try:
-                book.build_html(stage)
+                build.build_html(stage)
                 entry["html"] = "built"
             except BaseException as err:  # noqa: BLE001 - build_html raises SystemExit
                 entry["html"] = _failure(err)["error"]
@@ -105,14 +108,16 @@ def smoke_book(args, report: dict, write) -> None:
 def dp_steps(args, report: dict, write) -> None:
     import torch
 
-    from miakit import budget, config, studies, tradeoff, speed
+    from miakit.chapters import budget, loss_and_likelihood, differential_privacy
+    from miakit.core import config
+    from miakit.evidence import speed
 
     for profile in args.profiles.split(","):
         try:
             settings = config.resolve(profile, device=args.device)
-            lead = studies.lead_family(dict.fromkeys(settings.family_names()))
-            arm = tradeoff.arm_specs(settings)[-1]  # the most private arm: clipping and noise
-            target = tradeoff.target_settings(settings, lead, arm, settings.target.train_seed)
+            lead = loss_and_likelihood.lead_family(dict.fromkeys(settings.family_names()))
+            arm = differential_privacy.arm_specs(settings)[-1]  # the most private arm: clipping and noise
+            target = differential_privacy.target_settings(settings, lead, arm, settings.target.train_seed)
             members = torch.rand(settings.privacy_study.dp_members, budget.image_channels(settings),
                                  settings.data.resolution, settings.data.resolution,
                                  generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -147,13 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here: the GPU check needs one (or --device cpu for a dry run)")
         return 2
-    from miakit import models
+    from miakit.diffusion import unet
 
     cuda = args.device.startswith("cuda")
     report = {"device": args.device, "torch": torch.__version__, "cuda": torch.version.cuda,
               "gpu name": torch.cuda.get_device_name(0) if cuda else "none",
               "capability": list(torch.cuda.get_device_capability(0)) if cuda else None,
-              "precision": models.precision(torch.device(args.device)).name}
+              "precision": unet.precision(torch.device(args.device)).name}
     out = Path(args.out)
 
     def write() -> None:

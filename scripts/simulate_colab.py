@@ -8,7 +8,7 @@ What Colab gives a notebook, and how it is stood in for here:
 2. ``google.colab`` imported at kernel start: a stub package on the kernel's path, imported by an
    IPython startup file;
 3. the notebook's setup cell, stamped with this repository's URL: here the same cell
-   (``miakit.repository.colab_cell``) with the URL of this checkout as a local git remote, since
+   (``miakit.book.colab_cell.colab_cell``) with the URL of this checkout as a local git remote, since
    nothing here can reach GitHub. The cell pip-installs ``miakit @ git+<url>`` exactly as on Colab.
 
 Then chapter 01 is executed on the smoke profile with its setup cell run twice (the second run
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from miakit import repository  # noqa: E402
+from miakit.book import colab_cell  # noqa: E402
 
 STUB = '''"""A stand-in for Colab's google.colab (miakit's Colab simulation)."""
 from . import drive  # noqa: F401
@@ -90,8 +90,8 @@ def simulate(work: Path, torch_requirement: str) -> int:
     import nbformat
 
     nb = jupytext.read(ROOT / "notebooks" / "01_targets.py")
-    setup = next(i for i, c in enumerate(nb.cells) if c.source.startswith(repository.CELL_MARK))
-    nb.cells[setup].source = repository.colab_cell(url).rstrip("\n")
+    setup = next(i for i, c in enumerate(nb.cells) if c.source.startswith(colab_cell.CELL_MARK))
+    nb.cells[setup].source = colab_cell.colab_cell(url).rstrip("\n")
     nb.cells.insert(setup + 1, nbformat.v4.new_code_cell(nb.cells[setup].source))  # the setup cell, run again
     source, executed = work / "01_targets.ipynb", work / "01_targets.out.ipynb"
     nbformat.write(nb, source)

@@ -4,10 +4,19 @@ import torch
 torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(items):
+    """A test that reads the smoke book (the ``built_book`` fixture: every notebook executed, the
+    HTML built) is marked ``book``: ``make test-fast`` leaves those out."""
+    for item in items:
+        if "built_book" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.book)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One trained smoke-profile target, shared by the tests that need a real model."""
-    from miakit import config, train
+    from miakit.core import config
+    from miakit.training import train
 
     settings = config.resolve("smoke", runs_dir=str(tmp_path_factory.mktemp("runs")))
     return train.ensure(settings, progress_bar=False)
@@ -27,11 +36,11 @@ def built_book(tmp_path_factory):
     import json
     from pathlib import Path
 
-    from miakit import book
+    from miakit.book import build
 
     root = Path(__file__).resolve().parents[1]
     stage = tmp_path_factory.mktemp("stage")
     runs = tmp_path_factory.mktemp("runs")
-    book.main(["--profile", "smoke", "-p", f"runs_dir={json.dumps(str(runs))}", "--root", str(root), "--workers", "2",
+    build.main(["--profile", "smoke", "-p", f"runs_dir={json.dumps(str(runs))}", "--root", str(root), "--workers", "2", "--side-by-side", "2",
                "--stage", str(stage)])
     return stage

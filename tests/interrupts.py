@@ -15,7 +15,8 @@ import signal
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from miakit import diffusion, store
+from miakit import diffusion
+from miakit.core import store
 
 POINTS = ("draw", "forward", "backward", "update", "write")
 
@@ -90,7 +91,7 @@ def main() -> None:
     ``test_resume.py`` and SIGKILL this process at POINT of ITERATION."""
     import sys
 
-    from miakit import train
+    from miakit.training import train
 
     sys.path.insert(0, os.path.dirname(__file__))
     from test_resume import settings_for

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import attacks, diffusion, studies
+from miakit import attacks, diffusion
+from miakit.chapters import loss_and_likelihood
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +56,21 @@ def test_empty_input_is_an_error(ddpm):
 
 def test_roc_steps_scale_with_the_process():
     ddpm = diffusion.family("ddpm")
-    assert studies.roc_steps(np.arange(1000), ddpm) == [0, 200, 500, 600, 800, 999]
-    assert studies.roc_steps(np.array([0, 100, 250, 500, 750, 999]), ddpm) == [0, 250, 500, 750, 999]
+    assert loss_and_likelihood.roc_steps(np.arange(1000), ddpm) == [0, 200, 500, 600, 800, 999]
+    assert loss_and_likelihood.roc_steps(np.array([0, 100, 250, 500, 750, 999]), ddpm) == [0, 250, 500, 750, 999]
     short = diffusion.DDPM(n=100)
-    assert studies.roc_steps(np.arange(100), short) == [0, 20, 50, 60, 80, 99]
+    assert loss_and_likelihood.roc_steps(np.arange(100), short) == [0, 20, 50, 60, 80, 99]
     vp = diffusion.family("vpsde")
     grid = vp.attack_steps(11)
-    assert studies.roc_steps(grid, vp) == pytest.approx([grid[0], grid[2], grid[5], grid[6], grid[8], grid[10]])
-    assert studies.step_label(grid[2].item()) == "t = 0.2" and studies.step_label(7) == "t = 7"
+    assert loss_and_likelihood.roc_steps(grid, vp) == pytest.approx([grid[0], grid[2], grid[5], grid[6], grid[8], grid[10]])
+    assert loss_and_likelihood.step_label(grid[2].item()) == "t = 0.2" and loss_and_likelihood.step_label(7) == "t = 7"
 
 
 def test_loss_attack_study_chooses_on_validation(smoke_run):
-    study = studies.loss_attack_study(smoke_run, progress_bar=False)
+    study = loss_and_likelihood.loss_attack_study(smoke_run, progress_bar=False)
     n_steps = len(study.steps)
     assert {k: v.shape for k, v in study.scores.items()} == {
-        p: (len(getattr(smoke_run.split, p)), n_steps) for p in studies.PARTS}
+        p: (len(getattr(smoke_run.split, p)), n_steps) for p in loss_and_likelihood.PARTS}
     summary = study.summary()
     val_aucs = [r.auc for r in study.val]
     assert summary["best_step_val"] == study.steps[int(np.argmax(val_aucs))]
@@ -77,5 +78,5 @@ def test_loss_attack_study_chooses_on_validation(smoke_run):
     table = study.headline_table(smoke_run.family)
     assert "AUC" in table.columns and "paper TPR@10%FPR" in table.columns
     assert any(label.startswith("best on validation") for label in table.index)
-    cached = studies.loss_attack_study(smoke_run, progress_bar=False)  # loaded from the run folder
-    assert all(np.array_equal(cached.scores[p], study.scores[p]) for p in studies.PARTS)
+    cached = loss_and_likelihood.loss_attack_study(smoke_run, progress_bar=False)  # loaded from the run folder
+    assert all(np.array_equal(cached.scores[p], study.scores[p]) for p in loss_and_likelihood.PARTS)

@@ -6,7 +6,9 @@ import dataclasses
 
 import pytest
 
-from miakit import config, studies, train
+from miakit.core import config
+from miakit.chapters import loss_and_likelihood
+from miakit.training import train
 
 
 def band_settings(runs_dir, iterations: int):
@@ -16,8 +18,8 @@ def band_settings(runs_dir, iterations: int):
 
 def attacked(runs_dir, iterations: int):
     run = train.ensure(band_settings(runs_dir, iterations), progress_bar=False)
-    loss = studies.loss_attack_study(run, progress_bar=False, n_steps=11)
-    lik = studies.likelihood_study(run, False, dataclasses.replace(run.settings.likelihood, lik_max_images=16))
+    loss = loss_and_likelihood.loss_attack_study(run, progress_bar=False, n_steps=11)
+    lik = loss_and_likelihood.likelihood_study(run, False, dataclasses.replace(run.settings.likelihood, lik_max_images=16))
     return loss, lik
 
 

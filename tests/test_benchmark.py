@@ -3,7 +3,11 @@ part only, the test part scored at the chosen setting only, and the claims it fe
 import numpy as np
 import pytest
 
-from miakit import attacks, benchmark, claims, config, feasibility, metrics, train
+from miakit import attacks
+from miakit.chapters import benchmark, feasibility
+from miakit.evidence import claims, metrics
+from miakit.core import config
+from miakit.training import train
 
 
 def test_length_nearest_the_band_centre_is_chosen_and_a_saturated_end_is_not():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from miakit import repository
+from miakit.book import colab_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 # Debian's chromium (what make test installs), or MIAKIT_CHROMIUM; else Playwright's own Chromium
@@ -147,7 +147,7 @@ def test_every_page_renders_offline_without_errors(site):
     base, html = site
     shots = html.parent / "screenshots"
     shots.mkdir(exist_ok=True)
-    repo = repository.repository_url(ROOT)
+    repo = colab_cell.repository_url(ROOT)
     colab_prefix = "https://colab.research.google.com/github/" + repo.split("://", 1)[1].split("/", 1)[1] + "/"
     names = pages(html)
     assert {f"notebooks/{c}.html" for c in CHAPTERS} <= set(names)

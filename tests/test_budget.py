@@ -1,9 +1,11 @@
 """The budget counts the trainings the chapters really run: on the smoke profile, the run folders
-that chapters 01, 04 and 06 create are exactly the trainings ``miakit.budget`` lists for them
+that chapters 01, 04 and 06 create are exactly the trainings ``miakit.chapters.budget`` lists for them
 (count, iterations and batch of each)."""
 import json
 
-from miakit import benchmark, budget, config, factors, train
+from miakit.chapters import benchmark, budget, factors
+from miakit.core import config
+from miakit.training import train
 
 
 def test_budget_lists_the_trainings_the_chapters_make(tmp_path):
@@ -38,9 +40,9 @@ def test_gpu_check_dry_run_times_a_step_and_an_attack_batch_and_prints_hours(tmp
     training step and one attack batch and turns the step time into hours per chapter."""
     import importlib.util
 
-    from miakit import config
+    from miakit.core import config
 
-    path = config.__file__.replace("miakit/config.py", "scripts/gpu_check.py")
+    path = config.__file__.replace("miakit/core/config.py", "scripts/gpu_check.py")
     spec = importlib.util.spec_from_file_location("gpu_check", path)
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)
@@ -95,10 +97,10 @@ def test_targets_trained_on_an_executor_make_the_store_a_sequential_build_makes(
 def test_a_negative_worker_count_is_refused_before_anything_is_staged(tmp_path):
     import pytest
 
-    from miakit import book
+    from miakit.book import build
 
     with pytest.raises(SystemExit):
-        book.main(["--profile", "smoke", "--workers", "-1", "--stage", str(tmp_path / "stage")])
+        build.main(["--profile", "smoke", "--workers", "-1", "--stage", str(tmp_path / "stage")])
     assert not (tmp_path / "stage").exists()
 
 
@@ -115,7 +117,7 @@ def _notebook(path, source):
 def test_notebooks_side_by_side_run_after_what_they_wait_for_and_single_threaded(tmp_path):
     """Two workers: the back matter starts only once every chapter is done, every kernel has one
     torch thread, and the seconds of every notebook come back."""
-    from miakit import book
+    from miakit.book import build
 
     root, stage = tmp_path / "root", tmp_path / "stage"
     (root / "notebooks").mkdir(parents=True)
@@ -124,7 +126,7 @@ def test_notebooks_side_by_side_run_after_what_they_wait_for_and_single_threaded
     _notebook(root / "notebooks" / "02_b.ipynb", "open('b.txt', 'w').write('b')")
     _notebook(root / "notebooks" / "90_c.ipynb", "import os\nassert os.path.exists('a.txt') and os.path.exists('b.txt')\n"
               "open('c.txt', 'w').write('c')")
-    timings = book.execute(root, stage, "smoke", {}, workers=2)
+    timings = build.execute(root, stage, "smoke", {}, workers=2)
     assert list(timings) == ["01_a", "02_b", "90_c"] and all(v > 0 for v in timings.values())
     assert (root / "a.txt").read_text() == "1" and (root / "c.txt").exists()
     assert (stage / "notebooks" / "90_c.ipynb").exists() and (stage / "logs" / "90_c.log").exists()
@@ -133,7 +135,7 @@ def test_notebooks_side_by_side_run_after_what_they_wait_for_and_single_threaded
 def test_a_failing_notebook_side_by_side_stops_the_build_and_names_itself(tmp_path):
     import pytest
 
-    from miakit import book
+    from miakit.book import build
 
     root, stage = tmp_path / "root", tmp_path / "stage"
     (root / "notebooks").mkdir(parents=True)
@@ -141,7 +143,7 @@ def test_a_failing_notebook_side_by_side_stops_the_build_and_names_itself(tmp_pa
     _notebook(root / "notebooks" / "02_b.ipynb", "raise ValueError('broken chapter')")
     _notebook(root / "notebooks" / "90_c.ipynb", "open('c.txt', 'w').write('c')")
     with pytest.raises(SystemExit, match="02_b.ipynb failed") as err:
-        book.execute(root, stage, "smoke", {}, workers=2)
+        build.execute(root, stage, "smoke", {}, workers=2)
     assert "broken chapter" in str(err.value)
     assert not (root / "c.txt").exists() and not (root / "a.txt").exists()  # the other was stopped, the back matter never ran
 
@@ -149,11 +151,11 @@ def test_a_failing_notebook_side_by_side_stops_the_build_and_names_itself(tmp_pa
 def test_the_run_order_names_real_notebooks_and_starts_what_others_wait_for():
     from pathlib import Path
 
-    from miakit import book
+    from miakit.book import build
 
-    stems = [nb.stem for nb in book.notebooks(Path(__file__).resolve().parents[1])]
-    assert all(name in stems for name, before in book.AFTER.items() for name in (name, *before))
-    order = book.run_order(stems)
+    stems = [nb.stem for nb in build.notebooks(Path(__file__).resolve().parents[1])]
+    assert all(name in stems for name, before in build.AFTER.items() for name in (name, *before))
+    order = build.run_order(stems)
     assert order[0] == "02_loss_attack" and order[-1] == "90_claims"
-    assert book.waits_for("90_claims", stems) == [s for s in stems if s.startswith("0")]
-    assert book.waits_for("05_differential_privacy", stems) == []
+    assert build.waits_for("90_claims", stems) == [s for s in stems if s.startswith("0")]
+    assert build.waits_for("05_differential_privacy", stems) == []

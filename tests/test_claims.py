@@ -7,8 +7,9 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from miakit import claims, metrics, studies
-from miakit.claims import Outcome
+from miakit.evidence import claims, metrics
+from miakit.chapters import loss_and_likelihood
+from miakit.evidence.claims import Outcome
 
 
 def arm(shift: float, n_members: int, n_nonmembers: int, seed: int = 0) -> metrics.Arm:
@@ -50,7 +51,7 @@ def test_beats_chance_three_ways_on_intervals():
 def test_beats_chance_has_one_threshold_in_its_outcome_and_its_text():
     threshold = claims.CHANCE + claims.DELTA
     assert f"above {threshold:g}" in claims.BEATS_CHANCE_TEXT
-    assert f"above {threshold:g}" in studies.C1_STATEMENT
+    assert f"above {threshold:g}" in loss_and_likelihood.C1_STATEMENT
     check = claims.beats_chance("auc", est(0.6, 0.55, 0.65))
     assert f"{claims.DELTA:g}" in check.rule and "below" not in check.rule  # no second threshold
     assert f"above {threshold:g}" in claims.rules_text()

@@ -5,7 +5,8 @@ import types
 
 import pytest
 
-from miakit import colab, config, train
+from miakit.core import colab, config
+from miakit.training import train
 
 
 def test_a_drive_store_is_refused_off_colab_and_outside_drive():

@@ -2,7 +2,7 @@ import types
 
 import pytest
 
-from miakit import config
+from miakit.core import config
 
 
 def test_profile_values_and_overrides():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from miakit import config, data
+from miakit.core import config, data
 
 
 def test_digits_have_their_labels_and_unused_images():

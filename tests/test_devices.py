@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import attacks, clipping, config, diffusion, models, privacy, speed
+from miakit import attacks, diffusion
+from miakit.training import clipping, dp_sgd
+from miakit.core import config
+from miakit.diffusion import unet as unets
+from miakit.evidence import speed
 from miakit.attacks import base as attacks_base, loss as attacks_loss
 
 META = torch.device("meta")
@@ -22,8 +26,8 @@ MIXING = ("is not on the expected device", "on the same device", "device type") 
 
 def unet(family_name="ddpm", train=False):
     torch.manual_seed(0)
-    net = models.build_unet("tiny", family_name, 8, 1)
-    return privacy.without_dropout(net.train()) if train else net.eval()
+    net = unets.build_unet("tiny", family_name, 8, 1)
+    return dp_sgd.without_dropout(net.train()) if train else net.eval()
 
 
 def images(n=2):
@@ -86,12 +90,12 @@ def test_per_sample_gradient_check_draws_on_the_examples_device(method):
     them to the examples' device."""
     net = unet(train=True).to(META)
     seen = calls(net)
-    reaches_past_the_model(lambda: privacy.per_sample_gradient_mismatches(
+    reaches_past_the_model(lambda: dp_sgd.per_sample_gradient_mismatches(
         net, diffusion.family("ddpm"), images(2).to(META), 2, method=method), seen)
 
 
 def test_the_gradient_check_computes_in_full_float32(monkeypatch):
-    """TF32 (on for GPU matmuls once ``models.pick_device`` picked an Ampere GPU, on for cuDNN
+    """TF32 (on for GPU matmuls once ``unets.pick_device`` picked an Ampere GPU, on for cuDNN
     convolutions by default) would make two correct gradients differ at the check's tolerance:
     the check turns it off while it runs and restores the flags after."""
     fam = diffusion.family("ddpm")
@@ -106,7 +110,7 @@ def test_the_gradient_check_computes_in_full_float32(monkeypatch):
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as on an Ampere GPU
     try:
-        assert privacy.per_sample_gradient_mismatches(unet(train=True), fam, images(2)) == []
+        assert dp_sgd.per_sample_gradient_mismatches(unet(train=True), fam, images(2)) == []
         after = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import diffusion, models
+from miakit import diffusion
+from miakit.diffusion import unet
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +75,18 @@ def test_ode_drift_of_exact_score_for_gaussian_data(ddpm):
 
 
 def test_sampler_shape_and_range(ddpm):
-    net = models.build_unet("tiny", "ddpm", 8, 1).eval()
+    net = unet.build_unet("tiny", "ddpm", 8, 1).eval()
     x = ddpm.sample(net, (2, 1, 8, 8), torch.Generator().manual_seed(0), n_steps=5)
     assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()
 
 
 def test_unet_presets():
-    assert 1.0e6 < models.n_parameters(models.build_unet("small", "ddpm", 16, 1)) < 1.2e6
+    assert 1.0e6 < unet.n_parameters(unet.build_unet("small", "ddpm", 16, 1)) < 1.2e6
     with pytest.raises(ValueError, match="multiple of 4"):
-        models.build_unet("small", "ddpm", 10, 1)
+        unet.build_unet("small", "ddpm", 10, 1)
     with pytest.raises(ValueError, match="unknown model preset"):
-        models.build_unet("huge", "ddpm", 16, 1)
-    paper = models.build_unet("paper", "ddpm", 64, 3)
+        unet.build_unet("huge", "ddpm", 16, 1)
+    paper = unet.build_unet("paper", "ddpm", 64, 3)
     assert paper.config.block_out_channels == (128, 256, 256, 256)
     assert paper.config.down_block_types[2] == "AttnDownBlock2D"  # attention at 16x16
     assert sum(t.startswith("Attn") for t in paper.config.down_block_types) == 1

@@ -1,10 +1,10 @@
-"""The prose states the profiles as miakit.config defines them (no number typed twice may drift)."""
+"""The prose states the profiles as miakit.core.config defines them (no number typed twice may drift)."""
 import json
 from pathlib import Path
 
 import pytest
 
-from miakit import config
+from miakit.core import config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,9 +39,9 @@ def test_the_repository_url_is_written_once_and_stamped_everywhere_else():
 
     import nbformat
 
-    from miakit import repository
-    url = repository.repository_url(ROOT)
-    cell = repository.colab_cell(url)
+    from miakit.book import colab_cell
+    url = colab_cell.repository_url(ROOT)
+    cell = colab_cell.colab_cell(url)
     for source in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
         assert cell in source.read_text(), f"{source.name}: run `make notebooks` to stamp the Colab cell"
         twin = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
@@ -53,33 +53,33 @@ def test_the_repository_url_is_written_once_and_stamped_everywhere_else():
 
 
 def test_stamping_replaces_a_stale_colab_cell_and_refuses_a_source_without_one(tmp_path):
-    from miakit import repository
+    from miakit.book import colab_cell
     (tmp_path / "_config.yml").write_text("title: x\nrepository:\n  url: https://example.org/someone/miakit\n"
                                           "  branch: main\n")
-    url = repository.repository_url(tmp_path)
+    url = colab_cell.repository_url(tmp_path)
     assert url == "https://example.org/someone/miakit"
     stale = (ROOT / "notebooks/01_targets.py").read_text()
     copy = tmp_path / "01_targets.py"
     copy.write_text(stale)
-    assert repository.stamp(copy, url) and "git+https://example.org/someone/miakit" in copy.read_text()
-    assert not repository.stamp(copy, url)  # stamping twice changes nothing
+    assert colab_cell.stamp(copy, url) and "git+https://example.org/someone/miakit" in copy.read_text()
+    assert not colab_cell.stamp(copy, url)  # stamping twice changes nothing
     bare = tmp_path / "02_bare.py"
     bare.write_text("# %% tags=[\"parameters\"]\nprofile = \"cpu\"\n")
     with pytest.raises(ValueError, match="no setup cell"):
-        repository.stamp(bare, url)
+        colab_cell.stamp(bare, url)
     (tmp_path / "_config.yml").write_text("title: x\n")
     with pytest.raises(ValueError, match="no repository.url"):
-        repository.repository_url(tmp_path)
+        colab_cell.repository_url(tmp_path)
 
 
 RECORDED_CHECK = ROOT / "benchmarks/recorded/gpu-check-h200.json"
 
 
 def test_reproduce_page_costs_are_the_budget_of_the_profiles():
-    """The hours tables of book/reproduce.md are miakit.budget's, for the profiles as configured
+    """The hours tables of book/reproduce.md are miakit.chapters.budget's, for the profiles as configured
     now and the GPU check recorded in benchmarks/recorded (change a profile, or record a new
     check, and this fails until the page is regenerated)."""
-    from miakit import budget
+    from miakit.chapters import budget
 
     check = json.loads(RECORDED_CHECK.read_text())
     page = (ROOT / "book/reproduce.md").read_text()
@@ -93,7 +93,8 @@ def test_reproduce_page_says_which_estimates_the_recorded_gpu_check_contradicts(
     and the T4 estimates of the gpu profile assume (so they are optimistic: both GPUs are slower
     than an H200), and that the step sustained less than the assumed throughput. True only while
     the recorded numbers say so; it fails on a check where the estimates hold."""
-    from miakit import budget, config
+    from miakit.chapters import budget
+    from miakit.core import config
 
     check = json.loads(RECORDED_CHECK.read_text())
     page = (ROOT / "book/reproduce.md").read_text()

@@ -1,4 +1,4 @@
-"""Per-image scores exported beside the run (miakit.export): a reader recomputes the book's
+"""Per-image scores exported beside the run (miakit.evidence.export): a reader recomputes the book's
 numbers from the files alone."""
 import dataclasses
 import errno
@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from miakit import diffusion, export, metrics, scoring, studies
-from miakit.data import PARTS
+from miakit import diffusion
+from miakit.evidence import export, metrics
+from miakit.attacks import scoring
+from miakit.chapters import loss_and_likelihood
+from miakit.core.data import PARTS
 
 
 def _stem(run, scored):
@@ -81,7 +84,7 @@ def test_a_read_only_store_still_returns_scores_with_a_warning(smoke_run, monkey
 
 
 def test_likelihood_scores_are_exported(smoke_run):
-    study = studies.likelihood_study(smoke_run, progress_bar=False)
+    study = loss_and_likelihood.likelihood_study(smoke_run, progress_bar=False)
     table = export.load_scores(smoke_run.dir, attack="likelihood")
     c = smoke_run.settings.likelihood  # other tests share this run: keep the files of this study's solver and images
     table = table[(table["lik_rtol"] == c.lik_rtol) & (table["lik_atol"] == c.lik_atol)

@@ -5,8 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from miakit import claims, config, factors, metrics, studies, train
-from miakit.claims import Outcome
+from miakit.evidence import claims, metrics
+from miakit.core import config
+from miakit.chapters import factors, loss_and_likelihood
+from miakit.training import train
+from miakit.evidence.claims import Outcome
 
 
 def synthetic_study(separation_per_step, n_members=60, n_nonmembers=120, seed=0):
@@ -17,7 +20,7 @@ def synthetic_study(separation_per_step, n_members=60, n_nonmembers=120, seed=0)
     for part, n, member in (("members_val", n_members, True), ("nonmembers_val", n_nonmembers, False),
                             ("members_test", n_members, True), ("nonmembers_test", n_nonmembers, False)):
         scores[part] = rng.normal(size=(n, len(shift))) + (shift if member else 0.0)
-    return studies.LossAttackStudy.from_scores(np.arange(len(shift)) * 100, scores)
+    return loss_and_likelihood.LossAttackStudy.from_scores(np.arange(len(shift)) * 100, scores)
 
 
 def test_c2_reproduced_when_only_an_intermediate_step_separates():
@@ -50,7 +53,7 @@ def test_c2_ends_on_the_whole_split_at_cpu_sizes_three_ways():
     first_a = verdicts["C2 t -> 0 (a)"]
     e = first_a.checks[0].estimate
     assert (e.n_members, e.n_nonmembers) == (100, 1000)
-    assert studies.step_label(0) in first_a.checks[0].quantity and "least noise" in first_a.statement
+    assert loss_and_likelihood.step_label(0) in first_a.checks[0].quantity and "least noise" in first_a.statement
     assert first_a.outcome is Outcome.REPRODUCED and first_a.outcome_at(0.05) is not Outcome.REPRODUCED
     assert verdicts["C2 t -> T (a)"].outcome is Outcome.CONTRADICTED
     edge = verdicts["C2 t -> 0 (b)"]
@@ -158,7 +161,7 @@ def test_size_study_trains_one_run_per_size_and_seed(tmp_path):
 
 
 def test_noise_study_rows_and_costs(smoke_run):
-    chapter = studies.loss_attack_study(smoke_run, progress_bar=False)
+    chapter = loss_and_likelihood.loss_attack_study(smoke_run, progress_bar=False)
     study = factors.noise_study(smoke_run, chapter, progress_bar=False)
     table = study.table()
     draws, window = smoke_run.settings.factors.draws(), smoke_run.settings.factors.step_window

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import attacks, diffusion, likelihood, models, studies
+from miakit import attacks, diffusion
+from miakit.diffusion import likelihood, unet
+from miakit.chapters import loss_and_likelihood
 
 FAMILIES = ["ddpm", "smld", "vpsde", "vesde"]
 DATA_STD = 0.5  # Gaussian test data N(0, DATA_STD^2 I)
@@ -145,7 +147,7 @@ def test_likelihood_is_deterministic_and_batch_independent():
 def test_likelihood_of_a_unet_is_deterministic_and_dequantizes():
     fam = diffusion.family("ddpm")
     torch.manual_seed(0)
-    net = models.build_unet("tiny", "ddpm", 4, 1).eval()
+    net = unet.build_unet("tiny", "ddpm", 4, 1).eval()
     x = torch.rand(3, 1, 4, 4) * 2 - 1
     kw = dict(rtol=1e-3, atol=1e-3, seed=3, progress_bar=False)
     a = likelihood.likelihood(net, fam, x, **kw)
@@ -158,7 +160,8 @@ def test_likelihood_of_a_unet_is_deterministic_and_dequantizes():
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_family_trains_and_is_attacked(name, tmp_path):
-    from miakit import config, train
+    from miakit.core import config
+    from miakit.training import train
 
     s = config.resolve("smoke", family=name, iterations=4, runs_dir=str(tmp_path))
     run = train.ensure(s, progress_bar=False)
@@ -198,7 +201,7 @@ def test_paper_labels_are_the_steps_elsewhere(name):
     fam = diffusion.family(name)
     for step in fam.attack_steps(11):
         assert fam.paper_label(step.item()) == step.item()
-    assert studies.step_label(fam.attack_steps(11)[3].item(), fam) == studies.step_label(fam.attack_steps(11)[3].item())
+    assert loss_and_likelihood.step_label(fam.attack_steps(11)[3].item(), fam) == loss_and_likelihood.step_label(fam.attack_steps(11)[3].item())
 
 
 def test_paper_labels_add_no_hyperparameter():
@@ -209,18 +212,18 @@ def test_paper_labels_add_no_hyperparameter():
 def test_roc_steps_sit_at_the_mirrored_noise_levels_for_smld():
     smld, ddpm = diffusion.family("smld"), diffusion.family("ddpm")
     # the paper's ROC steps are its code's labels: for SMLD our steps 999 - label, in label order
-    assert studies.roc_steps(np.arange(1000), smld) == [999, 799, 499, 399, 199, 0]
-    assert studies.roc_steps(np.arange(1000), ddpm) == [0, 200, 500, 600, 800, 999]
+    assert loss_and_likelihood.roc_steps(np.arange(1000), smld) == [999, 799, 499, 399, 199, 0]
+    assert loss_and_likelihood.roc_steps(np.arange(1000), ddpm) == [0, 200, 500, 600, 800, 999]
     grid = smld.attack_steps(41)  # 0, 25, 50, ... : the nearest evaluated steps to the mirrored ones
-    picked = studies.roc_steps(grid, smld)
+    picked = loss_and_likelihood.roc_steps(grid, smld)
     assert picked == [999, 799, 500, 400, 200, 0]
     assert [smld.paper_label(s) for s in picked] == [0, 200, 499, 599, 799, 999]
-    assert studies.step_label(50, smld) == "t = 50 (paper's SMLD label 949)"
-    assert studies.step_label(50, ddpm) == studies.step_label(50) == "t = 50"
+    assert loss_and_likelihood.step_label(50, smld) == "t = 50 (paper's SMLD label 949)"
+    assert loss_and_likelihood.step_label(50, ddpm) == loss_and_likelihood.step_label(50) == "t = 50"
     # a study's rows at the paper's steps carry the paper's label, in the paper's order
     rng = np.random.default_rng(0)
-    scores = {p: rng.normal(size=(6, len(grid))) for p in studies.PARTS}
-    study = studies.LossAttackStudy.from_scores(grid, scores, family=smld)
+    scores = {p: rng.normal(size=(6, len(grid))) for p in loss_and_likelihood.PARTS}
+    study = loss_and_likelihood.LossAttackStudy.from_scores(grid, scores, family=smld)
     labels = list(study.at_paper_steps())
     assert labels[0] == "t = 999 (paper's SMLD label 0)" and labels[-1] == "t = 0 (paper's SMLD label 999)"
     assert all("paper's SMLD label" in label for label in study.headline_table().index)

@@ -1,7 +1,9 @@
 """Every chapter's need of images is checked against the dataset before anything trains."""
 import pytest
 
-from miakit import book, config, feasibility
+from miakit.book import build
+from miakit.core import config
+from miakit.chapters import feasibility
 
 
 def test_the_cpu_and_smoke_profiles_fit_the_digits():
@@ -34,4 +36,4 @@ def test_every_shortfall_is_named_at_once_with_the_dataset_size():
 
 def test_the_book_refuses_an_infeasible_profile_before_any_kernel_starts():
     with pytest.raises(SystemExit, match="size_members entry 5000"):
-        book.check_parameters("cpu", {"size_members": "50,5000"})
+        build.check_parameters("cpu", {"size_members": "50,5000"})

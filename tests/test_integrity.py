@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import book, config, scoring, store, train
+from miakit.book import build
+from miakit.core import config, store
+from miakit.attacks import scoring
+from miakit.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +125,9 @@ READ_ONLY_CHILD = r"""
 import sys, warnings
 from pathlib import Path
 import numpy as np
-from miakit import config, scoring, train
+from miakit.core import config
+from miakit.attacks import scoring
+from miakit.training import train
 
 runs = Path(sys.argv[1])
 try:
@@ -186,11 +191,11 @@ def test_a_cuda_device_this_machine_does_not_have_is_refused_at_validation():
 def test_the_book_refuses_an_unknown_chapter_and_a_profile_parameter_before_anything_runs(tmp_path, capsys):
     stage = tmp_path / "stage"
     with pytest.raises(SystemExit):
-        book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(stage), "--no-html",
+        build.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(stage), "--no-html",
                    "--only", "06_later_atacks"])
     assert "not a notebook of this book" in capsys.readouterr().err and not stage.exists()
     with pytest.raises(SystemExit):
-        book.main(["--profile", "smoke", "-p", "profile=gpu", "--root", str(ROOT), "--stage", str(stage), "--no-html"])
+        build.main(["--profile", "smoke", "-p", "profile=gpu", "--root", str(ROOT), "--stage", str(stage), "--no-html"])
     assert "pass --profile gpu" in capsys.readouterr().err and not stage.exists()
 
 
@@ -200,9 +205,9 @@ def test_a_stage_inside_the_checkout_is_refused_before_anything_is_copied(tmp_pa
     for name in ("book", "notebooks"):
         (root / name).mkdir(parents=True)
     (root / "book" / "intro.md").write_text("# intro")
-    for name in book.ROOT_FILES:
+    for name in build.ROOT_FILES:
         (root / name).write_text("x: 1\n")
     with pytest.raises(SystemExit, match="inside"):
-        book.main(["--profile", "smoke", "--root", str(root), "--stage", str(root / inside), "--no-html", "--only"])
+        build.main(["--profile", "smoke", "--root", str(root), "--stage", str(root / inside), "--no-html", "--only"])
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
         "_config.yml", "_toc.yml", "book", "book/intro.md", "notebooks"]

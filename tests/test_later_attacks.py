@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import attacks, beyond, config, data, diffusion, models, train
+from miakit import attacks, diffusion
+from miakit.chapters import later_attacks
+from miakit.core import config, data
+from miakit.diffusion import unet
+from miakit.training import train
 from miakit.attacks import base, pia, reference, secmi, sima
 from test_band import band_settings
 
@@ -98,7 +102,7 @@ def family_of(name):
 def test_scores_do_not_depend_on_the_batch(name):
     torch.manual_seed(0)
     kind = family_of(name)
-    net, ref = models.build_unet("tiny", kind, 8, 1).eval(), models.build_unet("tiny", kind, 8, 1).eval()
+    net, ref = unet.build_unet("tiny", kind, 8, 1).eval(), unet.build_unet("tiny", kind, 8, 1).eval()
     fam, x = diffusion.family(kind), images(6)
     grid = attacks.get(name).grid(config.resolve("smoke"))[:4]
     small = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=5, references=(ref,)))
@@ -154,9 +158,9 @@ def test_the_reference_attack_is_reported_as_not_run_without_references():
 
     def run(n):
         return SimpleNamespace(settings=config.resolve("smoke", n_references=n), family=diffusion.family("ddpm"))
-    assert "n_references = 0" in beyond.not_run_reason(run(0), "reference")
-    assert beyond.not_run_reason(run(1), "reference") is None
-    assert beyond.not_run_reason(run(0), "pia") is None
+    assert "n_references = 0" in later_attacks.not_run_reason(run(0), "reference")
+    assert later_attacks.not_run_reason(run(1), "reference") is None
+    assert later_attacks.not_run_reason(run(0), "pia") is None
 
 
 def test_needing_references_is_a_property_of_the_attack_not_of_its_name():
@@ -170,24 +174,24 @@ def test_needing_references_is_a_property_of_the_attack_not_of_its_name():
     base.register(probe)
     try:
         run = SimpleNamespace(settings=config.resolve("smoke", n_references=0), family=diffusion.family("ddpm"))
-        assert "n_references = 0" in beyond.not_run_reason(run, "calibrated-probe")
+        assert "n_references = 0" in later_attacks.not_run_reason(run, "calibrated-probe")
     finally:
         del base.REGISTRY["calibrated-probe"]
 
 
 def test_chapters_share_one_cache_of_the_loss_attack(smoke_run, monkeypatch):
     """Chapter 02's loss study and chapter 06's loss outcome come from one computation, kept once
-    in the run folder (``miakit.scoring``): the second reads what the first wrote."""
-    from miakit import studies
-    from miakit.data import PARTS
+    in the run folder (``miakit.attacks.scoring``): the second reads what the first wrote."""
+    from miakit.chapters import loss_and_likelihood
+    from miakit.core.data import PARTS
 
     for f in smoke_run.dir.glob("attack-loss-*.safetensors"):
         f.unlink()
     calls, real = [], attacks.score
     monkeypatch.setattr(attacks, "score", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-    study = studies.loss_attack_study(smoke_run, progress_bar=False)
+    study = loss_and_likelihood.loss_attack_study(smoke_run, progress_bar=False)
     assert calls == ["loss"] * len(PARTS)
-    outcome = beyond.attack_outcome(smoke_run, "loss", progress_bar=False)
+    outcome = later_attacks.attack_outcome(smoke_run, "loss", progress_bar=False)
     assert calls == ["loss"] * len(PARTS)  # nothing computed again
     assert all(np.array_equal(outcome.study.scores[p], study.scores[p]) for p in PARTS)
     assert not list(smoke_run.dir.glob("loss-scores-*"))
@@ -195,7 +199,7 @@ def test_chapters_share_one_cache_of_the_loss_attack(smoke_run, monkeypatch):
 
 def test_the_registered_loss_attack_keeps_the_paper_attacks_numbers():
     torch.manual_seed(0)
-    net = models.build_unet("tiny", "vpsde", 8, 1).eval()
+    net = unet.build_unet("tiny", "vpsde", 8, 1).eval()
     fam, x, ids = diffusion.family("vpsde"), images(5), np.arange(10, 15)
     grid = [{"t": 0, "n_noise": 2}, {"t": 500, "n_noise": 2}]
     got = attacks.score("loss", net, fam, x, grid, attacks.Context(ids=ids, seed=3))
@@ -237,7 +241,7 @@ def test_the_registry_refuses_wrong_shapes_and_non_finite_scores(monkeypatch):
 
 @pytest.fixture(scope="module")
 def band_runs(band_runs_dir):
-    from miakit import train
+    from miakit.training import train
     return {it: train.ensure(band_settings(band_runs_dir, it), progress_bar=False) for it in (400, 0)}
 
 
@@ -259,7 +263,7 @@ def test_pian_equals_pia_when_the_initial_noise_already_has_a_gaussians_size():
 def test_members_score_higher_on_the_memorising_target_and_not_on_an_untrained_one(band_runs, name):
     def outcome(run):
         refs = train.ensure_references(run.settings, progress_bar=False) if name == "reference" else []
-        return beyond.attack_outcome(run, name, progress_bar=False, references=refs).study.chosen()
+        return later_attacks.attack_outcome(run, name, progress_bar=False, references=refs).study.chosen()
     trained, untrained = outcome(band_runs[400]), outcome(band_runs[0])
     assert trained.low > 0.5, trained.text()  # members higher, 95% sure (8 test members against 100 nonmembers)
     assert 0.2 <= untrained.value <= 0.8, untrained.text()
@@ -269,10 +273,10 @@ def test_members_score_higher_on_the_memorising_target_and_not_on_an_untrained_o
 def test_each_attack_spends_the_queries_it_declares(name):
     """Counted model evaluations per image (the reference models' included: the reference is
     the same counting model), one setting at a time, equal ``Attack.queries``."""
-    from miakit import speed
+    from miakit.evidence import speed
     torch.manual_seed(0)
     kind = family_of(name)
-    counter = speed.CountingModel(models.build_unet("tiny", kind, 8, 1).eval())
+    counter = speed.CountingModel(unet.build_unet("tiny", kind, 8, 1).eval())
     attack = attacks.get(name)
     for setting in attack.grid(config.resolve("smoke", n_references=2))[-3:]:
         counter.evaluations = 0
@@ -282,9 +286,9 @@ def test_each_attack_spends_the_queries_it_declares(name):
 
 
 def test_attack_speed_reports_every_attack_against_the_raw_limit():
-    from miakit import speed
+    from miakit.evidence import speed
     torch.manual_seed(0)
-    net = models.build_unet("tiny", "ddpm", 8, 1).eval()
+    net = unet.build_unet("tiny", "ddpm", 8, 1).eval()
     result = speed.attack_speed(net, diffusion.family("ddpm"), images(4), ["sima", "pia", "secmi"],
                                 config.resolve("smoke"))
     assert result.limit > 0 and result.limit_batch in (32, 64, 128, 256, 512)
@@ -298,7 +302,7 @@ def test_attack_speed_reports_every_attack_against_the_raw_limit():
 def test_reversed_attacks_are_those_whose_whole_interval_lies_below_chance():
     """The rule can come out either way: a strongly reversed attack is named, an attack at
     chance (interval straddling 0.5) and a working one are not."""
-    from miakit import studies as st
+    from miakit.chapters import loss_and_likelihood as st
 
     rng = np.random.default_rng(0)
 
@@ -307,9 +311,9 @@ def test_reversed_attacks_are_those_whose_whole_interval_lies_below_chance():
                   ("members_val", "members_test", "nonmembers_val", "nonmembers_test")}
         scores["members_val"] += shift
         scores["members_test"] += shift
-        return beyond.AttackOutcome("pia", "ddpm", [{"t": 50, "p": 2}],
+        return later_attacks.AttackOutcome("pia", "ddpm", [{"t": 50, "p": 2}],
                                     st.LossAttackStudy.from_scores(np.arange(1), scores), 0.0)
-    later = beyond.LaterAttacks({("vesde", "pia"): outcome(-2.0), ("ddpm", "pia"): outcome(0.0),
+    later = later_attacks.LaterAttacks({("vesde", "pia"): outcome(-2.0), ("ddpm", "pia"): outcome(0.0),
                                  ("smld", "pia"): outcome(2.0)}, {}, None)
     assert later.reversed_attacks() == ["vesde: PIA"]
 
@@ -318,17 +322,18 @@ def test_every_later_attack_gets_the_c1_rule_and_a_reversed_one_is_contradicted(
     """L1 asks C1 of every later attack: one whose members score higher is REPRODUCED, one whose
     members score lower (a reversed signal) is CONTRADICTED, and the paper's loss attack (judged by
     C1 itself) gets no L1 verdict."""
-    from miakit import claims, studies
+    from miakit.evidence import claims
+    from miakit.chapters import loss_and_likelihood
 
     rng = np.random.default_rng(0)
 
     def outcome(name, shift):
         parts = {p: rng.normal(shift if p.startswith("members") else 0.0, 1.0, (200, 1))
                  for p in ("members_val", "nonmembers_val", "members_test", "nonmembers_test")}
-        study = studies.LossAttackStudy.from_scores(np.arange(1), parts)
-        return beyond.AttackOutcome(name, "ddpm", [{"t": 10}], study, 0.0)
+        study = loss_and_likelihood.LossAttackStudy.from_scores(np.arange(1), parts)
+        return later_attacks.AttackOutcome(name, "ddpm", [{"t": 10}], study, 0.0)
 
-    later = beyond.LaterAttacks({("ddpm", "loss"): outcome("loss", 2.0), ("ddpm", "pia"): outcome("pia", 2.0),
+    later = later_attacks.LaterAttacks({("ddpm", "loss"): outcome("loss", 2.0), ("ddpm", "pia"): outcome("pia", 2.0),
                                  ("ddpm", "secmi"): outcome("secmi", -2.0)}, {}, None)
     verdicts = {v.claim: v.outcome for v in later.verdicts()}
     assert verdicts == {"L1 PIA (ddpm)": claims.Outcome.REPRODUCED, "L1 SecMI (stat) (ddpm)": claims.Outcome.CONTRADICTED}

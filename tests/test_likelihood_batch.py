@@ -4,7 +4,8 @@ import pytest
 import torch
 from torchdiffeq import odeint
 
-from miakit import diffusion, likelihood, models
+from miakit import diffusion
+from miakit.diffusion import likelihood, unet as unets
 from test_families import DATA_STD, exact_model, gaussian_logp
 
 PERM = np.array([5, 2, 7, 0, 3, 6, 1, 4])  # another order, solved in batches of 3, 3 and 2
@@ -37,7 +38,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def unet():
     torch.manual_seed(0)
-    return OneAtATime(models.build_unet("tiny", "ddpm", 8, 1).eval()), diffusion.family("ddpm")
+    return OneAtATime(unets.build_unet("tiny", "ddpm", 8, 1).eval()), diffusion.family("ddpm")
 
 
 def images(n=8, seed=5):

@@ -1,9 +1,10 @@
-"""The run manifest of the book's appendix (miakit.manifest)."""
+"""The run manifest of the book's appendix (miakit.book.manifest)."""
 import subprocess
 
 import torch
 
-from miakit import config, manifest
+from miakit.core import config
+from miakit.book import manifest
 
 
 def test_the_manifest_names_versions_commit_device_precision_and_seeds():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from miakit import mathjax
+from miakit.book import mathjax
 
 ROOT = Path(__file__).resolve().parents[1]
 

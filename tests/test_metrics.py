@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from miakit import metrics
+from miakit.evidence import metrics
 
 
 def brute_tpr_at_fpr(scores, positive, level):
@@ -158,3 +158,16 @@ def test_an_unresolvable_tpr_is_said_in_words_not_printed_as_nan():
     assert metrics.estimate_split(m, n, statistic=0.001, n_boot=20).text() == metrics.UNRESOLVABLE
     resolved = metrics.estimate_split(m, n, statistic=0.01, n_boot=20).text()
     assert "nan" not in resolved and resolved.count("[") == 1
+
+
+def test_every_results_table_spells_its_estimate_columns_one_way():
+    """``estimate_row`` is the one builder of the AUC / TPR columns: its spelling, its words for a
+    TPR no threshold can show, and the counts the AUC rests on."""
+    from miakit.evidence import metrics as m
+
+    auc = m.Estimate(0.8, 0.7, 0.9, 0.05, n_members=50, n_nonmembers=500)
+    unresolvable = m.Estimate(float("nan"), float("nan"), float("nan"), float("nan"), 50, 500)
+    row = m.estimate_row(auc, {0.01: auc, 0.001: unresolvable})
+    assert row == {"AUC [95%]": "0.800 [0.700, 0.900]", "TPR@1%FPR [95%]": "0.800 [0.700, 0.900]",
+                   "TPR@0.1%FPR [95%]": m.UNRESOLVABLE, "members scored": 50, "nonmembers scored": 500}
+    assert list(m.estimate_row(auc, counts=False)) == ["AUC [95%]"]

@@ -8,7 +8,7 @@ import nbformat
 import papermill
 import pytest
 
-from miakit import book, report
+from miakit.book import build, report
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -139,9 +139,9 @@ def test_unknown_notebook_parameter_stops_the_notebook(tmp_path):
 
 def test_book_runner_rejects_bad_profile_and_parameters():
     with pytest.raises(SystemExit, match="unknown profile"):
-        book.check_parameters("tpu", {})
+        build.check_parameters("tpu", {})
     with pytest.raises(SystemExit, match=r"unknown parameter\(s\) \['n_member'\]"):
-        book.check_parameters("smoke", {"n_member": 5})
+        build.check_parameters("smoke", {"n_member": 5})
 
 
 @pytest.mark.parametrize("parameter", ["families=ddpm,foo", "resolution=9", "lr=Infinity", "n_members=3.7",
@@ -150,7 +150,7 @@ def test_bad_values_stop_the_book_before_anything_is_written(tmp_path, monkeypat
     monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a kernel was started"))
     stage, runs = tmp_path / "stage", tmp_path / "runs"
     with pytest.raises(SystemExit, match="invalid parameters|does not exist"):
-        book.main(["--profile", "smoke", "-p", parameter, "-p", f"runs_dir={json.dumps(str(runs))}",
+        build.main(["--profile", "smoke", "-p", parameter, "-p", f"runs_dir={json.dumps(str(runs))}",
                    "--root", str(ROOT), "--stage", str(stage), "--no-html"])
     assert not stage.exists() and not runs.exists()
 
@@ -161,13 +161,13 @@ def test_a_stage_that_is_not_miakits_is_refused(tmp_path):
     (theirs / "book" / "chapter1.md").write_text("# mine")
     (theirs / "_config.yml").write_text("title: mine")
     with pytest.raises(SystemExit, match="did not make"):
-        book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(theirs), "--no-html", "--only"])
+        build.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(theirs), "--no-html", "--only"])
     assert (theirs / "book" / "chapter1.md").read_text() == "# mine"
     assert (theirs / "_config.yml").read_text() == "title: mine"
     ours = tmp_path / "ours"
-    book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only"])
-    book.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only"])
-    assert (ours / book.STAGE_MARK).exists()
+    build.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only"])
+    build.main(["--profile", "smoke", "--root", str(ROOT), "--stage", str(ours), "--no-html", "--only"])
+    assert (ours / build.STAGE_MARK).exists()
 
 
 @pytest.mark.slow

@@ -107,7 +107,7 @@ def test_the_page_code_runs_on_a_model_saved_with_save_pretrained(tmp_path, monk
     assert len(blocks) == 2
     code = "\n".join(blocks)
     code = code.replace("own.attack(model, family, members, nonmembers)",
-                        "own.attack(model, family, members, nonmembers, settings=miakit.config.resolve('smoke'), "
+                        "own.attack(model, family, members, nonmembers, settings=miakit.core.config.resolve('smoke'), "
                         "progress_bar=False)")  # the smoke profile's grids: seconds, not minutes
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}

@@ -6,7 +6,10 @@ import math
 import pytest
 import torch
 
-from miakit import clipping, config, diffusion, models, privacy, train
+from miakit.training import clipping, dp_sgd, train
+from miakit.core import config
+from miakit import diffusion
+from miakit.diffusion import unet as unets
 
 # every preset a profile uses (paper at 32x32: the same layers, attention at 16x16 included)
 CASES = [("tiny", "ddpm", 8, 1), ("small", "ddpm", 8, 1), ("small", "vesde", 8, 3), ("small", "ddpm", 8, 3),
@@ -16,7 +19,7 @@ CASES = [("tiny", "ddpm", 8, 1), ("small", "ddpm", 8, 1), ("small", "vesde", 8, 
 def unet(preset, family_name, resolution):
     torch.manual_seed(0)
     # opacus records only in train mode; the loop must see the same network as the batch
-    return privacy.without_dropout(models.build_unet(preset, family_name, resolution, 1).train())
+    return dp_sgd.without_dropout(unets.build_unet(preset, family_name, resolution, 1).train())
 
 
 def digits_like(n, resolution):
@@ -26,7 +29,7 @@ def digits_like(n, resolution):
 @pytest.mark.parametrize("preset,family_name,resolution,k", CASES)
 def test_every_per_example_gradient_matches_a_per_example_loop(preset, family_name, resolution, k):
     x0 = digits_like(2 if preset == "paper" else 3, resolution)
-    wrong = privacy.per_sample_gradient_mismatches(unet(preset, family_name, resolution),
+    wrong = dp_sgd.per_sample_gradient_mismatches(unet(preset, family_name, resolution),
                                                    diffusion.family(family_name), x0, k)
     assert not wrong, f"{len(wrong)} per-example gradients differ from the per-example loop: {wrong[:5]}"
 
@@ -38,7 +41,7 @@ def test_every_route_matches_the_loop(monkeypatch, grouped_from, keep_bytes):
     product) and every clipped sum as one weighted product; at 16x16 where the defaults mix them."""
     monkeypatch.setattr(clipping, "GROUPED_FROM", grouped_from)
     monkeypatch.setattr(clipping, "KEEP_BYTES", keep_bytes)
-    assert not privacy.per_sample_gradient_mismatches(unet("small", "ddpm", 16), diffusion.family("ddpm"),
+    assert not dp_sgd.per_sample_gradient_mismatches(unet("small", "ddpm", 16), diffusion.family("ddpm"),
                                                       digits_like(3, 16), 2)
 
 
@@ -51,7 +54,7 @@ def test_the_check_catches_wrong_book_keeping(monkeypatch):
         return real(a.roll(1, dims=-1), conv)
 
     monkeypatch.setattr(clipping, "patches", shifted)
-    wrong = privacy.per_sample_gradient_mismatches(unet("tiny", "ddpm", 8), diffusion.family("ddpm"),
+    wrong = dp_sgd.per_sample_gradient_mismatches(unet("tiny", "ddpm", 8), diffusion.family("ddpm"),
                                                    digits_like(3, 8), 1)
     assert "(norms)" in wrong and any(name.endswith("conv1.weight") for name in wrong)
     assert not any(name.endswith(("norm1.weight", "norm1.bias")) for name in wrong)  # not every parameter
@@ -89,7 +92,7 @@ def test_book_keeping_refuses_layers_it_cannot_clip():
 def test_opacus_per_sample_gradients_match_the_loop_with_the_fix(method):
     """Opacus, which the benchmark sets beside book-keeping, is right on the UNet once conv
     inputs are contiguous."""
-    assert not privacy.per_sample_gradient_mismatches(unet("small", "ddpm", 8), diffusion.family("ddpm"),
+    assert not dp_sgd.per_sample_gradient_mismatches(unet("small", "ddpm", 8), diffusion.family("ddpm"),
                                                       digits_like(3, 8), 2, method=method)
 
 
@@ -97,7 +100,7 @@ def test_the_check_catches_wrong_per_sample_gradients():
     """Without the contiguous-input fix opacus' conv rule is wrong after attention (opacus 1.6,
     diffusers 0.42); the check must see that. If a later opacus fixes it, nothing is caught and
     this test is skipped rather than failed."""
-    wrong = privacy.per_sample_gradient_mismatches(unet("small", "ddpm", 8), diffusion.family("ddpm"),
+    wrong = dp_sgd.per_sample_gradient_mismatches(unet("small", "ddpm", 8), diffusion.family("ddpm"),
                                                    digits_like(3, 8), 1, method="opacus hooks", contiguous=False)
     if not wrong:
         pytest.skip("this opacus computes conv per-sample gradients correctly on strided inputs")
@@ -107,11 +110,11 @@ def test_the_check_catches_wrong_per_sample_gradients():
 def test_merge_replicas_averages_consecutive_rows():
     layer = torch.nn.Linear(2, 1)
     layer.weight.grad_sample = torch.arange(12.0).reshape(6, 1, 2)
-    privacy.merge_replicas(layer, 3)
+    dp_sgd.merge_replicas(layer, 3)
     assert torch.equal(layer.weight.grad_sample, torch.tensor([[[2.0, 3.0]], [[8.0, 9.0]]]))
     layer.weight.grad_sample = torch.zeros(5, 1, 2)
     with pytest.raises(RuntimeError, match="multiple of K"):
-        privacy.merge_replicas(layer, 3)
+        dp_sgd.merge_replicas(layer, 3)
 
 
 def test_private_target_records_the_epsilon_it_spent(tmp_path):
@@ -132,7 +135,7 @@ def test_private_target_records_the_epsilon_it_spent(tmp_path):
 
 def unet_like(run):
     torch.manual_seed(run.settings.target.train_seed)
-    return models.build_unet(run.settings.target.model, run.settings.target.family, run.settings.data.resolution, 1)
+    return unets.build_unet(run.settings.target.model, run.settings.target.family, run.settings.data.resolution, 1)
 
 
 def test_non_private_settings_keep_their_hash():

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from miakit import config, store, train
+from miakit.core import config, store
+from miakit.training import train
 
 import interrupts
 

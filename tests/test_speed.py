@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import config, diffusion, speed
-from miakit.likelihood import likelihood
+from miakit.core import config
+from miakit import diffusion
+from miakit.evidence import speed
+from miakit.diffusion.likelihood import likelihood
 from test_families import DATA_STD, exact_model, gaussian_logp
 
 

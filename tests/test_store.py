@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import config, data, diffusion, models, store, train
+from miakit.core import config, data, store
+from miakit import diffusion
+from miakit.diffusion import unet
+from miakit.training import train
 
 
 def smoke(tmp_path, **kw):
@@ -47,7 +50,7 @@ def test_run_key_changes_with_everything_that_determines_the_weights(tmp_path, m
     if change == "family":  # the family's own hyperparameters (not a setting)
         monkeypatch.setattr(diffusion.DDPM.__init__, "__defaults__", (1000, 0.1, 19.0))
     elif change == "preset":  # what the preset resolves to
-        monkeypatch.setitem(models.PRESETS, "tiny", models.Preset((16, 32), 2, (), 8, 0.0))
+        monkeypatch.setitem(unet.PRESETS, "tiny", unet.Preset((16, 32), 2, (), 8, 0.0))
     elif change == "format":
         monkeypatch.setattr(config, "RUN_FORMAT", config.RUN_FORMAT + 1)
     elif change == "dp-clipping":
@@ -146,7 +149,8 @@ def test_a_read_only_store_still_returns_results_with_a_warning(smoke_run, monke
 
 def _ensure_in_child(runs_dir, queue):
     torch.set_num_threads(1)
-    from miakit import config as c, train as t
+    from miakit.core import config as c
+    from miakit.training import train as t
 
     calls = []
     real = t._train

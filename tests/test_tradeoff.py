@@ -6,8 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from miakit import claims, config, metrics, studies, tradeoff
-from miakit.claims import Outcome
+from miakit.evidence import claims, metrics
+from miakit.core import config
+from miakit.chapters import loss_and_likelihood, differential_privacy
+from miakit.evidence.claims import Outcome
 
 
 def test_fd_difference_sees_a_worse_generator():
@@ -15,16 +17,16 @@ def test_fd_difference_sees_a_worse_generator():
     reference = rng.normal(size=(400, 4))
     good = [rng.normal(size=(400, 4)) for _ in range(2)]
     bad = [rng.normal(size=(400, 4)) * 1.5 + 1.0 for _ in range(2)]
-    e = tradeoff.fd_difference(bad, good, reference, n_boot=50)
+    e = differential_privacy.fd_difference(bad, good, reference, n_boot=50)
     assert e.value > 0 and 0 < e.low < e.value < e.high and e.n_seeds == 2
     assert e.sample_names == ("generated images", "reference images")
 
 
 def test_arms_are_matched_and_differ_only_in_clipping_and_noise():
     s = config.resolve("cpu", dp_epsilons="10,1")
-    specs = tradeoff.arm_specs(s)
+    specs = differential_privacy.arm_specs(s)
     assert [a.label for a in specs] == ["non-private", "clipping only", "epsilon = 10", "epsilon = 1"]
-    targets = [tradeoff.target_settings(s, "ddpm", a, seed=1) for a in specs]
+    targets = [differential_privacy.target_settings(s, "ddpm", a, seed=1) for a in specs]
     for t in targets:
         assert t.target.trainer == "dp-sgd" and t.target.train_seed == 1
         assert (t.target.iterations, t.target.batch_size, t.target.dp_multiplicity, t.data.n_members) == (
@@ -42,7 +44,7 @@ def test_arms_are_matched_and_differ_only_in_clipping_and_noise():
 @pytest.fixture(scope="module")
 def smoke_study(tmp_path_factory):
     s = config.resolve("smoke", runs_dir=str(tmp_path_factory.mktemp("runs")))
-    return s, tradeoff.tradeoff_study(s, progress_bar=False)
+    return s, differential_privacy.tradeoff_study(s, progress_bar=False)
 
 
 def test_every_arm_and_seed_is_trained_attacked_and_scored(smoke_study):
@@ -80,7 +82,7 @@ def test_unlabelled_data_skips_the_feature_distance_with_a_note(smoke_study):
     run = study.arms[0].runs[0]
     unlabelled = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, labels=None))
     notes = []
-    assert tradeoff._feature_reference(unlabelled, notes)[0] is None
+    assert differential_privacy._feature_reference(unlabelled, notes)[0] is None
     assert "no class labels" in notes[0]
     skipped = dataclasses.replace(study, reference_features=None, notes=notes)
     utility_verdicts = [v for v in skipped.verdicts() if v.claim.startswith("C5 utility")]
@@ -100,7 +102,7 @@ def synthetic_arm(label, epsilon, shift, part=CPU_PART, likelihood=CPU_LIKELIHOO
     members, nonmembers = part
 
     def tuned(shift):
-        return [studies.LossAttackStudy.from_scores(np.array([0, 1]), {
+        return [loss_and_likelihood.LossAttackStudy.from_scores(np.array([0, 1]), {
             "members_val": rng.normal(shift, 1, (members, 2)), "nonmembers_val": rng.normal(0, 1, (nonmembers, 2)),
             "members_test": rng.normal(shift, 1, (members, 2)), "nonmembers_test": rng.normal(0, 1, (nonmembers, 2))})
             for _ in range(seeds)]
@@ -108,12 +110,12 @@ def synthetic_arm(label, epsilon, shift, part=CPU_PART, likelihood=CPU_LIKELIHOO
     lik = []
     for _ in range(seeds):
         m, nn = rng.normal(shift, 1, likelihood[0]), rng.normal(0, 1, likelihood[1])
-        lik.append(studies.LikelihoodStudy("ddpm", np.arange(len(m)), np.arange(len(nn)), m, nn, -m, -nn, 1.0, 1.0,
+        lik.append(loss_and_likelihood.LikelihoodStudy("ddpm", np.arange(len(m)), np.arange(len(nn)), m, nn, -m, -nn, 1.0, 1.0,
                                            metrics.evaluate_split(m, nn), metrics.estimate_split(m, nn),
                                            metrics.estimate_split(m, nn, 0.01)))
     feats = [rng.normal(fd_shift, 1, (200, 3)) for _ in range(seeds)]
     scored = {"loss": loss, "likelihood": lik, **({} if later_shift is None else {"sima": tuned(later_shift)})}
-    return tradeoff.ArmResult("ddpm", tradeoff.ArmSpec(label, epsilon, 1.0), list(range(seeds)), [], scored,
+    return differential_privacy.ArmResult("ddpm", differential_privacy.ArmSpec(label, epsilon, 1.0), list(range(seeds)), [], scored,
                               [], feats, [0.0] * seeds)
 
 
@@ -122,7 +124,7 @@ def synthetic_tradeoff(open_shift, private_shift, part=CPU_PART, private_fd=1.0,
     """``later``: (non-private, private) shifts of a third attack (SimA), or None for the paper's two."""
     reference = np.random.default_rng(9).normal(0, 1, (300, 3))
     open_later, private_later = later or (None, None)
-    return tradeoff.TradeoffStudy([synthetic_arm("non-private", math.inf, open_shift, part, likelihood,
+    return differential_privacy.TradeoffStudy([synthetic_arm("non-private", math.inf, open_shift, part, likelihood,
                                                  later_shift=open_later),
                                    synthetic_arm("epsilon = 1", 1.0, private_shift, part, likelihood,
                                                  fd_shift=private_fd, later_shift=private_later)],

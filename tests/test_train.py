@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from miakit import config, store, train
+from miakit.core import config, store
+from miakit.training import train
 
 
 def settings_in(tmp_path, **kw):

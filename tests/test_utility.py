@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from miakit import utility
+from miakit.evidence import sample_quality
 
 
 def test_frechet_distance_of_gaussians_matches_the_closed_form():
@@ -11,23 +11,23 @@ def test_frechet_distance_of_gaussians_matches_the_closed_form():
     a = rng.normal(size=(20000, 3))
     b = rng.normal(size=(20000, 3)) * 2 + np.array([1.0, 0.0, -1.0])
     # |mu|^2 + tr(I + 4I - 2 * 2I) = 2 + 3
-    assert utility.frechet_distance(a, b) == pytest.approx(5.0, rel=0.03)
-    assert utility.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert sample_quality.frechet_distance(a, b) == pytest.approx(5.0, rel=0.03)
+    assert sample_quality.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="at least 2"):
-        utility.frechet_distance(a[:1], b)
+        sample_quality.frechet_distance(a[:1], b)
 
 
 def test_classifier_learns_digits_and_separates_real_from_noise(smoke_run, tmp_path):
-    clf = utility.classifier(smoke_run, runs_dir=tmp_path)
+    clf = sample_quality.classifier(smoke_run, runs_dir=tmp_path)
     assert clf.accuracy > 0.85 and clf.n_train == len(smoke_run.split.unused)
     assert any((tmp_path / "classifiers").glob("features-*.safetensors"))  # cached
-    again = utility.classifier(smoke_run, runs_dir=tmp_path)
+    again = sample_quality.classifier(smoke_run, runs_dir=tmp_path)
     assert again.accuracy == clf.accuracy
     real = smoke_run.images(smoke_run.split.unused[:400])
     other = smoke_run.images(smoke_run.split.unused[400:800])
     noise = torch.rand(400, *real.shape[1:], generator=torch.Generator().manual_seed(0)) * 2 - 1
-    real_vs_real = utility.frechet_distance(clf.features(real), clf.features(other))
-    real_vs_noise = utility.frechet_distance(clf.features(real), clf.features(noise))
+    real_vs_real = sample_quality.frechet_distance(clf.features(real), clf.features(other))
+    real_vs_noise = sample_quality.frechet_distance(clf.features(real), clf.features(noise))
     assert real_vs_noise > 5 * real_vs_real
 
 
@@ -36,4 +36,4 @@ def test_unlabelled_dataset_has_no_classifier(smoke_run):
 
     unlabelled = dataclasses.replace(smoke_run, dataset=dataclasses.replace(smoke_run.dataset, labels=None))
     with pytest.raises(ValueError, match="no class labels"):
-        utility.classifier(unlabelled)
+        sample_quality.classifier(unlabelled)

@@ -11,9 +11,9 @@ et al. 2025), ``reference`` (the loss calibrated by reference models: offline Li
 ``secmi_ode``, ``pia_ode`` and ``pian_ode`` (Kong et al. 2024's Grad-TTS code; SDE families only).
 Adding one is a module that calls ``register``, its test and one import below.
 """
-from .base import (DEFAULT_BATCH, REGISTRY, Attack, Context, NonFiniteScore, WrongShape, get,  # noqa: F401
+from miakit.attacks.base import (DEFAULT_BATCH, REGISTRY, Attack, Context, NonFiniteScore, WrongShape, get,  # noqa: F401
                    member_score_from_loss, register, require_finite, score)
-from .loss import image_noise, loss_scores, losses  # noqa: F401
-from . import log_likelihood, pia, reference, secmi, sima  # noqa: F401,E402  (each registers its attack)
-from . import continuous  # noqa: F401,E402  (the continuous-time forms, registered after the discrete ones)
-from ..likelihood import LikelihoodResult, likelihood  # noqa: F401,E402  (log p: higher = member already)
+from miakit.attacks.loss import image_noise, loss_scores, losses  # noqa: F401
+from miakit.attacks import log_likelihood, pia, reference, secmi, sima  # noqa: F401,E402  (each registers its attack)
+from miakit.attacks import continuous  # noqa: F401,E402  (the continuous-time forms, registered after the discrete ones)
+from miakit.diffusion.likelihood import LikelihoodResult, likelihood  # noqa: F401,E402  (log p: higher = member already)

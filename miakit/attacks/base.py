@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..models import autocast, device_of
+from miakit.diffusion.unet import autocast, device_of
 
 # evaluations per forward pass when not given: the fastest size measured for the small UNet on a
 # 2-core CPU (benchmarks/loss_attack.py), and a size that keeps a GPU busy
@@ -83,7 +83,7 @@ class Attack:
     queries: Callable  # (setting) -> int model evaluations per image, or None when adaptive
     undefined_for: Callable = field(default=lambda family: None)  # (family) -> reason it is not defined, or None
     # calibrates against reference models (Context.references; settings.attack.n_references of them,
-    # trained by miakit.train.ensure_references without any scored image)
+    # trained by miakit.training.train.ensure_references without any scored image)
     needs_references: bool = False
     # scored on seeded subsets of members and nonmembers by a study of its own (the likelihood attack:
     # too costly for whole split parts, and with nothing to choose it needs no validation part)

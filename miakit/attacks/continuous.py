@@ -45,9 +45,9 @@ import math
 import numpy as np
 import torch
 
-from . import secmi
-from .base import Attack, batched, family_steps, member_score_from_loss, over_steps, register
-from .pia import POWERS, STEPS
+from miakit.attacks import secmi
+from miakit.attacks.base import Attack, batched, family_steps, member_score_from_loss, over_steps, register
+from miakit.attacks.pia import POWERS, STEPS
 
 INTERVAL = 10  # h, in paper steps (their interval / T = 10 / 1000)
 FORM = "the authors' continuous-time form (their Grad-TTS code)"

@@ -1,5 +1,5 @@
 """The likelihood attack (Hu & Pang 2023): member score = log p(x) under the probability-flow
-ODE (``miakit.likelihood``), higher for members already. Its one setting is the solver's,
+ODE (``miakit.diffusion.likelihood``), higher for members already. Its one setting is the solver's,
 fixed beforehand; its queries are adaptive (each image's own number of drift evaluations)."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 
 import numpy as np
 
-from ..likelihood import likelihood
-from .base import Attack, register
+from miakit.diffusion.likelihood import likelihood
+from miakit.attacks.base import Attack, register
 
 
 def _scorer(model, family, x, grid, context):

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import seeding
-from ..diffusion import Family, paper_steps
-from ..models import autocast
-from ..progress import progress
-from .base import DEFAULT_BATCH, Attack, device_of, member_score_from_loss, register, require_finite
+from miakit.core import seeding
+from miakit.diffusion import Family, paper_steps
+from miakit.diffusion.unet import autocast
+from miakit.core.progress import progress
+from miakit.attacks.base import DEFAULT_BATCH, Attack, device_of, member_score_from_loss, register, require_finite
 
 
 def image_noise(seed: int, image_id: int, shape: tuple[int, ...]) -> torch.Tensor:
     """The noise the loss attack uses for one image, fixed by (seed, image id) alone
-    (``miakit.seeding``)."""
+    (``miakit.core.seeding``)."""
     return torch.randn(shape, generator=seeding.generator(seed, image_id, seeding.LOSS_NOISE))
 
 

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from .base import Attack, batched, discrete_form, family_steps, member_score_from_loss, over_steps, register
+from miakit.attacks.base import Attack, batched, discrete_form, family_steps, member_score_from_loss, over_steps, register
 
 STEPS = (10, 20, 50, 100, 200, 300, 500)  # of the paper's 1000 (PIA's default for DDPM: 200)
 POWERS = (2, 4)

@@ -3,7 +3,7 @@ global variance, Carlini et al. 2022; the "difficulty calibration" of Watson et 
 
 An image's loss at step t says little by itself: some images are easy to denoise for every model.
 Reference models trained with the target's recipe on images *outside* the evaluated split
-(``miakit.train.ensure_references``) tell how hard each image is for a model that never saw it.
+(``miakit.training.train.ensure_references``) tell how hard each image is for a model that never saw it.
 With ``r`` references the member score is
 
     score(x, t) = mean_{j <= r} log L_j(x, t) - log L_target(x, t),
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..diffusion import paper_steps
-from .base import Attack, register
-from .loss import losses
+from miakit.diffusion import paper_steps
+from miakit.attacks.base import Attack, register
+from miakit.attacks.loss import losses
 
 
 class MissingReferences(ValueError):
@@ -34,7 +34,7 @@ def _scorer(model, family, x, grid, context):
     if len(context.references) < wanted:
         raise MissingReferences(
             f"the reference attack's grid uses up to {wanted} reference models but {len(context.references)} were "
-            "given (Context.references; miakit.train.ensure_references trains them)")
+            "given (Context.references; miakit.training.train.ensure_references trains them)")
     n_noise = grid[0]["n_noise"]
     if any(g["n_noise"] != n_noise for g in grid):
         raise ValueError("one reference-attack call takes one n_noise")

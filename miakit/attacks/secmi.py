@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Attack, batched, discrete_form, family_steps, member_score_from_loss, register
+from miakit.attacks.base import Attack, batched, discrete_form, family_steps, member_score_from_loss, register
 
 INTERVALS = (10,)
 T_SEC = (20, 50, 100, 200, 300)  # of the paper's 1000; multiples of every interval

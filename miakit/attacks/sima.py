@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Attack, batched, family_steps, member_score_from_loss, over_steps, register
+from miakit.attacks.base import Attack, batched, family_steps, member_score_from_loss, over_steps, register
 
 STEPS = (0, 1, 2, 5, 10, 20, 50, 100, 200)  # of the paper's 1000
 POWERS = (2, 4)

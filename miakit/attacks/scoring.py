@@ -1,0 +1,92 @@
+"""Where a registered attack meets a run: every part of the run's split scored over the attack's
+grid, cached in the run folder.
+
+Every chapter that scores a split over a grid (the loss attack's steps in chapters 02 and 04, the
+DP targets in chapter 05, every attack in chapter 06) comes through ``score_split``, so the same
+attack, grid, seed, model and images are computed once and read back everywhere. The cache key
+covers the attack, its grid, the seed, the model (the final one, or the EMA snapshot of a
+training iteration), the reference models an attack calibrates against, the content of the
+scored images (``Run.cached``) and ``FORMAT``. The scores are also exported per image beside the
+run as CSV (``miakit.evidence.export``), whether computed or loaded.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from miakit import attacks
+from miakit.evidence import export
+from miakit.training import train
+from miakit.core.data import PARTS
+from miakit.training.train import Run
+
+# version of the cached scores: change it when a scorer's computation changes
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One attack's scores of a run's split: ``scores[part]`` is [n_images, len(grid)], higher =
+    member; ``seconds_per_image`` is the wall time per image of the whole grid on the machine that
+    computed it; ``references`` are the reference models' runs it used."""
+
+    name: str
+    grid: list[dict]
+    scores: dict[str, np.ndarray]
+    seconds_per_image: float
+    references: tuple = ()
+
+
+def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, references=None,
+                iteration: int | None = None, parts: tuple[str, ...] = PARTS, grid: list[dict] | None = None) -> Scored:
+    """Run (or load) attack ``name`` on every part of ``run``'s split over its grid (the grid of
+    ``settings``, by default the run's own). An attack that calibrates against reference models
+    (``Attack.needs_references``) gets the run's (``train.ensure_references``, trained here when
+    missing) unless ``references`` are given. ``iteration`` attacks the EMA snapshot kept at that
+    training iteration instead of the final model. ``parts`` scores only those parts of the split
+    and ``grid`` those settings (the benchmark regime scores its grid on the validation part and
+    one chosen setting on the test part); both are in the cache key."""
+    attack = attacks.get(name)
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ValueError(f"parts must be a non-empty selection of {PARTS}, got {parts}")
+    grid = list(grid) if grid is not None else attack.grid(settings or run.settings)  # attacks.score refuses an undefined family
+    if not grid:
+        raise ValueError(f"the {attack.label} attack has no setting to try under these settings")
+    if references is None:
+        references = train.ensure_references(run.settings, progress_bar) if attack.needs_references else []
+    references = tuple(references)
+    final = iteration is None or iteration == run.settings.target.iterations
+    a = run.settings.attack
+    n_images = sum(len(getattr(run.split, part)) for part in parts)
+
+    def compute() -> dict[str, np.ndarray]:
+        began = time.perf_counter()
+        model = run.model if final else run.model_at(iteration)
+        context_models = tuple(r.model for r in references)
+        out = {}
+        for part in parts:
+            idx = getattr(run.split, part)
+            context = attacks.Context(ids=idx, seed=a.attack_seed, batch_size=a.attack_batch,
+                                      progress_bar=progress_bar, references=context_models)
+            out[part] = attacks.score(name, model, run.family, run.images(idx), grid, context)
+        out["seconds_per_image"] = np.array([(time.perf_counter() - began) / n_images])
+        return out
+
+    payload = {"grid": grid, "seed": a.attack_seed, "format": FORMAT}
+    if references:
+        payload["references"] = [r.key for r in references]
+        payload["reference_weights"] = [r.weights_checksum() for r in references]  # reused only with these
+    if not final:
+        payload["iteration"] = iteration
+    if tuple(parts) != PARTS:  # the whole split keeps its old key (and its cache)
+        payload["parts"] = list(parts)
+    images = {part: getattr(run.split, part) for part in parts}
+    stored = run.cached(f"attack-{name}", payload, images, compute)
+    scores = {part: stored[part] for part in parts}
+    # per-image scores beside the run as CSV, for the reader's own analysis (miakit.evidence.export)
+    export.export_scored(run, name, f"attack-{name}", payload, images, grid, scores, seed=a.attack_seed,
+                         iteration=iteration, references=references)
+    return Scored(name, grid, scores, float(stored["seconds_per_image"][0]), references)

@@ -1,0 +1,1 @@
+"""Building the book: execution, glue, plots, the manifest, MathJax, the Colab cell."""

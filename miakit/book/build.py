@@ -1,0 +1,273 @@
+"""Execute the notebooks with papermill and build the Jupyter Book, offline and strict.
+
+    python -m miakit.book --profile cpu                 # what `make book` runs
+    python -m miakit.book --profile smoke -p runs_dir=/tmp/runs --stage /tmp/stage
+
+The committed, outputs-free ``notebooks/NN_*.ipynb`` (twins of the jupytext ``.py`` sources)
+are executed into a staging copy of the book at the same paths, so the rendered pages and the
+Colab launch buttons point at notebooks that exist in the repository. Papermill never writes
+into the committed notebooks. Unknown parameters are rejected before anything runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from miakit.chapters import feasibility
+from miakit.book import mathjax
+from miakit.core.config import resolve
+from miakit.core.data import DatasetError
+
+ROOT_FILES = ("_config.yml", "_toc.yml")
+ROOT_DIRS = ("book",)
+STAGE_MARK = ".miakit-stage"  # a staging folder miakit made (and may overwrite)
+
+
+def notebooks(root: Path) -> list[Path]:
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def check_parameters(profile: str, parameters: dict) -> None:
+    """Every parameter name and value checked as the notebooks will (``config.resolve``), and a
+    folder dataset's folder present, before a kernel starts or anything is written."""
+    try:
+        settings = resolve(profile, **parameters)
+    except ValueError as err:
+        raise SystemExit(f"invalid parameters: {err}") from None
+    kind, _, where = settings.data.dataset.partition(":")
+    if kind in ("folder", "folder-skip-unreadable") and not Path(where).is_dir():
+        raise SystemExit(f"dataset={settings.data.dataset!r}: the folder {where} does not exist")
+    try:
+        feasibility.check(settings)  # every chapter's images, before chapter 01 trains for hours
+    except (feasibility.Infeasible, DatasetError) as err:
+        raise SystemExit(f"invalid parameters: {err}") from None
+
+
+def check_stage(stage: Path, default: Path, root: Path | None = None) -> None:
+    """Refuse a staging folder that holds files miakit did not put there (staging overwrites
+    ``_config.yml``, ``_toc.yml`` and ``book/``), or one inside a folder staging copies
+    (``book/`` would be copied into itself) or elsewhere inside the checkout ``root`` (its
+    files would be overwritten or committed); the default ``<root>/_staging`` is ignored by git."""
+    if root is not None and stage != default:
+        for name in ROOT_DIRS:
+            if stage.is_relative_to((root / name).resolve()):
+                raise SystemExit(f"--stage {stage} lies inside {root / name}, which staging copies: it would copy "
+                                 "itself without end. Pass a folder outside the checkout.")
+        if stage.is_relative_to(root):
+            raise SystemExit(f"--stage {stage} lies inside the checkout {root}: pass a folder outside it "
+                             f"(or leave --stage out for {default})")
+    if stage == default or not stage.exists():
+        return
+    if not stage.is_dir():
+        raise SystemExit(f"--stage {stage} is not a folder")
+    if any(stage.iterdir()) and not (stage / STAGE_MARK).exists():
+        raise SystemExit(f"--stage {stage} is a non-empty folder that miakit did not make; staging would "
+                         "overwrite its files. Pass an empty or new folder.")
+
+
+# What a notebook reads that another one computes (cached scores in the run store): when notebooks
+# run side by side (``--side-by-side``), each waits for these, so nothing is computed twice. The back
+# matter (90_*) reads every chapter and runs after all of them.
+AFTER = {"03_likelihood_attack": ("02_loss_attack",), "04_factors": ("02_loss_attack",),
+         "06_later_attacks": ("02_loss_attack", "03_likelihood_attack")}
+
+
+def waits_for(stem: str, selected: list[str]) -> list[str]:
+    """The notebooks among ``selected`` that ``stem`` runs after (``AFTER``; the back matter after
+    every chapter)."""
+    if not stem.startswith("0"):
+        return [other for other in selected if other.startswith("0")]
+    return [other for other in AFTER.get(stem, ()) if other in selected]
+
+
+def run_order(selected: list[str]) -> list[str]:
+    """The order in which side-by-side workers start the notebooks: one that others wait for first
+    (transitively), then the later chapters (the longer ones), so the longest chain starts at once."""
+    def waiting_on(stem: str) -> int:
+        return sum(stem in _ancestors(other, selected) for other in selected)
+
+    return sorted(selected, key=lambda stem: (-waiting_on(stem), -selected.index(stem)))
+
+
+def _ancestors(stem: str, selected: list[str]) -> set[str]:
+    found, todo = set(), list(waits_for(stem, selected))
+    while todo:
+        other = todo.pop()
+        if other not in found:
+            found.add(other)
+            todo += waits_for(other, selected)
+    return found
+
+
+def execute(root: Path, stage: Path, profile: str, parameters: dict, only: list[str] | None = None,
+            workers: int = 0) -> dict:
+    """Run every notebook into ``stage``; return seconds per notebook. With ``workers`` > 1 the
+    notebooks run that many at a time, each kernel single-threaded (on a CPU two single-threaded
+    processes scored about 1.24x the images of one process with two threads,
+    ``benchmarks/threads.py --work score``), in ``run_order`` and each after the ones it ``waits_for``; a kernel's
+    log is kept in ``stage/logs``."""
+    import papermill
+
+    check_parameters(profile, parameters)
+    chosen = [nb for nb in notebooks(root) if only is None or nb.stem in only]
+    (stage / "notebooks").mkdir(parents=True, exist_ok=True)
+    if workers > 1 and len(chosen) > 1:
+        return _execute_side_by_side(root, stage, profile, parameters, chosen, workers)
+    timings = {}
+    for nb in chosen:
+        out = stage / "notebooks" / nb.name
+        print(f"[book] executing {nb.name} (profile {profile})", flush=True)
+        began = time.perf_counter()
+        papermill.execute_notebook(str(nb), str(out), parameters={"profile": profile, **parameters},
+                                   cwd=str(root), kernel_name="python3", progress_bar=False)
+        timings[nb.stem] = round(time.perf_counter() - began, 1)
+        print(f"[book] {nb.name} took {timings[nb.stem]} s", flush=True)
+    return timings
+
+
+def _execute_side_by_side(root: Path, stage: Path, profile: str, parameters: dict, chosen: list[Path],
+                          workers: int) -> dict:
+    by_stem = {nb.stem: nb for nb in chosen}
+    selected = list(by_stem)
+    pending = run_order(selected)
+    logs = stage / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # torch takes one intra-op thread
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    timings: dict[str, float] = {}
+    try:
+        while pending or running:
+            for stem in list(pending):
+                if len(running) >= workers:
+                    break
+                if all(other in timings for other in waits_for(stem, selected)):
+                    pending.remove(stem)
+                    nb = by_stem[stem]
+                    print(f"[book] executing {nb.name} (profile {profile}, beside {len(running)} other)", flush=True)
+                    cmd = [sys.executable, "-m", "papermill", str(nb), str(stage / "notebooks" / nb.name),
+                           "-y", json.dumps({"profile": profile, **parameters}), "--cwd", str(root),
+                           "-k", "python3", "--no-progress-bar"]
+                    with open(logs / f"{stem}.log", "wb") as log:
+                        running[stem] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                                         time.perf_counter())
+            if not running:
+                raise RuntimeError(f"notebooks {pending} wait for notebooks that are not run")  # cannot happen
+            time.sleep(0.5)
+            for stem, (proc, began) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[stem]
+                if proc.returncode:
+                    tail = (logs / f"{stem}.log").read_text(errors="replace")[-3000:]
+                    raise SystemExit(f"{stem}.ipynb failed (exit {proc.returncode}); its log is "
+                                     f"{logs / (stem + '.log')}, ending:\n{tail}")
+                timings[stem] = round(time.perf_counter() - began, 1)
+                print(f"[book] {stem}.ipynb took {timings[stem]} s", flush=True)
+    finally:
+        for proc, _ in running.values():  # a failure stops the others (their runs resume on the next build)
+            proc.terminate()
+        for proc, _ in running.values():
+            proc.wait()
+    return {stem: timings[stem] for stem in selected}
+
+
+def stage_sources(root: Path, stage: Path) -> None:
+    stage.mkdir(parents=True, exist_ok=True)
+    (stage / STAGE_MARK).write_text("made by miakit.book: its _config.yml, _toc.yml and book/ are overwritten\n")
+    for name in ROOT_FILES:
+        shutil.copy2(root / name, stage / name)
+    for name in ROOT_DIRS:
+        shutil.rmtree(stage / name, ignore_errors=True)
+        shutil.copytree(root / name, stage / name)
+
+
+def build_html(stage: Path) -> Path:
+    """Strict offline Jupyter Book 1 build of the staged book; returns the HTML folder."""
+    shutil.rmtree(stage / "_build", ignore_errors=True)
+    mathjax.install(stage / "book" / "_static")  # the equations render offline (_config.yml: mathjax_path)
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "-W", "-n", "--keep-going"]
+    result = subprocess.run(cmd)
+    if result.returncode:
+        raise SystemExit(f"jupyter-book build failed (exit {result.returncode})")
+    return stage / "_build" / "html"
+
+
+def _on_cpu(settings) -> bool:
+    """Whether the runs train on the CPU (parallel training processes pay off there, not on one GPU)."""
+    from miakit.diffusion.unet import pick_device
+
+    return pick_device(settings.device).type == "cpu"
+
+
+def parse_parameter(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"parameter {text!r} is not key=value")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key, parsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("-p", "--parameter", action="append", type=parse_parameter, default=[],
+                        help="notebook parameter key=value (JSON values), any number of times")
+    parser.add_argument("--root", type=Path, default=Path.cwd())
+    parser.add_argument("--stage", type=Path, default=None, help="staging folder (default: <root>/_staging)")
+    parser.add_argument("--only", nargs="*", help="notebook stems to execute (default: all; none given: stage only)")
+    parser.add_argument("--no-html", action="store_true", help="execute only, do not build HTML")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="first train every target of the book in this many single-threaded processes side by "
+                             "side (miakit.chapters.budget.pretrain; fastest on a CPU, alone or beside other work); 0: the "
+                             "notebooks train them one after another")
+    parser.add_argument("--side-by-side", type=int, default=1, metavar="N",
+                        help="execute N notebooks at a time, each kernel single-threaded, each after the notebooks "
+                             "whose results it reads (default 1: one after another, with torch's default threads)")
+    args = parser.parse_args(argv)
+    if args.workers < 0:
+        parser.error(f"--workers {args.workers}: give 0 (train inside the notebooks) or a positive count")
+    if args.side_by_side < 1:
+        parser.error(f"--side-by-side {args.side_by_side}: give 1 (one notebook after another) or more")
+    root = args.root.resolve()
+    default_stage = (root / "_staging").resolve()
+    stage = (args.stage or default_stage).resolve()
+    parameters = dict(args.parameter)
+    if "profile" in parameters:
+        parser.error("profile is not a notebook parameter: pass --profile " + str(parameters["profile"]))
+    if args.only is not None:
+        known = [nb.stem for nb in notebooks(root)]
+        unknown = [name for name in args.only if name not in known]
+        if unknown:
+            parser.error(f"--only {' '.join(unknown)}: not a notebook of this book; choose from " + ", ".join(known)
+                         + " (or give --only alone to stage the book without executing anything)")
+    check_parameters(args.profile, parameters)
+    check_stage(stage, default_stage, root)
+    stage_sources(root, stage)
+    settings = resolve(args.profile, **parameters)
+    if args.workers and _on_cpu(settings):
+        from miakit.chapters import budget
+
+        began = time.perf_counter()
+        print(f"[book] training every target in {args.workers} processes", flush=True)
+        with budget.process_pool(args.workers) as pool:
+            budget.pretrain(settings, pool)
+        print(f"[book] pretraining took {time.perf_counter() - began:.0f} s", flush=True)
+    timings = execute(root, stage, args.profile, parameters, args.only, args.side_by_side)
+    (stage / "timings.json").write_text(json.dumps({"profile": args.profile, "seconds": timings}, indent=1))
+    if not args.no_html:
+        html = build_html(stage)
+        print(f"[book] HTML: {html / 'index.html'}")
+    print(f"[book] seconds per notebook: {timings}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The run manifest: what produced a build of the book, for its appendix.
+
+Package versions, the commit (and whether the working tree differed from it), the machine, the
+device and precision the runs used, the seeds, and the profile. The chapters' own times are
+glued by each chapter (``seconds``) and shown beside this table on the manifest page.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from miakit.core.config import Settings
+
+PACKAGES = ("miakit", "torch", "diffusers", "opacus", "torchdiffeq", "numpy", "scipy", "scikit-learn", "pandas",
+            "matplotlib", "safetensors", "papermill", "jupyter-book")
+
+
+def versions(packages=PACKAGES) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def commit(root: Path | None = None) -> str:
+    """The checked-out commit, and "(plus uncommitted changes)" when the tracked files differ."""
+    root = Path(root or Path(__file__).resolve().parents[1])
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" (plus uncommitted changes)" if dirty else "")
+
+
+def hardware(settings: Settings) -> dict[str, str]:
+    import torch
+
+    from miakit.diffusion.unet import pick_device, precision
+
+    device = pick_device(settings.device)
+    out = {"machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} logical CPUs",
+           "torch threads": str(torch.get_num_threads()), "device": str(device)}
+    if device.type == "cuda":
+        out["GPU"] = torch.cuda.get_device_name(device)
+    out["precision"] = precision(device).name
+    return out
+
+
+def seeds(settings: Settings) -> dict[str, str]:
+    from miakit.chapters import factors
+
+    return {"split seed": str(settings.data.split_seed), "training seed of the targets": str(settings.target.train_seed),
+            "training seeds of the comparisons": ", ".join(map(str, factors.seeds(settings))),
+            "attack seed (noise draws and probes)": str(settings.attack.attack_seed)}
+
+
+def table(settings: Settings, root: Path | None = None):
+    """One table (section, item, value) of everything above, and the profile."""
+    import pandas as pd
+
+    rows = [("build", "profile", settings.profile), ("build", "commit", commit(root)),
+            ("build", "interpreter", sys.executable)]
+    rows += [("packages", k, v) for k, v in versions().items()]
+    rows += [("hardware", k, v) for k, v in hardware(settings).items()]
+    rows += [("seeds", k, v) for k, v in seeds(settings).items()]
+    return pd.DataFrame(rows, columns=["section", "item", "value"]).set_index(["section", "item"])

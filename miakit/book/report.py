@@ -1,0 +1,117 @@
+"""What notebooks show: summary tables, glued numbers for the book's prose, and reading them back."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from miakit.training.train import Run
+
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, value, display: bool = False) -> None:
+    """Glue ``value`` for the book's prose (myst-nb); a no-op where myst-nb is absent (Colab)."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=display)
+
+
+def glue_many(values: dict, prefix: str = "") -> None:
+    """Glue every entry of ``values`` under ``prefix + name``."""
+    for name, value in values.items():
+        glue(prefix + name, value)
+
+
+def glue_estimate(name: str, estimate) -> None:
+    """Glue an estimate as ``name``, ``name_low`` and ``name_high`` (its 95% interval)."""
+    glue_many({name: estimate.value, f"{name}_low": estimate.low, f"{name}_high": estimate.high})
+
+
+def show_notes(notes: list[str], none: str = "Every measurement of this chapter was made.") -> None:
+    """Print what a study could not measure, and why (or that nothing was skipped)."""
+    print("\n".join(f"- {note}" for note in notes) if notes else none)
+
+
+class Stopwatch:
+    """Wall-clock seconds since creation (a notebook's run time, glued for the book)."""
+
+    def __init__(self) -> None:
+        self.began = self._last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def elapsed(self) -> float:
+        return round(time.perf_counter() - self.began, 1)
+
+    def lap(self, name: str) -> float:
+        """Seconds since the previous lap (or the start), recorded under ``name``."""
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 1)
+        self._last = now
+        return self.laps[name]
+
+
+def read_glued(notebook: str | Path) -> dict[str, str]:
+    """Every glued name -> its text/plain value, from an executed notebook."""
+    nb = json.loads(Path(notebook).read_text())
+    found = {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook")
+            if meta:
+                data = out.get("data", {})
+                found[meta["name"]] = data.get(meta.get("mime_prefix", "") + "text/plain", "")
+    return found
+
+
+def glued_number(text: str) -> float:
+    """A glued text/plain value as a float (NaN for 'nan')."""
+    try:
+        return float(text.strip().strip("'\""))
+    except ValueError:
+        return math.nan
+
+
+def targets_table(runs: dict[str, Run]):
+    """The targets side by side: one column per family."""
+    import pandas as pd
+
+    return pd.concat({name: target_summary(run)["value"] for name, run in runs.items()}, axis=1)
+
+
+def member_images(runs: dict[str, Run], n: int):
+    """The first ``n`` members (the same for every target of a study)."""
+    run = next(iter(runs.values()))
+    return run.images(run.split.members[:n])
+
+
+def total_train_seconds(runs: dict[str, Run]) -> float:
+    return float(sum(run.history["train_seconds_this_session"] for run in runs.values()))
+
+
+def target_summary(run: Run):
+    """One table describing a trained target: data, split sizes, model size and training."""
+    import pandas as pd
+
+    s, h, sp = run.settings, run.history, run.split
+    rows = {
+        "dataset": s.data.dataset,
+        "image shape": "x".join(str(v) for v in run.dataset.images.shape[1:]),
+        "images available": len(run.dataset),
+        "members (train set)": len(sp.members),
+        "nonmembers (held out)": len(sp.nonmembers),
+        "members / nonmembers for choosing settings (validation)": f"{len(sp.members_val)} / {len(sp.nonmembers_val)}",
+        "members / nonmembers for reporting (test)": f"{len(sp.members_test)} / {len(sp.nonmembers_test)}",
+        "family": s.target.family,
+        "UNet preset": f"{s.target.model} ({h['n_parameters']:,} parameters)",
+        "iterations x batch": f"{s.target.iterations} x {s.target.batch_size}",
+        "epochs over the members": f"{s.target.iterations * s.target.batch_size / len(sp.members):.0f}",
+        "final training loss (mean of last 100)": (f"{sum(h['loss'][-100:]) / len(h['loss'][-100:]):.4f}"
+                                                   if h["loss"] else "not trained"),
+        "training time (s, last session)": f"{h['train_seconds_this_session']:.0f} on {h['device']}",
+        "run folder": str(run.dir),
+    }
+    return pd.DataFrame({"value": rows})

@@ -1,0 +1,337 @@
+"""The privacy-utility trade-off: matched arms trained by one DP-SGD loop, attacked and scored
+for sample quality, and claim C5 computed.
+
+Every arm of a family shares the data, split, model, training code (opacus: Poisson sampling
+at the same expected batch size, the same K noise draws per example, the same number of steps)
+and training seeds; arms differ only in what DP-SGD does to the gradients:
+
+- ``non-private``: no clipping, no noise (the same loop, so the comparison is not confounded
+  by sampling, batch size, K or steps);
+- ``clipping only``: per-example clipping at ``dp_max_grad_norm``, no noise (separates the
+  effect of clipping from that of noise);
+- ``epsilon = e``: clipping and Gaussian noise calibrated to (e, ``dp_delta``).
+
+Each arm is trained ``n_seeds`` times and attacked by every registered attack named in
+``dp_attacks`` (``miakit.attacks``): the tuned ones on the comparison grid (``factor_steps``
+steps, ``factor_noise`` draws) cross-fitted (each half scored at the setting chosen on the
+other), the likelihood attack on a seeded random subset of ``dp_lik_images`` members and
+nonmembers (``Split.subset``); sample quality is the Frechet distance of
+``utility_samples`` generated images to the test nonmembers in a small classifier's features
+(``miakit.evidence.sample_quality``, not Inception FID).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from miakit import attacks
+from miakit.chapters import later_attacks, loss_and_likelihood
+from miakit.evidence import claims, metrics, sample_quality
+from miakit.training import train
+from miakit.core.config import Settings
+from miakit.chapters.factors import arm_of, compact, seeds, tidy
+
+N_BOOT_FD = 200  # resamples of the Frechet-distance difference (each needs a matrix square root)
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    label: str
+    epsilon: float  # inf = no noise
+    clip: float  # inf = no clipping
+
+
+def arm_specs(settings: Settings) -> list[ArmSpec]:
+    """The matched arms, from the least private to the most."""
+    clip = settings.target.dp_max_grad_norm
+    return ([ArmSpec("non-private", math.inf, math.inf), ArmSpec("clipping only", math.inf, clip)]
+            + [ArmSpec(f"epsilon = {e:g}", e, clip) for e in sorted(settings.privacy_study.epsilons(), reverse=True)])
+
+
+def target_settings(settings: Settings, family: str, arm: ArmSpec, seed: int) -> Settings:
+    """The chapter's target for ``family`` in ``arm``, trained with ``seed``."""
+    p = settings.privacy_study
+    data = dataclasses.replace(settings.data, n_members=p.dp_members)
+    target = dataclasses.replace(settings.target, family=family, iterations=p.dp_iterations,
+                                 batch_size=p.dp_batch_size, trainer="dp-sgd", dp_epsilon=arm.epsilon,
+                                 dp_max_grad_norm=arm.clip, train_seed=seed)
+    return dataclasses.replace(settings, data=data, target=target)
+
+
+@dataclass
+class ArmResult:
+    """One arm of one family: per training seed, its run, attacks and samples."""
+
+    family: str
+    spec: ArmSpec
+    seeds: list[int]
+    runs: list[train.Run]
+    attacks: dict[str, list]  # registered attack name -> one study per seed (LossAttackStudy or LikelihoodStudy)
+    samples: list[torch.Tensor]
+    features: list[np.ndarray] | None = field(default=None, repr=False)  # classifier features of the samples
+    fd: list[float] = field(default_factory=list)  # per seed; NaN without a feature classifier
+    inception: list[float | None] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    def attack_arm(self, name: str) -> metrics.Arm:
+        """Attack ``name``'s scores over the seeds: cross-fitted for a tuned attack
+        (``factors.arm_of``), the scored subsets for the likelihood attack."""
+        per_seed = self.attacks[name]
+        if isinstance(per_seed[0], loss_and_likelihood.LikelihoodStudy):
+            return metrics.Arm.of((st.logp_members, st.logp_nonmembers) for st in per_seed)
+        return arm_of(per_seed)
+
+    def grows(self, name: str) -> tuple[str, ...]:
+        """What more data could add to attack ``name``'s arm (``claims.Check.grows``): a tuned
+        attack, cross-fitted, scores every member of the split, as does the likelihood attack
+        when its subset holds them all; then only nonmembers and seeds can grow."""
+        per_seed = self.attacks[name]
+        if not isinstance(per_seed[0], loss_and_likelihood.LikelihoodStudy):
+            return claims.EVERY_MEMBER_SCORED
+        if self.runs and all(len(st.logp_members) >= r.settings.data.n_members for st, r in zip(per_seed, self.runs)):
+            return claims.EVERY_MEMBER_SCORED
+        return claims.GROWABLE
+
+    def row(self) -> dict:
+        dp = [r.history.get("dp", {}) for r in self.runs]
+        out = {"family": self.family, "arm": self.label, "epsilon": self.spec.epsilon,
+               "epsilon spent (accountant)": float(np.mean([d.get("epsilon_spent", math.inf) for d in dp])),
+               "noise multiplier": float(np.mean([d.get("noise_multiplier", 0.0) for d in dp])),
+               "clipping norm": self.spec.clip, "seeds": len(self.seeds)}
+        for name in self.attacks:
+            label, auc = attacks.get(name).label, metrics.estimate(self.attack_arm(name))
+            tpr = metrics.estimate(self.attack_arm(name), 0.01)
+            out.update({f"{label} AUC": auc.value, f"{label} AUC low": auc.low, f"{label} AUC high": auc.high,
+                        f"{label} AUC per seed": " ".join(f"{v:.3f}" for v in auc.per_seed),
+                        f"{label} TPR@1%FPR": tpr.value, f"{label} TPR@1%FPR low": tpr.low,
+                        f"{label} TPR@1%FPR high": tpr.high})
+        return {**out,
+                "feature FD": float(np.mean(self.fd)) if self.fd else math.nan,
+                "feature FD per seed": " ".join(f"{v:.1f}" for v in self.fd),
+                "Inception FID": (float(np.mean(self.inception)) if self.inception and None not in self.inception
+                                  else math.nan),
+                "training seconds": float(sum(r.history.get("train_seconds_this_session", 0.0) for r in self.runs))}
+
+
+@dataclass
+class TradeoffStudy:
+    arms: list[ArmResult]
+    fd_floor: float  # between two halves of the real nonmembers: what a perfect generator reaches
+    classifier_accuracy: float
+    reference_features: np.ndarray | None = field(repr=False)
+    notes: list[str] = field(default_factory=list)  # what could not be measured, and why
+
+    def frame(self):
+        """Every arm: accounting, every attack (mean over seeds, interval, per seed), quality."""
+        import pandas as pd
+
+        return tidy(pd.DataFrame([a.row() for a in self.arms]).set_index(["family", "arm"]))
+
+    def attack_names(self) -> list[str]:
+        """The registered attacks run on every arm, in ``dp_attacks`` order."""
+        return list(self.arms[0].attacks)
+
+    UTILITY_COLUMNS = ("feature FD", "feature FD per seed", "Inception FID", "training seconds")
+
+    def table(self):
+        """The attacks on every arm (a narrow table for the book)."""
+        columns = ["epsilon spent (accountant)", "noise multiplier"]
+        for name in self.attack_names():
+            label = attacks.get(name).label
+            columns += [f"{label} AUC [95%]", f"{label} AUC per seed", f"{label} TPR@1%FPR [95%]"]
+        return compact(self.frame())[columns]
+
+    def utility_table(self):
+        """Sample quality and training cost of every arm."""
+        return compact(self.frame())[list(self.UTILITY_COLUMNS)]
+
+    def families(self) -> list[str]:
+        return list(dict.fromkeys(a.family for a in self.arms))
+
+    def arm(self, family: str, label: str) -> ArmResult:
+        return next(a for a in self.arms if a.family == family and a.label == label)
+
+    def most_private(self, family: str) -> ArmResult:
+        return min((a for a in self.arms if a.family == family), key=lambda a: a.spec.epsilon)
+
+    def sample_grids(self, n: int = 16, seed_index: int = 0) -> dict[str, torch.Tensor]:
+        """The first ``n`` samples of every arm (from its first training seed)."""
+        return {f"{a.family}, {a.label}": a.samples[seed_index][:n] for a in self.arms}
+
+    def fd_difference(self, family: str, label: str, than: str = "non-private") -> metrics.Estimate:
+        """Feature FD of arm ``label`` minus that of arm ``than`` (> 0: worse samples)."""
+        a, b = self.arm(family, label), self.arm(family, than)
+        return fd_difference(a.features, b.features, self.reference_features)
+
+    def verdicts(self, figure: str = "notebooks/05_differential_privacy#c5") -> list[claims.Verdict]:
+        """C5 per family. Attacks: the non-private arm leaks (the first attack in ``dp_attacks``,
+        the loss attack by default, beats chance), every attack on the most private arm is at
+        chance, and every attack loses AUC from the non-private arm to it. Utility: the most
+        private arm's samples are worse (higher feature FD). The attacks verdict depends on the
+        chance margin (``claims.DELTA`` decides; the claims table shows it at ``claims.MARGINS``).
+
+        Every at-chance check rests on as much of the split as is honest: a tuned attack is
+        cross-fitted (``factors.arm_of``: every member and nonmember of the split, each scored at
+        a setting chosen on the other half), the likelihood attack, which chooses nothing, on its
+        seeded subsets of ``dp_lik_images`` members and nonmembers (a cost knob), all over
+        ``n_seeds`` seeds. Simulated at the cpu profile's sizes (100 members and 1000
+        nonmembers in halves of 50 + 500, 3 seeds; the likelihood attack on 100 + 300; member and
+        nonmember scores from one distribution; 1000 bootstrap resamples; 200 simulated arms
+        each) a private-arm check at a true AUC of 0.5 comes out REPRODUCED at margin 0.1 in
+        98.5% of arms for a tuned attack and 92% for the likelihood attack when the seeds'
+        scores are independent, 88% and 80% when they correlate 0.8 per image; the three
+        at-chance checks of the default ``dp_attacks`` together in about 89% (independent) to
+        62% (correlated seeds), taking the attacks as independent. At margin 0.05: 6.5% and 1%
+        per check (0% with correlated seeds), so the verdict there is UNDECIDED."""
+        out = []
+        names = self.attack_names()
+        labels = [attacks.get(n).label for n in names]
+        for name in self.families():
+            open_, private = self.arm(name, "non-private"), self.most_private(name)
+            if math.isinf(private.spec.epsilon):
+                raise ValueError("the trade-off needs at least one finite epsilon per family")
+            eps = f"epsilon {private.spec.epsilon:g}"
+            checks = [claims.beats_chance(f"non-private {labels[0]} AUC", metrics.estimate(open_.attack_arm(names[0])),
+                                          grows=open_.grows(names[0]))]
+            checks += [claims.within(f"{eps} {label} AUC", metrics.estimate(private.attack_arm(n)),
+                                     grows=private.grows(n)) for n, label in zip(names, labels)]
+            checks += [claims.greater(f"{label} AUC: non-private - {eps}", metrics.estimate_difference(
+                open_.attack_arm(n), private.attack_arm(n), paired=True), grows=private.grows(n))
+                for n, label in zip(names, labels)]
+            out.append(claims.Verdict(
+                f"C5 attacks ({name})", f"DP-SGD at {eps} brings every attack ({', '.join(labels)}) to chance "
+                f"({claims.AT_CHANCE_TEXT}), where the matched non-private target leaks (its {labels[0]} attack "
+                f"beats chance: {claims.BEATS_CHANCE_TEXT})", tuple(checks), figure))
+            statement = f"the {eps} target's samples are worse than the matched non-private one's"
+            if self.reference_features is None:
+                out.append(claims.Verdict(f"C5 utility ({name})", statement, (), figure,
+                                          note="not measured: " + "; ".join(self.notes)))
+                continue
+            out.append(claims.Verdict(f"C5 utility ({name})", statement, (claims.greater(
+                f"feature FD: {eps} - non-private", self.fd_difference(name, private.label)),), figure))
+        return out
+
+    def glue_values(self, family: str) -> dict[str, float]:
+        """Numbers the chapter's prose quotes, for ``family``."""
+        out = {}
+        for a in (x for x in self.arms if x.family == family):
+            key = re.sub(r"[^A-Za-z0-9]+", "_", a.label).strip("_")
+            out.update({f"{n}_auc_{key}": metrics.estimate(a.attack_arm(n)).value for n in a.attacks})
+            out[f"fd_{key}"] = float(np.mean(a.fd)) if a.fd else math.nan
+        private = [a for a in self.arms if a.family == family and math.isfinite(a.spec.epsilon)]
+        out["fd_private_summary"] = ", ".join(f"{np.mean(a.fd):.1f} at {a.label}" for a in private if a.fd) or "n/a"
+        if self.reference_features is not None:
+            clip = self.fd_difference(family, "clipping only")
+            out.update({"fd_clip_minus_open": clip.value, "fd_clip_minus_open_low": clip.low,
+                        "fd_clip_minus_open_high": clip.high})
+        return out
+
+
+def fd_difference(a: list[np.ndarray], b: list[np.ndarray], reference: np.ndarray, n_boot: int = N_BOOT_FD,
+                  seed: int = 0) -> metrics.Estimate:
+    """Mean over seeds of FD(a_s, reference) - FD(b_s, reference), with a bootstrap interval
+    that resamples the reference images, the seeds (the same for both arms: seed s of each
+    arm shares initial weights and batches) and each seed's generated images."""
+    if len(a) != len(b):
+        raise ValueError("both arms need the same training seeds")
+    rng = np.random.default_rng(seed)
+
+    def mean_fd(feats: list[np.ndarray], ref: np.ndarray, which, resample: bool) -> float:
+        return float(np.mean([sample_quality.frechet_distance(f[rng.integers(0, len(f), len(f))] if resample else f, ref)
+                              for f in (feats[i] for i in which)]))
+
+    every = range(len(a))
+    value = mean_fd(a, reference, every, False) - mean_fd(b, reference, every, False)
+    reps = np.empty(n_boot)
+    for i in range(n_boot):
+        ref = reference[rng.integers(0, len(reference), len(reference))]
+        which = rng.integers(0, len(a), len(a)) if len(a) > 1 else [0]
+        reps[i] = mean_fd(a, ref, which, True) - mean_fd(b, ref, which, True)
+    lo, hi = np.quantile(reps, [(1 - metrics.LEVEL) / 2, 1 - (1 - metrics.LEVEL) / 2])
+    return metrics.Estimate(value, float(lo), float(hi), float(np.std(reps)), min(len(f) for f in a + b),
+                            len(reference), len(a), sample_names=("generated images", "reference images"))
+
+
+def tradeoff_study(settings: Settings, progress_bar: bool = True) -> TradeoffStudy:
+    """Train (or load) every arm of every DP family with every seed, attack it and score its samples
+    (every chapter's need of images checked first, ``miakit.chapters.feasibility``)."""
+    from miakit.chapters.feasibility import check
+    check(settings)
+    p = settings.privacy_study
+    arms, notes = [], []
+    feature_reference = None  # (classifier, reference features, floor, accuracy), from the first run's split
+    for name in p.families():
+        for spec in arm_specs(settings):
+            runs, samples, feats, fds, inception = [], [], [], [], []
+            scored = {n: [] for n in p.attacks()}
+            for seed in seeds(settings):
+                s = target_settings(settings, name, spec, seed)
+                run = train.ensure(s, progress_bar)
+                if feature_reference is None:
+                    feature_reference = _feature_reference(run, notes)
+                clf, reference, _, _ = feature_reference
+                runs.append(run)
+                for attack in scored:
+                    scored[attack].append(attacked(run, attack, progress_bar))
+                x = run.samples(p.utility_samples, n_steps=p.utility_steps)
+                samples.append(x)
+                if clf is not None:
+                    feats.append(clf.features(x))
+                    fds.append(sample_quality.frechet_distance(feats[-1], reference))
+                if p.inception_fid:
+                    value, note = sample_quality.inception_fid(x, run.images(run.split.nonmembers_test))
+                    inception.append(value)
+                    if value is None and note not in notes:
+                        notes.append(note)
+            arms.append(ArmResult(name, spec, seeds(settings), runs, scored, samples,
+                                  feats if clf is not None else None, fds, inception))
+    _, reference, floor, accuracy = feature_reference
+    return TradeoffStudy(arms, floor, accuracy, reference, notes)
+
+
+def attacked(run: train.Run, name: str, progress_bar: bool = True):
+    """One DP target's study of registered attack ``name``: the likelihood attack on a seeded
+    random subset of ``dp_lik_images`` members and nonmembers; any other attack over its grid
+    under the comparison settings (``factor_steps`` steps, ``factor_noise`` draws, the knobs of
+    every comparison between separately trained targets), its setting chosen on validation
+    (``later_attacks.attack_outcome``)."""
+    s, p, f = run.settings, run.settings.privacy_study, run.settings.factors
+    if not attacks.get(name).whole_split:  # the likelihood attack, on its seeded subsets
+        return loss_and_likelihood.likelihood_study(run, progress_bar, config=dataclasses.replace(
+            s.likelihood, lik_max_images=p.dp_lik_images))
+    grid_settings = dataclasses.replace(s, attack=dataclasses.replace(
+        s.attack, attack_steps=f.factor_steps, n_noise=f.factor_noise))
+    return later_attacks.attack_outcome(run, name, progress_bar, settings=grid_settings).study
+
+
+def _feature_reference(run: train.Run, notes: list[str]):
+    """(classifier, test-nonmember features, real-vs-real floor, accuracy), or Nones and a note
+    when the dataset has no labels to train the feature classifier on."""
+    try:
+        clf = sample_quality.classifier(run)
+    except ValueError as err:
+        notes.append(f"feature Frechet distance skipped: {err}")
+        return None, None, math.nan, math.nan
+    real = run.split.nonmembers_test
+    reference = clf.features(run.images(real))
+    half = clf.features(run.images(run.split.subset("nonmembers_val", len(real))))
+    return clf, reference, sample_quality.frechet_distance(half, reference), clf.accuracy
+
+
+def dp_step_timing(settings: Settings, progress_bar: bool = True):
+    """P3 on this chapter's private target (the first DP family, its most private arm, seed 0)
+    and members: ``miakit.evidence.speed.dp_step_speed``."""
+    from miakit.core import data
+    from miakit.evidence import speed
+
+    target = target_settings(settings, settings.privacy_study.families()[0], arm_specs(settings)[-1], 0)
+    images = data.load(settings.data.dataset, settings.data.resolution).images
+    return speed.dp_step_speed(target, images[: target.data.n_members], settings.speed.dp_speed_rounds, progress_bar)

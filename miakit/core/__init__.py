@@ -1,0 +1,1 @@
+"""Settings, data, the run store, seeding and progress bars: what every layer uses."""

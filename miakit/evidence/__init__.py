@@ -1,0 +1,1 @@
+"""Metrics, claims and their verdicts, sample quality, cost, per-image score export."""

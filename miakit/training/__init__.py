@@ -1,0 +1,1 @@
+"""Training a target: the loop, DP-SGD and per-example clipping."""
