@@ -25,6 +25,8 @@ from miakit.chapters import benchmark, factors, feasibility, loss_and_likelihood
 from miakit.training import train
 from miakit.core.config import Settings, resolve
 
+PRIVATE_FACTOR = 2.0  # a DP-SGD image-step counted as this many ordinary ones unless measured
+
 
 @dataclass(frozen=True)
 class Training:
@@ -98,7 +100,7 @@ def pretrain(settings: Settings, executor=None, progress_bar: bool = True, chapt
     feasibility.check(settings)
     todo = [tr for tr in trainings(settings) if chapters is None or tr.chapter in chapters]
     # the dearest first, so that no worker is left with a long training while the others idle
-    todo.sort(key=lambda tr: -tr.image_steps * (2 if tr.private else 1) * tr.settings.data.resolution ** 2)
+    todo.sort(key=lambda tr: -tr.image_steps * (PRIVATE_FACTOR if tr.private else 1) * tr.settings.data.resolution ** 2)
     return train.ensure_many([(tr.settings, tr.reference) for tr in todo], progress_bar, executor)
 
 
@@ -132,7 +134,7 @@ def flops_per_image_step(settings: Settings) -> float:
 ASSUMED_TFLOPS = {"T4 (fp16)": 20.0, "A100 (bf16)": 100.0}
 
 
-def table(settings: Settings, seconds_per_image_step: float | None = None, private_factor: float = 2.0,
+def table(settings: Settings, seconds_per_image_step: float | None = None, private_factor: float = PRIVATE_FACTOR,
           tflops: dict[str, float] | None = None):
     """Per chapter: trainings, image-steps (ordinary and DP-SGD), and with
     ``seconds_per_image_step`` (an ordinary step's seconds per image on the machine) the training
@@ -199,7 +201,7 @@ def markdown(profiles=ESTIMATED_PROFILES, check: dict | None = None) -> str:
         settings = resolve(profile)
         frame, images = table(settings, tflops=ASSUMED_TFLOPS), feasibility.images_needed(settings)
         step = (check or {}).get(profile, {}).get("seconds_per_image_step")
-        ratio = (check or {}).get("P3", {}).get(profile, {}).get("ratio", 2.0)
+        ratio = (check or {}).get("P3", {}).get(profile, {}).get("ratio", PRIVATE_FACTOR)
         real = None if step is None else table(settings, step, private_factor=ratio)["hours"]
         for chapter, row in frame.iterrows():
             hours = [f"{row[f'hours, {n}, estimated']:.1f}" for n in names]
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
                                                  "given the seconds of one image-step")
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--seconds-per-image-step", type=float)
-    parser.add_argument("--private-factor", type=float, default=2.0)
+    parser.add_argument("--private-factor", type=float, default=PRIVATE_FACTOR)
     parser.add_argument("--estimate", action="store_true", help="add hours estimated from counted FLOPs at the "
                                                                  "assumed throughputs of ASSUMED_TFLOPS")
     parser.add_argument("--markdown", action="store_true", help="print book/reproduce.md's table of estimated hours")
