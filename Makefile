@@ -20,10 +20,11 @@ $(STAMP): pyproject.toml
 test: $(STAMP) fashion-mnist chromium
 	$(PY) -m pytest -q tests
 
-## make test-fast: the inner loop, everything but the notebooks, the book build and the browser (tests
-## marked slow or book); `make test` stays the full suite CI runs
+## make test-fast: the inner loop (under 3 minutes here): every test but the notebooks, the book build,
+## the browser and the tests that train several targets (marked slow, book or heavy); `make test`
+## stays the full suite CI runs
 test-fast: $(STAMP) fashion-mnist
-	$(PY) -m pytest -q -m "not slow and not book" tests
+	$(PY) -m pytest -q -m "not slow and not book and not heavy" tests
 
 # Debian's Fashion-MNIST, so that its real loader is tested (installed when missing and we may)
 fashion-mnist:

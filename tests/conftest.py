@@ -4,12 +4,20 @@ import torch
 torch.set_num_threads(2)
 
 
+# fixtures that train several targets (module- or session-scoped): a test that uses one is ``heavy``
+HEAVY_FIXTURES = {"smoke_study", "smoke_bench", "band_runs", "band_runs_dir"}
+
+
 def pytest_collection_modifyitems(items):
     """A test that reads the smoke book (the ``built_book`` fixture: every notebook executed, the
-    HTML built) is marked ``book``: ``make test-fast`` leaves those out."""
+    HTML built) is marked ``book``, one that uses a fixture training several targets ``heavy``:
+    ``make test-fast`` leaves both out."""
     for item in items:
-        if "built_book" in getattr(item, "fixturenames", ()):
+        names = set(getattr(item, "fixturenames", ()))
+        if "built_book" in names:
             item.add_marker(pytest.mark.book)
+        if names & HEAVY_FIXTURES:
+            item.add_marker(pytest.mark.heavy)
 
 
 @pytest.fixture(scope="session")

@@ -75,6 +75,7 @@ def test_stamping_replaces_a_stale_colab_cell_and_refuses_a_source_without_one(t
 RECORDED_CHECK = ROOT / "benchmarks/recorded/gpu-check-h200.json"
 
 
+@pytest.mark.heavy
 def test_reproduce_page_costs_are_the_budget_of_the_profiles():
     """The hours tables of book/reproduce.md are miakit.chapters.budget's, for the profiles as configured
     now and the GPU check recorded in benchmarks/recorded (change a profile, or record a new
@@ -88,6 +89,7 @@ def test_reproduce_page_costs_are_the_budget_of_the_profiles():
     assert budget.markdown() not in page  # the column of measured hours is there
 
 
+@pytest.mark.heavy
 def test_reproduce_page_says_which_estimates_the_recorded_gpu_check_contradicts():
     """The page says the recorded H200 step took longer than the A100 estimates of both profiles
     and the T4 estimates of the gpu profile assume (so they are optimistic: both GPUs are slower

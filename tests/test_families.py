@@ -144,6 +144,7 @@ def test_likelihood_is_deterministic_and_batch_independent():
     assert not np.allclose(a.logp, other_seed.logp, atol=1e-3)  # the probes depend on the seed
 
 
+@pytest.mark.heavy
 def test_likelihood_of_a_unet_is_deterministic_and_dequantizes():
     fam = diffusion.family("ddpm")
     torch.manual_seed(0)

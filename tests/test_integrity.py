@@ -149,6 +149,7 @@ print("WARNINGS", len(kept))
 """
 
 
+@pytest.mark.heavy
 def test_a_real_read_only_store_returns_every_result_with_a_warning(tmp_path):
     s, run = trained(tmp_path / "runs")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))

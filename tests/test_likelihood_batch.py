@@ -57,6 +57,7 @@ def torchdiffeq_logp(model, fam, x, image_id, rtol, atol, seed, options=None):
     return float(logp[0]), dynamics.nfe
 
 
+@pytest.mark.heavy
 def test_unet_likelihood_does_not_depend_on_batch_size_or_order(unet):
     """torchdiffeq's dopri5 on the stacked batch (one step size and error norm for all images)
     gave these images log p differing by up to 65 nats between the two batchings."""
@@ -70,6 +71,7 @@ def test_unet_likelihood_does_not_depend_on_batch_size_or_order(unet):
     assert len(set(a.nfe)) > 1  # the images did take different steps
 
 
+@pytest.mark.heavy
 def test_one_image_matches_torchdiffeq_dopri5(unet):
     net, fam = unet
     x = images(2, seed=6)

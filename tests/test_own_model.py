@@ -87,6 +87,7 @@ def _save_images(folder: Path, images: np.ndarray) -> None:
         Image.fromarray(img).save(folder / f"{i:03d}.png")
 
 
+@pytest.mark.heavy
 def test_the_page_code_runs_on_a_model_saved_with_save_pretrained(tmp_path, monkeypatch):
     """book/own_model.md's code blocks, run as written (only the paths are this test's): a small
     UNet with a cosine schedule and v-prediction, members and nonmembers as PNG folders."""

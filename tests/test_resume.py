@@ -20,7 +20,7 @@ import interrupts
 
 HERE = Path(__file__).resolve().parent
 ITERATION = 13  # checkpoints every 5 of 20 iterations: a SIGKILL here loses 3 steps
-pytestmark = pytest.mark.filterwarnings("ignore:Optimal order is the")
+pytestmark = [pytest.mark.filterwarnings("ignore:Optimal order is the"), pytest.mark.heavy]  # kills and resumes trainings
 
 
 def settings_for(runs, trainer):

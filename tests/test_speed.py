@@ -55,6 +55,7 @@ def test_likelihood_speed_reports_every_setting_and_a_verdict(target):
     assert set(result.headline()) >= {"ratio", "dbpd", "ms_ours", "ms_paper", "nfe_ours", "nfe_paper"}
 
 
+@pytest.mark.heavy
 def test_dp_step_speed_times_the_loops_own_steps_and_verifies_gradients(tmp_path):
     s = config.resolve("smoke", runs_dir=str(tmp_path), trainer="dp-sgd", dp_epsilon=10.0, batch_size=4,
                        dp_physical_batch=4, n_members=16)

@@ -160,6 +160,7 @@ def _ensure_in_child(runs_dir, queue):
     queue.put((len(calls), str(run.dir)))
 
 
+@pytest.mark.heavy
 def test_two_processes_train_a_run_once(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()

@@ -17,6 +17,7 @@ def test_frechet_distance_of_gaussians_matches_the_closed_form():
         sample_quality.frechet_distance(a[:1], b)
 
 
+@pytest.mark.heavy
 def test_classifier_learns_digits_and_separates_real_from_noise(smoke_run, tmp_path):
     clf = sample_quality.classifier(smoke_run, runs_dir=tmp_path)
     assert clf.accuracy > 0.85 and clf.n_train == len(smoke_run.split.unused)
