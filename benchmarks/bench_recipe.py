@@ -20,7 +20,7 @@ script that scored all three):
   0.617 -> 0.756); SMLD 0.780, 0.956, 0.998, 1.000 and VE-SDE 0.789, 0.941, 0.990, 1.000 (SimA).
   The families memorise at different speeds, so the cpu profile trains all four for 3000
   iterations and ``benchmark.choose_length`` picks each family's snapshot nearest the band's
-  centre on validation (``bench_members=250, bench_iterations=3000, bench_lr=2e-3``).
+  centre on validation (``bench_n_members=250, bench_iterations=3000, bench_lr=2e-3``).
 
 The book's cpu build reports the same curve for its own targets (chapter 06, "How the regime's
 length was chosen"). Nothing here reads the test part.
@@ -45,8 +45,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--runs-dir", default="/tmp/miakit-recipe")
     args = parser.parse_args(argv)
-    settings = config.resolve("cpu", runs_dir=args.runs_dir, bench_members=args.members,
-                              bench_nonmembers=args.nonmembers, bench_val_fraction=args.val_fraction,
+    settings = config.resolve("cpu", runs_dir=args.runs_dir, bench_n_members=args.members,
+                              bench_n_nonmembers=args.nonmembers, bench_val_fraction=args.val_fraction,
                               bench_iterations=args.iterations, bench_lr=args.lr)
     bench = benchmark.bench_settings(settings).for_family(args.family)
     began = time.perf_counter()

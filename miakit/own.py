@@ -31,8 +31,6 @@ from miakit.book import plots
 from miakit.diffusion import Family, ScheduledDDPM, from_scheduler
 from miakit.chapters.loss_and_likelihood import LossAttackStudy
 
-DEFAULT_ATTACKS = ("loss", "likelihood", "secmi", "pia", "pian", "sima")
-
 
 def family_from_scheduler(scheduler) -> ScheduledDDPM:
     """The family of a model trained with diffusers noise scheduler ``scheduler`` (its beta
@@ -95,13 +93,14 @@ class OwnResult:
         return plots.roc_grid({title: self.results()}, ncol=1)
 
 
-def attack(model, family: Family, members: torch.Tensor, nonmembers: torch.Tensor, names=DEFAULT_ATTACKS,
+def attack(model, family: Family, members: torch.Tensor, nonmembers: torch.Tensor, names=None,
            settings=None, val_fraction: float = 0.5, seed: int = 0, progress_bar: bool = True) -> OwnResult:
-    """Run the attacks ``names`` on ``model`` with ``members`` and ``nonmembers`` (image tensors in
+    """Run the attacks ``names`` (default: the registry's ``own`` defaults) on ``model`` with ``members`` and ``nonmembers`` (image tensors in
     [-1, 1], as ``load_images`` returns), at the grids of ``settings`` (a ``config.resolve``
     profile; ``cpu`` by default, whose grids are small enough for a CPU). Attacks that need
     reference models, or that are not defined for ``family``, are refused by name."""
     settings = settings or config.resolve("cpu")
+    names = attacks.defaults("own") if names is None else list(names)
     if members.shape[1:] != nonmembers.shape[1:]:
         raise ValueError(f"members are {tuple(members.shape[1:])} images, nonmembers {tuple(nonmembers.shape[1:])}")
     for name in names:

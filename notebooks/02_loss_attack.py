@@ -84,7 +84,7 @@ dataset = None
 resolution = None
 n_members = None
 n_nonmembers = None
-families = None  # comma-separated; default: all four
+families = None  # comma-separated; default "all": every registered family
 model = None
 iterations = None
 attack_steps = None  # how many steps of the process the attack evaluates
@@ -98,7 +98,7 @@ import miakit
 from miakit.attacks import blind
 from miakit.evidence import claims
 from miakit.book import plots, report
-from miakit.chapters import loss_and_likelihood, overview
+from miakit.chapters import loss_and_likelihood
 
 settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
@@ -153,7 +153,7 @@ loss_and_likelihood.best_step_table(loss)
 # (cross-fitting), so every image is scored by a model that never saw it. On an IID split both
 # sit at chance; if they did not, the attacks' numbers would mix membership with a difference
 # between the two image sets. The verdict uses the equivalence rule of the claims layer: the
-# whole AUC interval must lie inside 0.5 +/- {glue:text}`delta:.1f`.
+# whole AUC interval must lie inside 0.5 +/- {glue:text}`chance_delta:.1f`.
 
 # %%
 blind_study = blind.blind_study_of_run(runs[lead])
@@ -164,12 +164,12 @@ plots.roc_loglog({**loss_and_likelihood.chosen_results(loss), **blind_study.resu
                  title="Loss attack (chosen step) and the blind baselines");
 
 # %%
-iid = overview.iid_verdict(blind_study)
+iid = loss_and_likelihood.iid_verdict(blind_study)
 claims.table([iid])
 
 # %% tags=["remove-cell"]
 report.glue("lead_family", lead)
-report.glue("delta", claims.DELTA)
+report.glue("chance_delta", claims.DELTA)
 report.glue_many(claims.glue_values([iid]))
 report.glue_many(blind_study.glue_values())
 report.glue("best_step", loss[lead].summary()["best_step_val"])

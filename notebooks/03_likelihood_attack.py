@@ -80,7 +80,7 @@ dataset = None
 resolution = None
 n_members = None
 n_nonmembers = None
-families = None  # comma-separated; default: all four
+families = None  # comma-separated; default "all": every registered family
 model = None
 iterations = None
 lik_rtol = None  # ODE solver tolerances
@@ -148,7 +148,7 @@ plots.bpd_histograms(lik);
 # and of the likelihood attack, with 95% bootstrap intervals over members and nonmembers, beside
 # the blind baselines of [chapter 02](02_loss_attack.ipynb), which never query a model and show
 # what an attack reaches on this split without one. An attack beats chance when its AUC lies
-# above the chance band 0.5 +/- {glue:text}`delta:.1f`: one threshold, 0.5 + {glue:text}`delta:.1f`.
+# above the chance band 0.5 +/- {glue:text}`chance_delta:.1f`: one threshold, 0.5 + {glue:text}`chance_delta:.1f`.
 # The verdict is REPRODUCED when the whole 95% interval lies above it, CONTRADICTED when the whole
 # interval lies below it, and UNDECIDED otherwise (the table says how many test images would
 # decide it, where more images could).
@@ -190,7 +190,7 @@ timing.table()
 
 # %% tags=["remove-cell"]
 report.glue("lead_family", lead)
-report.glue("delta", claims.DELTA)
+report.glue("chance_delta", claims.DELTA)
 report.glue("n_families", len(lik))
 report.glue("n_lower_bpd", loss_and_likelihood.members_lower_bpd(lik))
 report.glue_many(claims.glue_values(c1))

@@ -28,7 +28,7 @@
 # already scored (a target is defined by its members: C2's ends on the whole split, C3's arms of
 # different member counts, C4's cross-fitted snapshots), where only more nonmembers or training
 # seeds can be added. "At chance" is an equivalence statement: the whole AUC interval inside
-# 0.5 +/- {glue:text}`delta:.2g`, CONTRADICTED when it lies wholly outside; it is decided at that
+# 0.5 +/- {glue:text}`chance_delta:.2g`, CONTRADICTED when it lies wholly outside; it is decided at that
 # margin, and the claims table shows beside it what it would be at
 # 0.5 +/- {glue:text}`narrow_margin:.2g`. Comparisons between separately trained targets rest
 # on {glue:text}`n_seeds:d` training seeds per arm, and their intervals resample the seeds as
@@ -55,19 +55,19 @@ dataset = None
 resolution = None
 n_members = None
 n_nonmembers = None
-families = None  # comma-separated; default: all four
+families = None  # comma-separated; default "all": every registered family
 model = None
 iterations = None
 snapshot_every = None  # iterations between the kept EMA snapshots (training-length study)
 n_seeds = None  # training seeds per arm of the size and length studies
-size_members = None  # comma-separated member-set sizes, e.g. "50,100,200"
-factor_steps = None  # steps the size and length studies attack
-factor_noise = None  # noise draws per step in the size and length studies
-noise_draws = None  # comma-separated draws per step compared, e.g. "1,4,16"
+size_n_members = None  # comma-separated member-set sizes, e.g. "50,100,200"
+factor_attack_steps = None  # steps the size and length studies attack
+factor_n_noise = None  # noise draws per step in the size and length studies
+aggregation_n_noise = None  # comma-separated draws per step compared, e.g. "1,4,16"
 step_window = None  # neighbouring steps averaged in the aggregation study
 lik_tolerances = None  # comma-separated ODE tolerances compared
 lik_probe_counts = None  # comma-separated Hutchinson probe counts compared
-factor_lik_images = None  # at most this many members and nonmembers (seeded random subsets) in the likelihood study
+factor_lik_max_images = None  # at most this many members and nonmembers (seeded random subsets) in the likelihood study
 device = None
 runs_dir = None
 
@@ -181,7 +181,7 @@ noise.table()
 #
 # The likelihood attack at several ODE tolerances (one Hutchinson probe, as the paper) and with
 # more probes per image (at this profile's tolerance), on the same images for every setting: at
-# most {glue:text}`factor_lik_images:d` members and as many nonmembers, seeded random subsets of
+# most {glue:text}`factor_lik_max_images:d` members and as many nonmembers, seeded random subsets of
 # both parts of the split (the attack tunes nothing on them).
 
 # %%
@@ -203,7 +203,7 @@ claims.table(verdicts)
 
 # %% tags=["remove-cell"]
 report.glue("lead_family", lead)
-report.glue("delta", claims.DELTA)
+report.glue("chance_delta", claims.DELTA)
 report.glue("narrow_margin", min(claims.MARGINS))
 end_members, end_nonmembers = step.whole_split_size()
 report.glue("end_members", end_members)
@@ -219,8 +219,8 @@ report.glue("n_seeds", settings.comparison.n_seeds)
 report.glue("iterations", settings.target.iterations)
 report.glue("n_members", settings.data.n_members)
 report.glue("ema_horizon", length.horizon)
-report.glue("factor_steps", settings.factors.factor_steps)
-report.glue("factor_lik_images", settings.factors.factor_lik_images)
+report.glue("factor_attack_steps", settings.factors.factor_attack_steps)
+report.glue("factor_lik_max_images", settings.factors.factor_lik_max_images)
 report.glue_many(claims.glue_values(verdicts))
 report.glue_many(clock.laps, prefix="seconds_")
 report.glue("seconds", clock.elapsed())

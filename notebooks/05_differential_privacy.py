@@ -17,14 +17,14 @@
 # attacks lose their power while the models lose sample quality. This chapter trains the
 # {glue:text}`lead_family:s` target with [opacus](https://opacus.ai): Poisson sampling,
 # per-example gradient clipping, Gaussian noise calibrated by opacus' accountant to a budget
-# epsilon at delta = {glue:text}`delta:g`, and DPDM's noise multiplicity K =
+# epsilon at delta = {glue:text}`dp_delta:g`, and DPDM's noise multiplicity K =
 # {glue:text}`multiplicity:d` (each example's loss averages K draws of step and noise before it
 # is clipped; the accountant counts each example once).
 #
 # **Matched arms.** DP-SGD changes more than the noise: it samples batches by Poisson sampling,
 # clips every example's gradient, and here averages K draws per example. So every arm below is
 # trained by the *same* DP-SGD loop, with the same expected batch size
-# ({glue:text}`dp_batch_size:d` of {glue:text}`dp_members:d` members), the same K, the same
+# ({glue:text}`dp_batch_size:d` of {glue:text}`dp_n_members:d` members), the same K, the same
 # {glue:text}`dp_iterations:d` steps and the same {glue:text}`n_seeds:d` training seeds, and
 # differs only in what is done to the gradients: *non-private* (no clipping, no noise),
 # *clipping only* (per-example clipping at norm {glue:text}`clip:g`, no noise), and the private
@@ -90,19 +90,19 @@ model = None
 n_seeds = None  # training seeds per arm
 dp_epsilons = None  # comma-separated finite privacy budgets (non-private and clipping-only arms always run)
 dp_families = None  # comma-separated families trained privately
-dp_members = None  # member-set size of every target here
+dp_n_members = None  # member-set size of every target here
 dp_iterations = None  # optimizer steps of every target
 dp_batch_size = None  # expected batch size (Poisson sampling)
 dp_delta = None
 dp_max_grad_norm = None  # per-example clipping norm
 dp_multiplicity = None  # draws of (step, noise) averaged in the loss of each example (K in DPDM)
 dp_physical_batch = None  # most examples per forward pass
-dp_lik_images = None  # members (and at most as many nonmembers) for the likelihood attack
-dp_attacks = None  # comma-separated registered attacks run on every target (miakit.attacks.REGISTRY)
+dp_lik_max_images = None  # members (and at most as many nonmembers) for the likelihood attack
+dp_attacks = None  # comma-separated registered attacks run on every target; default "default": those registered for the DP chapter
 utility_samples = None  # generated images per target for the Frechet distance
 utility_steps = None  # sampler steps for them
-factor_steps = None  # steps the loss attack (and the reference attack) evaluates
-factor_noise = None  # noise draws per step
+factor_attack_steps = None  # steps the loss attack (and the reference attack) evaluates
+factor_n_noise = None  # noise draws per step
 dp_speed_rounds = None  # interleaved rounds timing a DP-SGD step against an ordinary one
 device = None
 runs_dir = None
@@ -207,13 +207,13 @@ dp_speed.table()
 # %% tags=["remove-cell"]
 report.glue_many(dp_speed.headline(), prefix="p3_")
 report.glue("lead_family", lead)
-report.glue("delta", settings.target.dp_delta)
+report.glue("dp_delta", settings.target.dp_delta)
 report.glue("chance_delta", claims.DELTA)
 report.glue("narrow_margin", min(claims.MARGINS))
 report.glue("multiplicity", settings.target.dp_multiplicity)
 report.glue("clip", settings.target.dp_max_grad_norm)
 report.glue("n_seeds", settings.comparison.n_seeds)
-report.glue("dp_members", settings.privacy_study.dp_members)
+report.glue("dp_n_members", settings.privacy_study.dp_n_members)
 report.glue("dp_batch_size", settings.privacy_study.dp_batch_size)
 report.glue("dp_iterations", settings.privacy_study.dp_iterations)
 report.glue("utility_steps", settings.privacy_study.utility_steps)

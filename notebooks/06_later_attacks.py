@@ -68,7 +68,7 @@ dataset = None
 resolution = None
 n_members = None
 n_nonmembers = None
-families = None  # comma-separated; default: all four
+families = None  # comma-separated; default "all": every registered family
 model = None
 iterations = None
 attack_steps = None  # steps of the loss attack's grid
@@ -77,8 +77,8 @@ attack_batch = None  # model evaluations per forward pass
 n_references = None  # reference models per family for the reference-model attack (0: not run)
 lik_max_images = None  # the likelihood attack's images (read from chapter 03's study)
 bench_dataset = None  # the benchmark regime's images
-bench_members = None  # members of each benchmark target (0: no benchmark regime)
-bench_nonmembers = None  # its nonmembers (validation and test parts together)
+bench_n_members = None  # members of each benchmark target (0: no benchmark regime)
+bench_n_nonmembers = None  # its nonmembers (validation and test parts together)
 bench_iterations = None  # its training length
 bench_lr = None  # its learning rate
 device = None
@@ -97,7 +97,7 @@ bench = benchmark.study(settings)
 # (benchmark)=
 # ## The benchmark regime: targets where attacks separate
 #
-# One target per family trained on {glue:text}`bench_members:d` {glue:text}`bench_dataset:s`
+# One target per family trained on {glue:text}`bench_n_members:d` {glue:text}`bench_dataset:s`
 # images with the book's recipe, for a length chosen on validation (below). Each attack's grid
 # is scored on the validation part ({glue:text}`bench_members_val:d` members,
 # {glue:text}`bench_nonmembers_val:d` nonmembers); the setting with the best validation AUC is
@@ -161,7 +161,7 @@ bench.cost_table()
 # (`benchmarks/bench_recipe.py`): with 1000 members (the paper's count) the strongest attack's
 # validation AUC was still below 0.75 after 8000 iterations (about 30 minutes a family on this
 # machine), so the cpu regime trains 250 members; the gpu and paper profiles keep 1000
-# (`bench_members` is a parameter of this notebook).
+# (`bench_n_members` is a parameter of this notebook).
 
 # %%
 bench.recipe_table()

@@ -40,7 +40,7 @@ dataset = None
 resolution = None
 n_members = None
 n_nonmembers = None
-families = None  # comma-separated; default: all four
+families = None  # comma-separated; default "all": every registered family
 model = None
 iterations = None
 n_seeds = None  # training seeds per arm of the size study and the privacy arms
@@ -62,7 +62,7 @@ table
 # %% tags=["remove-cell"]
 report.glue("claims_table", claims.table(results.verdicts, brief=True), display=False)
 report.glue("rules", claims.rules_text())
-report.glue("delta", claims.DELTA)
+report.glue("chance_delta", claims.DELTA)
 report.glue("narrow_margin", min(claims.MARGINS))
 report.glue("profile_note", overview.profile_note(settings))
 report.glue_many(overview.counts(results.verdicts), prefix="n_")
@@ -124,7 +124,7 @@ results.roc_figure();
 # $$
 #
 # So "beats chance" is REPRODUCED exactly when "at chance" is contradicted from above, and no
-# attack is both. The margin $\delta = $ {glue:text}`delta:.2g` decides every verdict; the
+# attack is both. The margin $\delta = $ {glue:text}`chance_delta:.2g` decides every verdict; the
 # column "verdict at margin {glue:text}`narrow_margin:.2g`" of the table above shows each verdict
 # whose rules use $\delta$ (blank for the others) as it would be with the narrower band.
 #

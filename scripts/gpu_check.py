@@ -118,7 +118,7 @@ def dp_steps(args, report: dict, write) -> None:
             lead = loss_and_likelihood.lead_family(dict.fromkeys(settings.family_names()))
             arm = differential_privacy.arm_specs(settings)[-1]  # the most private arm: clipping and noise
             target = differential_privacy.target_settings(settings, lead, arm, settings.target.train_seed)
-            members = torch.rand(settings.privacy_study.dp_members, budget.image_channels(settings),
+            members = torch.rand(settings.privacy_study.dp_n_members, budget.image_channels(settings),
                                  settings.data.resolution, settings.data.resolution,
                                  generator=torch.Generator().manual_seed(0)) * 2 - 1
             dp = speed.dp_step_speed(target, members, rounds=args.dp_rounds)

@@ -25,21 +25,21 @@ def test_benchmark_settings_take_the_regime_dataset_split_length_and_lr_and_keep
     s = config.resolve("cpu")
     b = benchmark.bench_settings(s)
     assert (b.data.dataset, b.data.n_members, b.data.n_nonmembers, b.data.val_fraction) == (
-        s.benchmark.bench_dataset, s.benchmark.bench_members, s.benchmark.bench_nonmembers,
+        s.benchmark.bench_dataset, s.benchmark.bench_n_members, s.benchmark.bench_n_nonmembers,
         s.benchmark.bench_val_fraction)
     assert (b.target.iterations, b.target.lr) == (s.benchmark.bench_iterations, s.benchmark.bench_lr)
     assert (b.target.model, b.target.batch_size, b.target.ema_decay) == (s.target.model, s.target.batch_size,
                                                                         s.target.ema_decay)
     assert b.target.iterations // b.target.snapshot_every == benchmark.SNAPSHOTS
     assert train.run_dir(b).name != train.run_dir(s).name
-    test_nonmembers = round(s.benchmark.bench_nonmembers * (1 - s.benchmark.bench_val_fraction))
+    test_nonmembers = round(s.benchmark.bench_n_nonmembers * (1 - s.benchmark.bench_val_fraction))
     assert test_nonmembers >= 5000  # TPR at 0.1% FPR needs at least 1000 test nonmembers, with room
 
 
 def test_the_regime_can_be_switched_off_and_its_bad_values_are_refused():
-    assert not benchmark.enabled(config.resolve("smoke", bench_members=0))
-    assert benchmark.trainings(config.resolve("smoke", bench_members=0)) == []
-    for bad in (dict(bench_lr=0.0), dict(bench_val_fraction=1.0), dict(bench_members=-1),
+    assert not benchmark.enabled(config.resolve("smoke", bench_n_members=0))
+    assert benchmark.trainings(config.resolve("smoke", bench_n_members=0)) == []
+    for bad in (dict(bench_lr=0.0), dict(bench_val_fraction=1.0), dict(bench_n_members=-1),
                 dict(bench_dataset="mnist")):
         with pytest.raises(ValueError, match="bench_"):
             config.resolve("smoke", **bad)
@@ -56,8 +56,8 @@ def test_attacks_the_regime_does_not_run_are_refused_before_anything_is_trained(
 
 
 def test_the_benchmark_split_is_checked_against_its_own_dataset():
-    s = config.resolve("smoke", bench_members=50, bench_nonmembers=100)
-    with pytest.raises(feasibility.Infeasible, match=r"bench_members=50 \+ bench_nonmembers=100.* = 150 images"):
+    s = config.resolve("smoke", bench_n_members=50, bench_n_nonmembers=100)
+    with pytest.raises(feasibility.Infeasible, match=r"bench_n_members=50 \+ bench_n_nonmembers=100.* = 150 images"):
         feasibility.check(s, n_images=1797, bench_images=120)
     feasibility.check(s, n_images=1797, bench_images=150)  # exactly enough: fits
 

@@ -72,7 +72,7 @@ def test_halves_scored_by_different_fits_are_never_pooled():
 def test_iid_verdict_rests_on_the_whole_split_at_cpu_sizes():
     """The cpu profile's split (100 members, 1000 nonmembers): every blind baseline scores every
     image once, the AUC within each half, and the verdict is shown at both margins."""
-    from miakit.chapters import overview
+    from miakit.chapters import loss_and_likelihood
 
     ds = digits()
     split = data.make_split("digits", len(ds), 100, 1000, 0.5, 0)
@@ -80,7 +80,7 @@ def test_iid_verdict_rests_on_the_whole_split_at_cpu_sizes():
     for name in blind.ATTACKS:
         gm, gn = study.groups[name]
         assert np.bincount(gm).tolist() == [50, 50] and np.bincount(gn).tolist() == [500, 500]
-    verdict = overview.iid_verdict(study)
+    verdict = loss_and_likelihood.iid_verdict(study)
     assert all((c.estimate.n_members, c.estimate.n_nonmembers) == (100, 1000) for c in verdict.checks)
     assert verdict.margin_dependent and verdict.outcome is not Outcome.CONTRADICTED
     assert claims.AT_CHANCE_TEXT in verdict.statement and "at margin 0.05" in verdict.evidence()

@@ -3,11 +3,14 @@ that chapters 01, 04 and 06 create are exactly the trainings ``miakit.chapters.b
 (count, iterations and batch of each)."""
 import json
 
+import pytest
+
 from miakit.chapters import benchmark, budget, factors
 from miakit.core import config
 from miakit.training import train
 
 
+@pytest.mark.heavy
 def test_budget_lists_the_trainings_the_chapters_make(tmp_path):
     settings = config.resolve("smoke", runs_dir=str(tmp_path))
     train.ensure_all(settings, progress_bar=False)  # chapter 01
@@ -20,8 +23,10 @@ def test_budget_lists_the_trainings_the_chapters_make(tmp_path):
     made = {cfg.parent.name for cfg in tmp_path.glob("*/config.json")}
     listed = [train.run_dir(t.settings, reference=t.reference).name for t in budget.trainings(settings)
               if t.chapter in ("01", "04", "06")]
-    # the same runs, each listed once: 4 targets, 3 more of chapter 04, 4 references, 4 benchmark targets
-    assert made == set(listed) and len(listed) == len(made) == 4 + 3 + 4 + 4
+    # the same runs, each listed once: a target per family, 3 more of chapter 04, a reference and a
+    # benchmark target per family
+    n = len(settings.family_names())
+    assert made == set(listed) and len(listed) == len(made) == n + 3 + n + n
 
 
 def test_budget_table_sums_image_steps_and_weights_private_steps():
@@ -35,6 +40,7 @@ def test_budget_table_sums_image_steps_and_weights_private_steps():
     assert abs(frame["hours"].sum() - (ordinary + 3.0 * private) / 3600) < 0.1
 
 
+@pytest.mark.heavy
 def test_gpu_check_dry_run_times_a_step_and_an_attack_batch_and_prints_hours(tmp_path, capsys):
     """``make gpu-check`` on the CPU (``--device cpu``), at the smoke profile: it times one
     training step and one attack batch and turns the step time into hours per chapter."""
@@ -63,6 +69,7 @@ def _store(folder):
     return {f.parent.name: load_file(f) for f in folder.glob("*/final.safetensors")}
 
 
+@pytest.mark.heavy
 def test_targets_trained_on_an_executor_make_the_store_a_sequential_build_makes(tmp_path):
     """``ensure_all`` on a process pool and on a dask LocalCluster: the same run folders as a
     sequential build, holding the same weights, bit for bit (each training is seeded alone; the
@@ -114,6 +121,7 @@ def _notebook(path, source):
     nbformat.write(nb, path)
 
 
+@pytest.mark.heavy
 def test_notebooks_side_by_side_run_after_what_they_wait_for_and_single_threaded(tmp_path):
     """Two workers: the back matter starts only once every chapter is done, every kernel has one
     torch thread, and the seconds of every notebook come back."""
@@ -132,6 +140,7 @@ def test_notebooks_side_by_side_run_after_what_they_wait_for_and_single_threaded
     assert (stage / "notebooks" / "90_c.ipynb").exists() and (stage / "logs" / "90_c.log").exists()
 
 
+@pytest.mark.heavy
 def test_a_failing_notebook_side_by_side_stops_the_build_and_names_itself(tmp_path):
     import pytest
 
@@ -154,7 +163,9 @@ def test_the_run_order_names_real_notebooks_and_starts_what_others_wait_for():
     from miakit.book import build
 
     stems = [nb.stem for nb in build.notebooks(Path(__file__).resolve().parents[1])]
-    assert all(name in stems for name, before in build.AFTER.items() for name in (name, *before))
+    from miakit.chapters import book_chapters
+
+    assert all(name in stems for chapter in book_chapters() for name in (chapter.notebook, *chapter.after))
     order = build.run_order(stems)
     assert order[0] == "02_loss_attack" and order[-1] == "90_claims"
     assert build.waits_for("90_claims", stems) == [s for s in stems if s.startswith("0")]

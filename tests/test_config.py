@@ -28,6 +28,27 @@ def test_unknown_parameter_is_an_error_naming_valid_ones():
         config.resolve("smoke", n_member=5)
 
 
+@pytest.mark.parametrize("old,new", sorted(config.RENAMED.items()))
+def test_an_old_knob_name_is_refused_with_its_new_name(old, new):
+    with pytest.raises(ValueError, match=f"renamed parameter.*{old} is now {new}"):
+        config.resolve("smoke", **{old: 1})
+    assert new in config.PARAMETERS and old not in config.PARAMETERS
+
+
+def test_a_scoped_knob_is_its_scope_prefix_and_the_base_name():
+    """One rule: a knob that sets, for one study, what a base knob sets for the book is called
+    ``<scope>_<base>`` (dp_n_members for n_members, factor_n_noise for n_noise)."""
+    scopes = ("dp", "factor", "size", "aggregation", "bench")
+    for new in config.RENAMED.values():
+        scope, _, base = new.partition("_")
+        assert scope in scopes and base in config.PARAMETERS, new
+    stems = {"members": "n_members", "nonmembers": "n_nonmembers", "noise": "n_noise"}
+    for name in config.PARAMETERS:
+        for stem, base in stems.items():
+            if name.endswith("_" + stem) or name == stem:
+                assert name.endswith(base), f"{name} should end in {base}"
+
+
 def test_values_are_coerced_or_rejected():
     s = config.resolve("smoke", iterations="12", lr="0.5", random_flip="true")
     assert s.target.iterations == 12 and s.target.lr == 0.5 and s.target.random_flip is True

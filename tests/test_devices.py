@@ -141,7 +141,7 @@ def test_samplers_draw_on_the_cpu_and_run_on_the_device(family_name):
     assert x.device == META and x.shape == (2, 1, 8, 8)
 
 
-@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima", "reference"])
+@pytest.mark.parametrize("name", attacks.defaults("later_attacks"))
 def test_attacks_move_each_batch_to_the_model_s_device(monkeypatch, name):
     """Chapter 06's attacks on CPU images and a model elsewhere (autocast, which has no meta
     kind, left out)."""

@@ -67,7 +67,7 @@ def test_c2_ends_on_the_whole_split_at_cpu_sizes_three_ways():
 
 
 def test_size_plan_at_equal_epochs_and_equal_iterations():
-    s = config.resolve("cpu", size_members="50,100,200", n_members=100, iterations=1200)
+    s = config.resolve("cpu", size_n_members="50,100,200", n_members=100, iterations=1200)
     plan = factors.size_plan(s)
     assert plan == {50: {"equal epochs": 600, "equal iterations": 1200},
                     100: {"equal epochs": 1200, "equal iterations": 1200},
@@ -89,6 +89,7 @@ def synthetic_size_study(shift_small, shift_large, n=40, seeds=3):
     return factors.SizeStudy(points, 20)
 
 
+@pytest.mark.heavy
 def test_c3_three_ways():
     assert {v.outcome for v in synthetic_size_study(1.5, 0.2, n=150).verdicts()} == {Outcome.REPRODUCED}
     assert {v.outcome for v in synthetic_size_study(0.2, 1.5, n=150).verdicts()} == {Outcome.CONTRADICTED}
@@ -111,6 +112,7 @@ def synthetic_length_study(shifts, n=150, seeds=3):
                                {it: (1.0, 1.1) for it in (200, 400, 600)})
 
 
+@pytest.mark.heavy
 def test_c4_three_ways():
     assert synthetic_length_study((0.2, 0.8, 1.5)).verdict().outcome is Outcome.REPRODUCED
     assert synthetic_length_study((1.5, 0.8, 0.2)).verdict().outcome is Outcome.CONTRADICTED
@@ -123,6 +125,7 @@ def snap_settings(tmp_path_factory):
                           ema_decay=0.9, n_seeds=2)
 
 
+@pytest.mark.heavy
 def test_length_study_attacks_every_snapshot_after_the_horizon_for_every_seed(snap_settings):
     study = factors.length_study(snap_settings, progress_bar=False)
     assert study.horizon == 10 and study.iterations == [10, 20, 30]
@@ -144,11 +147,12 @@ def test_length_study_refuses_runs_without_snapshots(tmp_path):
         factors.length_study(s, progress_bar=False)
 
 
+@pytest.mark.heavy
 def test_size_study_trains_one_run_per_size_and_seed(tmp_path):
     """Sizes 8 and 16 around a 16-member target, 2 seeds: the 8-member runs train for the
     longer budget (equal iterations) and serve the shorter one (equal epochs) from a snapshot;
     the 16-member runs are the chapter target's configuration."""
-    s = config.resolve("smoke", runs_dir=str(tmp_path), size_members="8,16", n_members=16, iterations=8,
+    s = config.resolve("smoke", runs_dir=str(tmp_path), size_n_members="8,16", n_members=16, iterations=8,
                        snapshot_every=4, n_seeds=2)
     study = factors.size_study(s, progress_bar=False)
     table = study.table()
@@ -170,10 +174,11 @@ def test_noise_study_rows_and_costs(smoke_run):
     assert chapter.steps[chapter.best_index_val] == study.steps[study.center]
 
 
+@pytest.mark.heavy
 def test_likelihood_settings_grid(smoke_run):
     study = factors.likelihood_settings_study(smoke_run, progress_bar=False)
     f, c = smoke_run.settings.factors, smoke_run.settings.likelihood
     expected = {(t, 1) for t in f.tolerances()} | {(c.lik_rtol, k) for k in f.probe_counts()}
     assert {(r["tolerance"], r["probes"]) for r in study.rows.values()} == expected
-    assert all(r["members scored"] == min(f.factor_lik_images, smoke_run.settings.data.n_members)
+    assert all(r["members scored"] == min(f.factor_lik_max_images, smoke_run.settings.data.n_members)
                for r in study.rows.values())

@@ -98,18 +98,6 @@ def family_of(name):
     return "vpsde" if name in ODE_ATTACKS else "ddpm"
 
 
-@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima", "reference", *ODE_ATTACKS])
-def test_scores_do_not_depend_on_the_batch(name):
-    torch.manual_seed(0)
-    kind = family_of(name)
-    net, ref = unet.build_unet("tiny", kind, 8, 1).eval(), unet.build_unet("tiny", kind, 8, 1).eval()
-    fam, x = diffusion.family(kind), images(6)
-    grid = attacks.get(name).grid(config.resolve("smoke"))[:4]
-    small = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=5, references=(ref,)))
-    large = attacks.score(name, net, fam, x, grid, attacks.Context(ids=np.arange(6), batch_size=512, references=(ref,)))
-    assert np.allclose(small, large, rtol=1e-4, atol=1e-6)
-
-
 @pytest.mark.parametrize("name", FAMILIES)
 def test_reference_attack_is_the_log_loss_ratio_to_the_references(name):
     """score = mean over the first r references of log L_ref - log L_target, every model scored
@@ -267,22 +255,6 @@ def test_members_score_higher_on_the_memorising_target_and_not_on_an_untrained_o
     trained, untrained = outcome(band_runs[400]), outcome(band_runs[0])
     assert trained.low > 0.5, trained.text()  # members higher, 95% sure (8 test members against 100 nonmembers)
     assert 0.2 <= untrained.value <= 0.8, untrained.text()
-
-
-@pytest.mark.parametrize("name", ["loss", "secmi", "pia", "pian", "sima", "reference", *ODE_ATTACKS])
-def test_each_attack_spends_the_queries_it_declares(name):
-    """Counted model evaluations per image (the reference models' included: the reference is
-    the same counting model), one setting at a time, equal ``Attack.queries``."""
-    from miakit.evidence import speed
-    torch.manual_seed(0)
-    kind = family_of(name)
-    counter = speed.CountingModel(unet.build_unet("tiny", kind, 8, 1).eval())
-    attack = attacks.get(name)
-    for setting in attack.grid(config.resolve("smoke", n_references=2))[-3:]:
-        counter.evaluations = 0
-        attacks.score(name, counter, diffusion.family(kind), images(3), [setting],
-                      attacks.Context(ids=np.arange(3), references=(counter, counter)))
-        assert counter.evaluations == 3 * attack.queries(setting), setting
 
 
 def test_attack_speed_reports_every_attack_against_the_raw_limit():

@@ -9,6 +9,7 @@ import papermill
 import pytest
 
 from miakit.book import build, report
+from miakit.diffusion import FAMILIES  # every registered family is trained and judged
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -16,36 +17,36 @@ SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 UNIT = (0.0, 1.0)
 POSITIVE = (1e-9, float("inf"))
 EXPECTED = {
-    "01_targets": {"n_members": (16, 16), "n_nonmembers": (48, 48), "n_families": (4, 4), "train_seconds": (0, 600),
+    "01_targets": {"n_members": (16, 16), "n_nonmembers": (48, 48), "n_families": (len(FAMILIES), len(FAMILIES)), "train_seconds": (0, 600),
                    "seconds": POSITIVE},
     "02_loss_attack": {"best_step": (0, 999), "best_auc": UNIT, "best_auc_low": UNIT, "best_auc_high": UNIT,
                        "optimistic_auc": UNIT, "auc_first_step": UNIT, "auc_last_step": UNIT,
-                       "blind_auc_pixel_statistics": UNIT, "blind_auc_nearest_neighbour": UNIT, "delta": (0.1, 0.1),
+                       "blind_auc_pixel_statistics": UNIT, "blind_auc_nearest_neighbour": UNIT, "chance_delta": (0.1, 0.1),
                        "seconds": POSITIVE},
     "03_likelihood_attack": {"lead_auc": UNIT, "lead_auc_low": UNIT, "lead_auc_high": UNIT,
                              "lead_seconds_per_image": POSITIVE, "lead_nfe": (2, 10_000), "p2_ratio": POSITIVE,
                              "p2_dbpd": (0, 1), "p2_ms_ours": POSITIVE, "p2_ms_paper": POSITIVE,
                              "p2_nfe_ours": (2, 10_000), "p2_nfe_paper": (2, 100_000), "n_lower_bpd": (0, 4),
                              "lead_test_members": (8, 8), "seconds": POSITIVE},
-    "04_factors": {"factor_steps": (4, 4), "n_seeds": (2, 2), "ema_horizon": (1, 30), "seconds_step": POSITIVE,
+    "04_factors": {"factor_attack_steps": (4, 4), "n_seeds": (2, 2), "ema_horizon": (1, 30), "seconds_step": POSITIVE,
                    "seconds_size": POSITIVE, "seconds_length": POSITIVE, "seconds_noise": POSITIVE,
                    "seconds_likelihood": POSITIVE, "seconds": POSITIVE},
-    "05_differential_privacy": {"delta": (1e-5, 1e-5), "multiplicity": (2, 2), "classifier_accuracy": UNIT,
+    "05_differential_privacy": {"dp_delta": (1e-5, 1e-5), "multiplicity": (2, 2), "classifier_accuracy": UNIT,
                                 "fd_floor": POSITIVE, "fd_non_private": POSITIVE, "p3_ratio": POSITIVE,
                                 "p3_ms_private": POSITIVE, "p3_ms_plain": POSITIVE, "seconds": POSITIVE},
     "06_later_attacks": {"best_auc": UNIT, "loss_auc": UNIT, "auc_ddpm_secmi": UNIT, "auc_vesde_pia": UNIT,
                          "auc_smld_pian": UNIT, "auc_vpsde_sima": UNIT, "n_reversed": (0, 20), "reference_auc": UNIT,
                          "auc_vesde_reference": UNIT, "n_references": (1, 1), "reference_seconds": POSITIVE,
-                         "bench_best_auc": UNIT, "bench_members": (24, 24), "bench_members_test": (18, 18),
+                         "bench_best_auc": UNIT, "bench_n_members": (24, 24), "bench_members_test": (18, 18),
                          "bench_nonmembers_test": (72, 72), "seconds": POSITIVE},
     "90_claims": {"n_reproduced": (0, 60), "n_contradicted": (0, 60), "n_undecided": (0, 60), "seconds": POSITIVE},
 }
 # glued verdicts each notebook must produce, each one of the three outcomes
 VERDICTS = {
     "02_loss_attack": ["verdict_IID_split"],
-    "03_likelihood_attack": [f"verdict_C1_{a}_{f}" for a in ("loss", "likelihood") for f in ("ddpm", "smld", "vpsde", "vesde")],
+    "03_likelihood_attack": [f"verdict_C1_{a}_{f}" for a in ("loss", "likelihood") for f in FAMILIES],
     "04_factors": ["verdict_C2", *[f"verdict_C2_t_{end}_{f}" for end in ("0", "T")
-                                                   for f in ("ddpm", "smld", "vpsde", "vesde")], "verdict_C3_equal_epochs", "verdict_C3_equal_iterations", "verdict_C4"],
+                                                   for f in FAMILIES], "verdict_C3_equal_epochs", "verdict_C3_equal_iterations", "verdict_C4"],
     "05_differential_privacy": ["verdict_C5_attacks_ddpm", "verdict_C5_utility_ddpm"],
 }
 

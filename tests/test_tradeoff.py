@@ -31,7 +31,7 @@ def test_arms_are_matched_and_differ_only_in_clipping_and_noise():
         assert t.target.trainer == "dp-sgd" and t.target.train_seed == 1
         assert (t.target.iterations, t.target.batch_size, t.target.dp_multiplicity, t.data.n_members) == (
             s.privacy_study.dp_iterations, s.privacy_study.dp_batch_size, s.target.dp_multiplicity,
-            s.privacy_study.dp_members)
+            s.privacy_study.dp_n_members)
         differing = {k for k, v in dataclasses.asdict(t.target).items()
                      if v != dataclasses.asdict(targets[0].target)[k]}
         assert differing <= {"dp_epsilon", "dp_max_grad_norm"}
@@ -56,13 +56,13 @@ def test_every_arm_and_seed_is_trained_attacked_and_scored(smoke_study):
         assert len(arm.runs) == s.comparison.n_seeds == len(arm.fd)
         for run in arm.runs:
             dp = run.history["dp"]
-            assert run.settings.data.n_members == p.dp_members and dp["steps"] <= p.dp_iterations + 2
+            assert run.settings.data.n_members == p.dp_n_members and dp["steps"] <= p.dp_iterations + 2
             if math.isfinite(arm.spec.epsilon):
                 assert dp["epsilon_spent"] <= arm.spec.epsilon * 1.01 and dp["noise_multiplier"] > 0
             else:
                 assert dp["noise_multiplier"] == 0.0
         assert all(math.isfinite(v) and v >= 0 for v in arm.fd)
-        assert arm.attacks["likelihood"][0].member_indices.shape[0] == min(p.dp_lik_images, p.dp_members)
+        assert arm.attacks["likelihood"][0].member_indices.shape[0] == min(p.dp_lik_max_images, p.dp_n_members)
         assert list(arm.attacks) == p.attacks() and all(len(v) == s.comparison.n_seeds for v in arm.attacks.values())
     assert {f"{label} AUC [95%]" for label in ("loss", "likelihood", "SimA")} <= set(table.columns)
     assert math.isfinite(study.fd_floor) and 0 <= study.classifier_accuracy <= 1
@@ -90,9 +90,9 @@ def test_unlabelled_data_skips_the_feature_distance_with_a_note(smoke_study):
                                     for v in utility_verdicts)
 
 
-# the cpu profile's arms: dp_members = 100 members and 1000 nonmembers, in a validation and a test
+# the cpu profile's arms: dp_n_members = 100 members and 1000 nonmembers, in a validation and a test
 # part of 50 + 500 each (a tuned attack is cross-fitted over both); the likelihood attack on
-# min(dp_lik_images = 300, 100) members and 300 nonmembers; n_seeds = 3
+# min(dp_lik_max_images = 300, 100) members and 300 nonmembers; n_seeds = 3
 CPU_PART, CPU_LIKELIHOOD, CPU_SEEDS = (50, 500), (100, 300), 3
 
 
@@ -134,6 +134,7 @@ def synthetic_tradeoff(open_shift, private_shift, part=CPU_PART, private_fd=1.0,
 EDGE = math.sqrt(2) * 0.2533  # members' shift for an AUC of 0.6, the edge of the chance band
 
 
+@pytest.mark.heavy
 def test_c5_three_ways_at_cpu_sizes():
     attacks, utility = synthetic_tradeoff(1.8, 0.0).verdicts()
     assert attacks.outcome is Outcome.REPRODUCED and utility.outcome is Outcome.REPRODUCED
@@ -151,6 +152,7 @@ def test_c5_three_ways_at_cpu_sizes():
     assert attacks.outcome is Outcome.UNDECIDED and "seeds" in attacks.deciding()
 
 
+@pytest.mark.heavy
 def test_c5_covers_every_attack_run():
     """A later attack that still leaks on the private arm contradicts C5 even where the paper's two
     attacks are at chance; at chance with them, it reproduces it."""

@@ -90,6 +90,9 @@ class Attack:
     whole_split: bool = True
     # one of the paper's own attacks (Hu & Pang 2023), not a later one: the L1 claims judge the later ones
     paper: bool = False
+    # where the attack runs when nobody names the attacks (``PLACES``): chapter 06's comparison on the
+    # book's own targets, the DP chapter (and its C5 claims), the own-model API (``defaults``)
+    default_in: tuple[str, ...] = ()
     # (family) -> whose statistic this is on that family: the authors' own form, or our mapping of it
     form: Callable = field(default=lambda family: "as its authors define it")
 
@@ -99,6 +102,11 @@ class Attack:
 
 
 REGISTRY: dict[str, Attack] = {}
+
+# the places an attack can be a default of (``Attack.default_in``)
+PLACES = {"later_attacks": "chapter 06's comparison on the book's own targets",
+          "dp": "the DP chapter's attacks (dp_attacks = 'default')",
+          "own": "miakit.own.attack's attacks when none are named"}
 
 
 def discrete_form(continuous_name: str) -> Callable:
@@ -115,11 +123,31 @@ def discrete_form(continuous_name: str) -> Callable:
 
 
 def register(attack: Attack) -> Attack:
-    """Add ``attack`` to the registry (its name must be new)."""
+    """Add ``attack`` to the registry (its name must be new, its ``default_in`` places known)."""
     if attack.name in REGISTRY:
         raise ValueError(f"an attack called {attack.name!r} is already registered")
+    unknown = set(attack.default_in) - set(PLACES)
+    if unknown:
+        raise ValueError(f"attack {attack.name!r}: unknown default_in place(s) {sorted(unknown)}; "
+                         f"choose from {sorted(PLACES)}")
+    if not attack.whole_split and "later_attacks" in attack.default_in:
+        raise ValueError(f"attack {attack.name!r} is scored on subsets by a study of its own (whole_split = False): "
+                         "chapter 06 reads it from that study, so it cannot be a later_attacks default")
     REGISTRY[attack.name] = attack
     return attack
+
+
+def defaults(place: str) -> list[str]:
+    """The registered attacks that run at ``place`` (``PLACES``) when none are named, in
+    registration order."""
+    if place not in PLACES:
+        raise ValueError(f"unknown place {place!r}; choose from {sorted(PLACES)}")
+    return [name for name, a in REGISTRY.items() if place in a.default_in]
+
+
+def later() -> list[str]:
+    """The registered attacks that came after the paper (the L1 claims judge them)."""
+    return [name for name, a in REGISTRY.items() if not a.paper]
 
 
 def get(name: str) -> Attack:

@@ -26,4 +26,4 @@ def _grid(settings):
 
 register(Attack(name="likelihood", label="likelihood", reference="Hu & Pang 2023 (this paper)", scorer=_scorer,
                 grid=_grid, queries=lambda setting: None, whole_split=False,
-                paper=True, form=lambda family: "the paper's"))
+                paper=True, default_in=("dp", "own"), form=lambda family: "the paper's"))

@@ -76,4 +76,5 @@ register(Attack(
     name="loss", label="loss", reference="Hu & Pang 2023 (this paper)", scorer=_scorer,
     grid=lambda settings: [{"t": int(t), "n_noise": settings.attack.n_noise}
                            for t in paper_steps(settings.attack.attack_steps)],
-    queries=lambda setting: setting["n_noise"], paper=True, form=lambda family: "the paper's"))
+    queries=lambda setting: setting["n_noise"], paper=True, default_in=("later_attacks", "dp", "own"),
+    form=lambda family: "the paper's"))

@@ -65,6 +65,6 @@ def _grid(settings):
 
 
 register(Attack(name="pia", label="PIA", reference="Kong et al. 2024", scorer=_scorer(False), grid=_grid,
-                queries=lambda setting: 2, form=discrete_form("pia_ode")))
+                queries=lambda setting: 2, default_in=("later_attacks", "own"), form=discrete_form("pia_ode")))
 register(Attack(name="pian", label="PIAN", reference="Kong et al. 2024", scorer=_scorer(True), grid=_grid,
-                queries=lambda setting: 2, form=discrete_form("pian_ode")))
+                queries=lambda setting: 2, default_in=("later_attacks", "own"), form=discrete_form("pian_ode")))

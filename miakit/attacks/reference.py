@@ -63,4 +63,4 @@ def _grid(settings) -> list[dict]:
 register(Attack(
     name="reference", label="reference (LiRA offline)", reference="Carlini et al. 2022; Watson et al. 2022",
     scorer=_scorer, grid=_grid, queries=lambda setting: setting["n_noise"] * (1 + setting["references"]),
-    needs_references=True))
+    needs_references=True, default_in=("later_attacks",)))

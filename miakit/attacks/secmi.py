@@ -92,4 +92,4 @@ def queries(setting):
 
 
 register(Attack(name="secmi", label="SecMI (stat)", reference="Duan et al. 2023", scorer=scorer(),
-                grid=grid, queries=queries, form=discrete_form("secmi_ode")))
+                grid=grid, queries=queries, default_in=("later_attacks", "own"), form=discrete_form("secmi_ode")))

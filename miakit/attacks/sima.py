@@ -31,4 +31,4 @@ def _scorer(model, family, x, grid, context):
 register(Attack(
     name="sima", label="SimA", reference="Rao et al. 2025", scorer=_scorer,
     grid=lambda settings: [{"t": t, "p": p} for t in STEPS for p in POWERS],
-    queries=lambda setting: 1))
+    queries=lambda setting: 1, default_in=("later_attacks", "dp", "own")))

@@ -74,16 +74,19 @@ def check_stage(stage: Path, default: Path, root: Path | None = None) -> None:
 # What a notebook reads that another one computes (cached scores in the run store): when notebooks
 # run side by side (``--side-by-side``), each waits for these, so nothing is computed twice. The back
 # matter (90_*) reads every chapter and runs after all of them.
-AFTER = {"03_likelihood_attack": ("02_loss_attack",), "04_factors": ("02_loss_attack",),
-         "06_later_attacks": ("02_loss_attack", "03_likelihood_attack")}
+def after(stem: str) -> tuple[str, ...]:
+    """The notebooks chapter ``stem`` reads cached scores of (its ``contract.Chapter.after``)."""
+    from miakit.chapters import book_chapters
+
+    return next((chapter.after for chapter in book_chapters() if chapter.notebook == stem), ())
 
 
 def waits_for(stem: str, selected: list[str]) -> list[str]:
-    """The notebooks among ``selected`` that ``stem`` runs after (``AFTER``; the back matter after
+    """The notebooks among ``selected`` that ``stem`` runs after (``after``; the back matter after
     every chapter)."""
     if not stem.startswith("0"):
         return [other for other in selected if other.startswith("0")]
-    return [other for other in AFTER.get(stem, ()) if other in selected]
+    return [other for other in after(stem) if other in selected]
 
 
 def run_order(selected: list[str]) -> list[str]:

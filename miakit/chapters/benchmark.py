@@ -3,9 +3,9 @@
 The book's own targets (chapters 01-05) memorise hard on purpose, to test the paper's claims in
 minutes on a CPU: most attacks read an AUC near 1 there and the comparison cannot rank them, and
 their 500 test nonmembers cannot resolve a TPR at 0.1% FPR. The benchmark regime is what the
-attack papers compare on, at a CPU's scale: many members (``bench_members``: the paper's 1000 on
+attack papers compare on, at a CPU's scale: many members (``bench_n_members``: the paper's 1000 on
 the gpu and paper profiles, 250 on the cpu profile, where 1000 members took ~10k iterations,
-about 40 minutes a family, to reach the band), a large test part (``bench_nonmembers`` x
+about 40 minutes a family, to reach the band), a large test part (``bench_n_nonmembers`` x
 (1 - ``bench_val_fraction``), at least 5000 nonmembers so that TPR at 1% and 0.1% FPR have
 intervals) and a training length at which attacks do not saturate.
 
@@ -57,8 +57,8 @@ PROBE = "sima"  # the attack whose validation AUC chooses each family's length (
 
 
 def enabled(settings: Settings) -> bool:
-    """Whether ``settings`` ask for the benchmark regime (``bench_members`` > 0)."""
-    return settings.benchmark.bench_members > 0
+    """Whether ``settings`` ask for the benchmark regime (``bench_n_members`` > 0)."""
+    return settings.benchmark.bench_n_members > 0
 
 
 def bench_settings(settings: Settings) -> Settings:
@@ -67,12 +67,12 @@ def bench_settings(settings: Settings) -> Settings:
     picks from; snapshots do not change the weights or the run key)."""
     b = settings.benchmark
     if not enabled(settings):
-        raise ValueError("bench_members = 0: the benchmark regime is switched off")
+        raise ValueError("bench_n_members = 0: the benchmark regime is switched off")
     every = max(1, b.bench_iterations // SNAPSHOTS) if b.bench_iterations >= SNAPSHOTS else 0
     return dataclasses.replace(
         settings,
-        data=dataclasses.replace(settings.data, dataset=b.bench_dataset, n_members=b.bench_members,
-                                 n_nonmembers=b.bench_nonmembers, val_fraction=b.bench_val_fraction),
+        data=dataclasses.replace(settings.data, dataset=b.bench_dataset, n_members=b.bench_n_members,
+                                 n_nonmembers=b.bench_n_nonmembers, val_fraction=b.bench_val_fraction),
         target=dataclasses.replace(settings.target, iterations=b.bench_iterations, lr=b.bench_lr,
                                    snapshot_every=every),
         attack=dataclasses.replace(settings.attack, n_references=0,
@@ -104,7 +104,7 @@ def not_run_here() -> dict[str, str]:
     for name, a in attacks.REGISTRY.items():
         if a.needs_references:
             out[name] = ("not run in the benchmark regime: each reference model is one more training of "
-                         "bench_members images (see the book's own targets below)")
+                         "bench_n_members images (see the book's own targets below)")
         elif not a.whole_split:
             out[name] = ("not run in the benchmark regime: an adaptive ODE solve per test image (chapter 03 "
                          "measures it on the book's own targets)")
@@ -319,7 +319,7 @@ class Benchmark:
         """What chapter 06's prose quotes about the regime."""
         b = self.settings
         lead = next(iter(self.families()), None)
-        out = {"bench_dataset": b.data.dataset, "bench_members": b.data.n_members,
+        out = {"bench_dataset": b.data.dataset, "bench_n_members": b.data.n_members,
                "bench_iterations": b.target.iterations,
                "bench_lengths": ", ".join(f"{f} {n}" for f, n in self.lengths.items()),
                **{f"bench_{part}": len(getattr(self.split, part)) for part in VAL_PARTS + TEST_PARTS},
@@ -392,11 +392,11 @@ def benchmark(settings: Settings, names=None, progress_bar: bool = True) -> Benc
                      lengths, {f: float(r.history.get("train_seconds_this_session", math.nan)) for f, r in runs.items()})
 
 
-OFF_NOTE = "bench_members = 0: the benchmark regime is switched off in this build"
+OFF_NOTE = "bench_n_members = 0: the benchmark regime is switched off in this build"
 
 
 class Off:
-    """What chapter 06 shows when the benchmark regime is switched off (``bench_members`` = 0):
+    """What chapter 06 shows when the benchmark regime is switched off (``bench_n_members`` = 0):
     the same calls as ``Benchmark``, each answering with ``OFF_NOTE``."""
 
     def regime_check(self):
@@ -413,14 +413,14 @@ class Off:
         return []
 
     def glue_values(self) -> dict:
-        keys = ("bench_dataset", "bench_members", "bench_iterations", "bench_lengths", "bench_members_val", "bench_nonmembers_val",
+        keys = ("bench_dataset", "bench_n_members", "bench_iterations", "bench_lengths", "bench_members_val", "bench_nonmembers_val",
                 "bench_members_test", "bench_nonmembers_test", "bench_band", "bench_in_band", "bench_out_of_band",
                 "bench_lead_family", "bench_best_attack", "bench_best_auc_text", "bench_best_tpr1_text",
                 "bench_best_tpr01_text", "bench_reversed")
-        return {k: ("n/a (regime off)" if k not in ("bench_members", "bench_iterations") and "_val" not in k
+        return {k: ("n/a (regime off)" if k not in ("bench_n_members", "bench_iterations") and "_val" not in k
                     and "_test" not in k else 0) for k in keys} | {"bench_best_auc": math.nan, "bench_best_tpr1": math.nan}
 
 
 def study(settings: Settings, progress_bar: bool = True) -> "Benchmark | Off":
-    """Chapter 06's benchmark regime (``benchmark``), or ``Off`` when ``bench_members`` = 0."""
+    """Chapter 06's benchmark regime (``benchmark``), or ``Off`` when ``bench_n_members`` = 0."""
     return benchmark(settings, progress_bar=progress_bar) if enabled(settings) else Off()

@@ -8,74 +8,36 @@ chapter, how many targets it trains that no earlier chapter trained, and how man
 a machine (``make gpu-check`` measures them on a GPU; ``benchmarks`` on this CPU) it gives hours
 per chapter.
 
-The plans are the chapters' own: ``settings.family_names`` (chapter 01), ``factors.size_plan`` and
-``factors.seeds`` (chapter 04: one run per size and seed, trained for the longer budget; the
-profile's own size with the first seed is chapter 01's target), ``differential_privacy.arm_specs`` (chapter
-05: every family, arm and seed), ``attack.n_references`` and ``benchmark.trainings`` (chapter 06:
-one benchmark target per family).
+The plans are the chapters' own: each chapter's ``trainings`` (its ``contract.Chapter``,
+``miakit.chapters.book_chapters``): the targets of every family (chapter 01), one run per
+member-set size and seed (chapter 04), every DP family, arm and seed (chapter 05), the reference
+models and the benchmark targets (chapter 06).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
-from dataclasses import dataclass
 
-from miakit.chapters import benchmark, factors, feasibility, loss_and_likelihood, differential_privacy
+from miakit.chapters import feasibility
+from miakit.chapters.contract import Training  # noqa: F401  (the budget's unit, re-exported)
 from miakit.training import train
 from miakit.core.config import Settings, resolve
 
 PRIVATE_FACTOR = 2.0  # a DP-SGD image-step counted as this many ordinary ones unless measured
 
 
-@dataclass(frozen=True)
-class Training:
-    chapter: str
-    what: str
-    settings: Settings  # what ``train.ensure`` trains
-    reference: int | None = None  # the reference model's index (chapter 06), else None
-
-    @property
-    def iterations(self) -> int:
-        return self.settings.target.iterations
-
-    @property
-    def batch(self) -> int:
-        return self.settings.target.batch_size
-
-    @property
-    def private(self) -> bool:
-        """DP-SGD with clipping (per-example gradient norms): dearer per image-step."""
-        return self.settings.target.dp_sgd and math.isfinite(self.settings.target.dp_max_grad_norm)
-
-    @property
-    def image_steps(self) -> int:
-        return self.iterations * self.batch
-
-
 def trainings(settings: Settings) -> list[Training]:
     """Every training of the book under ``settings``, each counted once, in the chapter that
-    first needs it."""
-    t, p = settings.target, settings.privacy_study
-    out = [Training("01", f"target {family}", settings.for_family(family)) for family in settings.family_names()]
-    lead = loss_and_likelihood.lead_family(dict.fromkeys(settings.family_names()))
-    lead_settings = settings.for_family(lead)
-    for n in sorted(factors.size_plan(settings)):
-        for seed in factors.seeds(settings):
-            if n == settings.data.n_members and seed == t.train_seed:
-                continue  # chapter 01's target of the lead family
-            out.append(Training("04", f"size {n}, seed {seed} ({lead})", factors.size_run_settings(lead_settings, n, seed)))
-    if settings.data.n_members not in factors.size_plan(settings):  # the length study's extra seeds
-        out += [Training("04", f"seed {seed} ({lead})", factors.with_seed(lead_settings, seed))
-                for seed in factors.seeds(settings)[1:]]
-    for family in p.families():
-        for arm in differential_privacy.arm_specs(settings):
-            for seed in factors.seeds(settings):
-                out.append(Training("05", f"{family}, {arm.label}, seed {seed}",
-                                    differential_privacy.target_settings(settings, family, arm, seed)))
-    out += [Training("06", f"reference {r} of {family}", train.reference_settings(settings.for_family(family), r), r)
-            for family in settings.family_names() for r in range(settings.attack.n_references)]
-    out += [Training("06", f"benchmark target {s.target.family}", s) for s in benchmark.trainings(settings)]
+    first needs it (each chapter's own ``trainings``: ``miakit.chapters.book_chapters``)."""
+    from miakit.chapters import book_chapters
+
+    out, seen = [], set()
+    for chapter in book_chapters():
+        for tr in chapter.trainings(settings):
+            key = (tr.settings.target_hash(), tr.reference)
+            if key not in seen:
+                seen.add(key)
+                out.append(tr)
     return out
 
 

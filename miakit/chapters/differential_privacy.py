@@ -12,9 +12,9 @@ and training seeds; arms differ only in what DP-SGD does to the gradients:
 - ``epsilon = e``: clipping and Gaussian noise calibrated to (e, ``dp_delta``).
 
 Each arm is trained ``n_seeds`` times and attacked by every registered attack named in
-``dp_attacks`` (``miakit.attacks``): the tuned ones on the comparison grid (``factor_steps``
-steps, ``factor_noise`` draws) cross-fitted (each half scored at the setting chosen on the
-other), the likelihood attack on a seeded random subset of ``dp_lik_images`` members and
+``dp_attacks`` (``miakit.attacks``): the tuned ones on the comparison grid (``factor_attack_steps``
+steps, ``factor_n_noise`` draws) cross-fitted (each half scored at the setting chosen on the
+other), the likelihood attack on a seeded random subset of ``dp_lik_max_images`` members and
 nonmembers (``Split.subset``); sample quality is the Frechet distance of
 ``utility_samples`` generated images to the test nonmembers in a small classifier's features
 (``miakit.evidence.sample_quality``, not Inception FID).
@@ -31,6 +31,7 @@ import torch
 
 from miakit import attacks
 from miakit.chapters import later_attacks, loss_and_likelihood
+from miakit.chapters.contract import Chapter, Need, Training
 from miakit.evidence import claims, metrics, sample_quality
 from miakit.training import train
 from miakit.core.config import Settings
@@ -56,7 +57,7 @@ def arm_specs(settings: Settings) -> list[ArmSpec]:
 def target_settings(settings: Settings, family: str, arm: ArmSpec, seed: int) -> Settings:
     """The chapter's target for ``family`` in ``arm``, trained with ``seed``."""
     p = settings.privacy_study
-    data = dataclasses.replace(settings.data, n_members=p.dp_members)
+    data = dataclasses.replace(settings.data, n_members=p.dp_n_members)
     target = dataclasses.replace(settings.target, family=family, iterations=p.dp_iterations,
                                  batch_size=p.dp_batch_size, trainer="dp-sgd", dp_epsilon=arm.epsilon,
                                  dp_max_grad_norm=arm.clip, train_seed=seed)
@@ -181,7 +182,7 @@ class TradeoffStudy:
         Every at-chance check rests on as much of the split as is honest: a tuned attack is
         cross-fitted (``factors.arm_of``: every member and nonmember of the split, each scored at
         a setting chosen on the other half), the likelihood attack, which chooses nothing, on its
-        seeded subsets of ``dp_lik_images`` members and nonmembers (a cost knob), all over
+        seeded subsets of ``dp_lik_max_images`` members and nonmembers (a cost knob), all over
         ``n_seeds`` seeds. Simulated at the cpu profile's sizes (100 members and 1000
         nonmembers in halves of 50 + 500, 3 seeds; the likelihood attack on 100 + 300; member and
         nonmember scores from one distribution; 1000 bootstrap resamples; 200 simulated arms
@@ -299,16 +300,16 @@ def tradeoff_study(settings: Settings, progress_bar: bool = True) -> TradeoffStu
 
 def attacked(run: train.Run, name: str, progress_bar: bool = True):
     """One DP target's study of registered attack ``name``: the likelihood attack on a seeded
-    random subset of ``dp_lik_images`` members and nonmembers; any other attack over its grid
-    under the comparison settings (``factor_steps`` steps, ``factor_noise`` draws, the knobs of
+    random subset of ``dp_lik_max_images`` members and nonmembers; any other attack over its grid
+    under the comparison settings (``factor_attack_steps`` steps, ``factor_n_noise`` draws, the knobs of
     every comparison between separately trained targets), its setting chosen on validation
     (``later_attacks.attack_outcome``)."""
     s, p, f = run.settings, run.settings.privacy_study, run.settings.factors
     if not attacks.get(name).whole_split:  # the likelihood attack, on its seeded subsets
         return loss_and_likelihood.likelihood_study(run, progress_bar, config=dataclasses.replace(
-            s.likelihood, lik_max_images=p.dp_lik_images))
+            s.likelihood, lik_max_images=p.dp_lik_max_images))
     grid_settings = dataclasses.replace(s, attack=dataclasses.replace(
-        s.attack, attack_steps=f.factor_steps, n_noise=f.factor_noise))
+        s.attack, attack_steps=f.factor_attack_steps, n_noise=f.factor_n_noise))
     return later_attacks.attack_outcome(run, name, progress_bar, settings=grid_settings).study
 
 
@@ -335,3 +336,25 @@ def dp_step_timing(settings: Settings, progress_bar: bool = True):
     target = target_settings(settings, settings.privacy_study.families()[0], arm_specs(settings)[-1], 0)
     images = data.load(settings.data.dataset, settings.data.resolution).images
     return speed.dp_step_speed(target, images[: target.data.n_members], settings.speed.dp_speed_rounds, progress_bar)
+
+
+def trainings(settings: Settings) -> list[Training]:
+    """Chapter 05's targets: every DP family, arm and seed."""
+    return [Training("05", f"{family}, {arm.label}, seed {seed}", target_settings(settings, family, arm, seed))
+            for family in settings.privacy_study.families() for arm in arm_specs(settings) for seed in seeds(settings)]
+
+
+def images_needed(settings: Settings) -> list[Need]:
+    """The DP targets' members with the split's nonmembers, and one image outside them for the
+    feature classifier."""
+    d, p = settings.data, settings.privacy_study
+    return [Need("05", f"chapter 05's targets: dp_n_members={p.dp_n_members} + n_nonmembers={d.n_nonmembers}, and at "
+                 "least one image outside them for its feature classifier", p.dp_n_members + d.n_nonmembers + 1)]
+
+
+def verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdict]:
+    """Chapter 05's claims, from the run store: C5 per DP family."""
+    return tradeoff_study(settings, progress_bar).verdicts()
+
+
+CHAPTER = Chapter("05", "05_differential_privacy", trainings, images_needed, verdicts)

@@ -20,6 +20,7 @@ import numpy as np
 from miakit import attacks
 from miakit.evidence import claims, metrics
 from miakit.chapters import loss_and_likelihood
+from miakit.chapters.contract import Chapter, Need, Training
 from miakit.training import train
 from miakit.core.config import Settings
 
@@ -314,8 +315,8 @@ def size_study(settings: Settings, progress_bar: bool = True) -> SizeStudy:
             per_seed = []
             for seed in seeds(settings):
                 run, iteration = _size_model(settings, n, budgets[budget], seed, progress_bar)
-                per_seed.append(loss_and_likelihood.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_steps,
-                                                          n_noise=f.factor_noise, iteration=iteration))
+                per_seed.append(loss_and_likelihood.loss_attack_study(run, progress_bar=progress_bar, n_steps=f.factor_attack_steps,
+                                                          n_noise=f.factor_n_noise, iteration=iteration))
             epochs = budgets[budget] * settings.target.batch_size / n
             points.append(SizePoint(n, budget, budgets[budget], epochs, per_seed, seeds(settings)))
     return SizeStudy(points, settings.data.n_members)
@@ -387,8 +388,8 @@ def length_study(settings: Settings, progress_bar: bool = True) -> LengthStudy:
                          "train with a smaller snapshot_every (remove the run folders to retrain)")
     by_iteration, losses = {}, {}
     for it in compared:
-        by_iteration[it] = [loss_and_likelihood.loss_attack_study(r, progress_bar=progress_bar, n_steps=f.factor_steps,
-                                                      n_noise=f.factor_noise, iteration=it) for r in runs]
+        by_iteration[it] = [loss_and_likelihood.loss_attack_study(r, progress_bar=progress_bar, n_steps=f.factor_attack_steps,
+                                                      n_noise=f.factor_n_noise, iteration=it) for r in runs]
         losses[it] = tuple(float(-np.mean([np.r_[st.scores[f"{who}_val"], st.scores[f"{who}_test"]].mean()
                                            for st in by_iteration[it]])) for who in ("members", "nonmembers"))
     return LengthStudy(compared, by_iteration, seeds(settings), horizon, losses)
@@ -464,7 +465,7 @@ def likelihood_settings_study(run: train.Run, progress_bar: bool = True) -> Like
     grid += [(c.lik_rtol, k) for k in f.probe_counts() if (c.lik_rtol, k) not in grid]
     rows = {}
     for tol, k in grid:
-        lik = dataclasses.replace(c, lik_rtol=tol, lik_atol=tol, lik_probes=k, lik_max_images=f.factor_lik_images)
+        lik = dataclasses.replace(c, lik_rtol=tol, lik_atol=tol, lik_probes=k, lik_max_images=f.factor_lik_max_images)
         st = loss_and_likelihood.likelihood_study(run, progress_bar, config=lik)
         rows[f"tolerance {tol:g}, {k} probe{'s' if k > 1 else ''}"] = {
             "tolerance": tol, "probes": k, "AUC": st.estimate.value, "AUC low": st.estimate.low,
@@ -475,3 +476,43 @@ def likelihood_settings_study(run: train.Run, progress_bar: bool = True) -> Like
             "ODE evaluations per image": st.nfe_per_image,
             "members scored": len(st.logp_members), "nonmembers scored": len(st.logp_nonmembers)}
     return LikelihoodSettingsStudy(rows)
+
+
+def trainings(settings: Settings) -> list[Training]:
+    """Chapter 04's targets that chapter 01 did not train: one per member-set size and seed
+    (trained for the longer budget; the profile's own size with the first seed is chapter 01's
+    target of the lead family), and the length study's extra seeds when the profile's own size is
+    not among the sizes."""
+    t = settings.target
+    lead = loss_and_likelihood.lead_family(dict.fromkeys(settings.family_names()))
+    lead_settings = settings.for_family(lead)
+    out = []
+    for n in sorted(size_plan(settings)):
+        for seed in seeds(settings):
+            if n == settings.data.n_members and seed == t.train_seed:
+                continue  # chapter 01's target of the lead family
+            out.append(Training("04", f"size {n}, seed {seed} ({lead})", size_run_settings(lead_settings, n, seed)))
+    if settings.data.n_members not in size_plan(settings):  # the length study's extra seeds
+        out += [Training("04", f"seed {seed} ({lead})", with_seed(lead_settings, seed)) for seed in seeds(settings)[1:]]
+    return out
+
+
+def images_needed(settings: Settings) -> list[Need]:
+    """The size study's member sets, each with the split's nonmembers."""
+    d = settings.data
+    return [Need("04", f"chapter 04's size study: size_n_members entry {n} + n_nonmembers={d.n_nonmembers}",
+                 n + d.n_nonmembers) for n in settings.factors.sizes()]
+
+
+def verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdict]:
+    """Chapter 04's claims, from the run store: C2 (the step study), C3 (the size study) and C4
+    (the length study), on the lead family."""
+    runs = train.ensure_all(settings, progress_bar)
+    lead = loss_and_likelihood.lead_family(runs)
+    out = step_study(loss_and_likelihood.loss_attack_studies(runs, progress_bar=progress_bar)).verdicts()
+    out += size_study(settings.for_family(lead), progress_bar).verdicts()
+    out.append(length_study(settings.for_family(lead), progress_bar).verdict())
+    return out
+
+
+CHAPTER = Chapter("04", "04_factors", trainings, images_needed, verdicts, after=("02_loss_attack",))

@@ -17,10 +17,12 @@ import numpy as np
 from miakit import attacks
 from miakit.attacks import blind, scoring
 from miakit.evidence import claims, metrics
-from miakit.chapters import loss_and_likelihood
+from miakit.chapters import benchmark, loss_and_likelihood
+from miakit.chapters.contract import Chapter, Need, Training
+from miakit.training import train
 from miakit.training.train import Run
+from miakit.core.config import Settings
 
-LATER = ("secmi", "pia", "pian", "sima", "reference")  # the attacks after the paper
 LATER_STATEMENT = (f"(ours) the later attack beats chance ({claims.BEATS_CHANCE_TEXT}) on this family, as C1 asks "
                    "of the paper's")
 FPRS = metrics.LOW_FPRS
@@ -222,7 +224,7 @@ class LaterAttacks:
         Attacks in ``skip`` are left out (the claims page judges them on the benchmark targets)."""
         out = []
         for (family, name), o in self.outcomes.items():
-            if name not in LATER or name in skip:
+            if attacks.get(name).paper or name in skip:
                 continue
             label = f"{o.label} AUC ({attacks.get(name).describe(o.chosen_setting)})"
             out.append(claims.Verdict(f"L1 {o.label} ({family})", LATER_STATEMENT,
@@ -236,7 +238,7 @@ class LaterAttacks:
         training seconds and AUC there, and every (family, attack)'s AUC
         as ``auc_<family>_<attack>``."""
         lead = loss_and_likelihood.lead_family(dict.fromkeys(self.families()))
-        later = {name: o for (family, name), o in self.outcomes.items() if family == lead and name in LATER}
+        later = {name: o for (family, name), o in self.outcomes.items() if family == lead and not attacks.get(name).paper}
         best = max(later, key=lambda name: later[name].study.val[later[name].study.best_index_val].auc)
         reversed_ = self.reversed_attacks()
         out = {"lead_family": lead, "best_attack": later[best].label, "best_auc": later[best].study.chosen().value,
@@ -250,10 +252,12 @@ class LaterAttacks:
         return out
 
 
-def later_attacks(runs: dict[str, Run], names=("loss", *LATER), progress_bar: bool = True,
+def later_attacks(runs: dict[str, Run], names=None, progress_bar: bool = True,
                   with_likelihood: bool = True) -> LaterAttacks:
-    """Every attack in ``names`` on every family's target; the likelihood attack's study and the
-    blind baselines (of the first run's split, which every family shares) beside them."""
+    """Every attack in ``names`` (default: the registry's ``later_attacks`` defaults) on every
+    family's target; the likelihood attack's study and the blind baselines (of the first run's
+    split, which every family shares) beside them."""
+    names = attacks.defaults("later_attacks") if names is None else list(names)
     if any(attacks.get(name).needs_references for name in names):
         for run in runs.values():  # a split too small for reference models fails before anything is computed
             for r in range(run.settings.attack.n_references):
@@ -283,3 +287,41 @@ def not_run_reason(run: Run, name: str) -> str | None:
     if not a.grid(run.settings):
         return "not run: no setting to try under these settings"
     return None
+
+
+def trainings(settings: Settings) -> list[Training]:
+    """Chapter 06's targets: the reference models of every family, and the benchmark regime's
+    target of every family (``benchmark.trainings``)."""
+    out = [Training("06", f"reference {r} of {family}", train.reference_settings(settings.for_family(family), r), r)
+           for family in settings.family_names() for r in range(settings.attack.n_references)]
+    return out + [Training("06", f"benchmark target {s.target.family}", s) for s in benchmark.trainings(settings)]
+
+
+def images_needed(settings: Settings) -> list[Need]:
+    """The reference models' members, from outside the split, and the benchmark regime's split of
+    its own dataset (none when it is switched off)."""
+    d, a, b = settings.data, settings.attack, settings.benchmark
+    out = []
+    if a.n_references:
+        out.append(Need("06", f"chapter 06's reference models (n_references={a.n_references}): n_members={d.n_members} "
+                        f"images outside the split of {d.n_members} + {d.n_nonmembers}", 2 * d.n_members + d.n_nonmembers))
+    if benchmark.enabled(settings):
+        out.append(Need("06", f"chapter 06's benchmark split: bench_n_members={b.bench_n_members} + "
+                        f"bench_n_nonmembers={b.bench_n_nonmembers} of bench_dataset={b.bench_dataset!r}",
+                        b.bench_n_members + b.bench_n_nonmembers, source="bench_dataset"))
+    return out
+
+
+def verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdict]:
+    """Chapter 06's claims, from the run store: (ours) L1 on every family for every later attack,
+    on the benchmark targets for the attacks the regime runs and on the book's own targets for the
+    others (on the own targets for all when ``bench_n_members`` = 0)."""
+    later = later_attacks(train.ensure_all(settings, progress_bar), progress_bar=progress_bar, with_likelihood=False)
+    if not benchmark.enabled(settings):
+        return later.verdicts()
+    return benchmark.benchmark(settings, progress_bar=progress_bar).verdicts() + \
+        later.verdicts(skip=set(benchmark.attack_names()))
+
+
+CHAPTER = Chapter("06", "06_later_attacks", trainings, images_needed, verdicts,
+                  after=("02_loss_attack", "03_likelihood_attack"))

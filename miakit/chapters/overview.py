@@ -6,31 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from miakit.chapters import benchmark, later_attacks, factors, loss_and_likelihood, differential_privacy
-from miakit.attacks import blind
+from miakit.chapters import later_attacks
 from miakit.evidence import claims
 from miakit.training import train
 from miakit.core.config import Settings
-
-IID_STATEMENT = (f"(ours) the split is IID: attacks that never query the model (blind baselines) are at chance "
-                 f"({claims.AT_CHANCE_TEXT}), so the attacks below measure membership, not a difference between "
-                 f"the member and nonmember images")
-
-
-def iid_verdict(study: blind.BlindStudy, figure: str = "notebooks/02_loss_attack#blind") -> claims.Verdict:
-    """The split check: every blind baseline at chance (``claims.within``), each on the whole
-    split (cross-fitted between its halves, the AUC computed within each half and averaged:
-    ``BlindStudy.estimates``), decided at margin ``claims.DELTA`` and shown at ``claims.MARGINS``.
-
-    Simulated at the cpu profile's sizes (100 members and 1000 nonmembers, two halves of 50 +
-    500; member and nonmember scores from one distribution, i.e. a truly IID split; 1000
-    bootstrap resamples): one blind baseline comes out REPRODUCED in 82% of 900 simulated
-    splits at margin 0.1 (``claims.chance_power``: 0.82) and in none at margin 0.05; both
-    baselines together in 69% when their scores are independent (more when they are
-    correlated, as two attacks on the same images are)."""
-    return claims.Verdict("IID split", IID_STATEMENT,
-                          tuple(claims.within(f"blind {name} AUC", e, grows=claims.EVERY_MEMBER_SCORED)
-                                for name, e in study.estimates().items()), figure)
 
 
 @dataclass
@@ -51,27 +30,13 @@ class Overview:
 
 
 def overview(settings: Settings, progress_bar: bool = True) -> Overview:
-    """The split check, C1 (every family, both attacks), C2, C3, C4, C5 and (ours) L1 (every family,
-    every later attack: on chapter 06's benchmark targets for the attacks it runs, on the book's own
-    targets for the others, or on the own targets for all when ``bench_members`` = 0), in that
-    order, and the attacks behind the overview figure."""
-    runs = train.ensure_all(settings, progress_bar)
-    lead = loss_and_likelihood.lead_family(runs)
-    loss = loss_and_likelihood.loss_attack_studies(runs, progress_bar=progress_bar)
-    lik = loss_and_likelihood.likelihood_studies(runs, progress_bar)
-    later = later_attacks.later_attacks(runs, progress_bar=progress_bar)
-    out = [iid_verdict(blind.blind_study_of_run(runs[lead]))]
-    out += loss_and_likelihood.c1_verdicts(loss, lik)
-    out += factors.step_study(loss).verdicts()
-    out += factors.size_study(settings.for_family(lead), progress_bar).verdicts()
-    out.append(factors.length_study(settings.for_family(lead), progress_bar).verdict())
-    out += differential_privacy.tradeoff_study(settings, progress_bar).verdicts()
-    if benchmark.enabled(settings):  # L1 on targets where attacks separate; the own targets only for the rest
-        bench = benchmark.benchmark(settings, progress_bar=progress_bar)
-        out += bench.verdicts()
-        out += later.verdicts(skip=set(benchmark.attack_names()))
-    else:
-        out += later.verdicts()
+    """Every chapter's verdicts (``contract.Chapter.verdicts``, in book order: the split check,
+    C1, C2-C4, C5 and (ours) L1), recomputed from the run store, and chapter 06's attacks behind
+    the overview figure."""
+    from miakit.chapters import book_chapters
+
+    out = [v for chapter in book_chapters() if chapter.verdicts for v in chapter.verdicts(settings, progress_bar)]
+    later = later_attacks.later_attacks(train.ensure_all(settings, progress_bar), progress_bar=progress_bar)
     return Overview(out, later)
 
 

@@ -107,20 +107,20 @@ class SpeedConfig:
 class FactorConfig:
     """The factor studies of chapter 04 (lists are comma-separated strings, as papermill passes them)."""
 
-    size_members: str  # member-set sizes compared, each at equal epochs and at equal iterations with the target
-    factor_steps: int  # steps on the grid the size and length studies attack
-    factor_noise: int  # noise draws per step in the size and length studies
-    noise_draws: str  # noise draws per step compared in the aggregation study
+    size_n_members: str  # member-set sizes compared, each at equal epochs and at equal iterations with the target
+    factor_attack_steps: int  # steps on the grid the size and length studies attack
+    factor_n_noise: int  # noise draws per step in the size and length studies
+    aggregation_n_noise: str  # noise draws per step compared in the aggregation study
     step_window: int  # attack-grid steps averaged around the most vulnerable one
     lik_tolerances: str  # ODE tolerances compared (rtol = atol)
     lik_probe_counts: str  # Hutchinson probes per image compared
-    factor_lik_images: int  # at most this many members and nonmembers in the likelihood-settings study
+    factor_lik_max_images: int  # at most this many members and nonmembers in the likelihood-settings study
 
     def sizes(self) -> list[int]:
-        return parse_list(self.size_members, int)
+        return parse_list(self.size_n_members, int)
 
     def draws(self) -> list[int]:
-        return parse_list(self.noise_draws, int)
+        return parse_list(self.aggregation_n_noise, int)
 
     def tolerances(self) -> list[float]:
         return parse_list(self.lik_tolerances, float)
@@ -135,11 +135,13 @@ class PrivacyStudyConfig:
 
     dp_epsilons: str  # comma-separated finite privacy budgets (the non-private and clipping-only arms always run)
     dp_families: str  # comma-separated families trained privately
-    dp_members: int  # member-set size of the trade-off's targets
+    dp_n_members: int  # member-set size of the trade-off's targets
     dp_iterations: int  # optimizer steps of every target
     dp_batch_size: int  # expected (Poisson) batch size
-    dp_lik_images: int  # at most this many members and nonmembers for the likelihood attack on DP targets
-    dp_attacks: str  # comma-separated registered attacks run on every DP target (C5 covers each)
+    dp_lik_max_images: int  # at most this many members and nonmembers for the likelihood attack on DP targets
+    # comma-separated registered attacks run on every DP target (C5 covers each); "default": the
+    # attacks registered with "dp" in their ``default_in`` (``miakit.attacks.defaults("dp")``)
+    dp_attacks: str
     utility_samples: int  # generated images per target for the Frechet distance
     utility_steps: int  # sampler steps for those images
     inception_fid: bool  # also Inception FID (torchmetrics; skipped with a message when unavailable)
@@ -151,6 +153,9 @@ class PrivacyStudyConfig:
         return [name.strip() for name in self.dp_families.split(",") if name.strip()]
 
     def attacks(self) -> list[str]:
+        if self.dp_attacks.strip() == "default":
+            from miakit import attacks  # the registry (imported here: it needs torch, the settings do not)
+            return attacks.defaults("dp")
         return [name.strip() for name in self.dp_attacks.split(",") if name.strip()]
 
 
@@ -173,8 +178,8 @@ class BenchmarkConfig:
     intervals, and a training length short enough that no attack saturates."""
 
     bench_dataset: str  # the regime's images (a dataset name as ``dataset`` takes)
-    bench_members: int  # members of each benchmark target (0 = no benchmark regime)
-    bench_nonmembers: int  # nonmembers (validation and test parts together)
+    bench_n_members: int  # members of each benchmark target (0 = no benchmark regime)
+    bench_n_nonmembers: int  # nonmembers (validation and test parts together)
     bench_val_fraction: float  # share of members and nonmembers that choose each attack's setting
     bench_iterations: int  # training iterations of each benchmark target
     bench_lr: float  # their learning rate (the rest of the recipe is the profile's)
@@ -202,9 +207,12 @@ class Settings:
     comparison: ComparisonConfig
     device: str  # "auto", "cpu" or "cuda"
     runs_dir: str
-    families: str  # comma-separated families the chapters train and attack side by side
+    families: str  # comma-separated families the chapters train and attack side by side; "all": every registered one
 
     def family_names(self) -> list[str]:
+        if self.families.strip() == "all":
+            from miakit.diffusion import FAMILIES  # the registry (imported here: it needs torch, the settings do not)
+            return list(FAMILIES)
         return [name.strip() for name in self.families.split(",") if name.strip()]
 
     def for_family(self, name: str) -> "Settings":
@@ -245,8 +253,8 @@ PARAMETERS: tuple[str, ...] = tuple(
 )
 
 _COMMON = dict(split_seed=0, val_fraction=0.5, family="ddpm", train_seed=0, attack_seed=0,
-               grad_clip=1.0, trainer="standard", device="auto", runs_dir="runs", families="ddpm,smld,vpsde,vesde",
-               lik_method="dopri5", lik_probes=1,
+               grad_clip=1.0, trainer="standard", device="auto", runs_dir="runs", families="all",
+               dp_attacks="default", lik_method="dopri5", lik_probes=1,
                dp_epsilon=math.inf, dp_delta=1e-5, dp_max_grad_norm=1.0)
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -257,12 +265,12 @@ PROFILES: dict[str, dict[str, Any]] = {
                   attack_steps=6, n_noise=1, attack_batch=256, n_references=1, n_samples=8, sample_steps=20,
                   lik_rtol=1e-2, lik_atol=1e-2, lik_max_images=8, lik_batch=16,
                   speed_images=1, speed_batch=4, dp_speed_rounds=1,
-                  size_members="8,16", factor_steps=4, factor_noise=1, noise_draws="1,2", step_window=3,
-                  lik_tolerances="1e-1,1e-2", lik_probe_counts="1,2", factor_lik_images=4,
-                  dp_epsilons="10", dp_families="ddpm", dp_members=16, dp_iterations=12, dp_batch_size=8,
-                  dp_lik_images=4, dp_attacks="loss,likelihood,sima", utility_samples=16, utility_steps=10,
+                  size_n_members="8,16", factor_attack_steps=4, factor_n_noise=1, aggregation_n_noise="1,2", step_window=3,
+                  lik_tolerances="1e-1,1e-2", lik_probe_counts="1,2", factor_lik_max_images=4,
+                  dp_epsilons="10", dp_families="ddpm", dp_n_members=16, dp_iterations=12, dp_batch_size=8,
+                  dp_lik_max_images=4, utility_samples=16, utility_steps=10,
                   inception_fid=False, n_seeds=2,
-                  bench_dataset="digits", bench_members=24, bench_nonmembers=96, bench_val_fraction=0.25,
+                  bench_dataset="digits", bench_n_members=24, bench_n_nonmembers=96, bench_val_fraction=0.25,
                   bench_iterations=20, bench_lr=1e-3),
     # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
     # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
@@ -282,19 +290,19 @@ PROFILES: dict[str, dict[str, Any]] = {
                 speed_images=2, speed_batch=32, dp_speed_rounds=10,
                 # sizes around the 100-member target (AUC ~0.97 after its 1200 iterations), each at
                 # equal epochs and at equal iterations with it
-                size_members="50,100,200", factor_steps=11, factor_noise=2, noise_draws="1,4,16",
+                size_n_members="50,100,200", factor_attack_steps=11, factor_n_noise=2, aggregation_n_noise="1,4,16",
                 step_window=5, lik_tolerances="1e-2,1e-3,1e-4", lik_probe_counts="1,2,4",
-                factor_lik_images=100,
+                factor_lik_max_images=100,
                 # 100 members at expected batch 50 for 400 steps: the matched non-private arm leaks
                 # (AUC ~0.7) and makes digits; epsilon from 1e4 (a few recognisable digits) to 1
-                dp_epsilons="10000,100,1", dp_families="ddpm", dp_members=100, dp_iterations=400,
-                dp_batch_size=50, dp_lik_images=300, dp_attacks="loss,likelihood,sima", utility_samples=500,
+                dp_epsilons="10000,100,1", dp_families="ddpm", dp_n_members=100, dp_iterations=400,
+                dp_batch_size=50, dp_lik_max_images=300, utility_samples=500,
                 utility_steps=100,
                 inception_fid=False, n_seeds=3,
                 # chosen on validation AUC only (benchmarks/bench_recipe.py): 1000 members needed ~10k
                 # iterations (~40 min a family here) to reach the band, so the cpu regime has 250;
                 # 5600 test nonmembers resolve TPR at 0.1% FPR; the gpu and paper profiles have 1000
-                bench_dataset="fashion-mnist", bench_members=250, bench_nonmembers=8000, bench_val_fraction=0.3,
+                bench_dataset="fashion-mnist", bench_n_members=250, bench_n_nonmembers=8000, bench_val_fraction=0.3,
                 bench_iterations=3000, bench_lr=2e-3),
     # one Colab GPU (a T4): CIFAR-10 32x32, the data of SecMI, PIA and SimA, fetched through
     # Hugging Face datasets; 1000 members as in the paper, a 6M-parameter UNet, sized for one Colab
@@ -309,14 +317,14 @@ PROFILES: dict[str, dict[str, Any]] = {
                 n_samples=64, sample_steps=1000,
                 lik_rtol=1e-4, lik_atol=1e-4, lik_max_images=500, lik_batch=128,
                 speed_images=4, speed_batch=128, dp_speed_rounds=10,
-                size_members="500,1000,2000", factor_steps=21, factor_noise=2, noise_draws="1,4,16",
+                size_n_members="500,1000,2000", factor_attack_steps=21, factor_n_noise=2, aggregation_n_noise="1,4,16",
                 step_window=5, lik_tolerances="1e-3,1e-4,1e-5", lik_probe_counts="1,4,16",
-                factor_lik_images=200,
-                dp_epsilons="50,10,1", dp_families="ddpm", dp_members=1000, dp_iterations=5000,
-                dp_batch_size=128, dp_lik_images=200, dp_attacks="loss,likelihood,sima", utility_samples=2000,
+                factor_lik_max_images=200,
+                dp_epsilons="50,10,1", dp_families="ddpm", dp_n_members=1000, dp_iterations=5000,
+                dp_batch_size=128, dp_lik_max_images=200, utility_samples=2000,
                 utility_steps=100, inception_fid=False, n_seeds=2,
                 # the attack papers' data at the paper's member count; the length is not yet measured on a GPU
-                bench_dataset="cifar10", bench_members=1000, bench_nonmembers=11000, bench_val_fraction=0.1,
+                bench_dataset="cifar10", bench_n_members=1000, bench_n_nonmembers=11000, bench_val_fraction=0.1,
                 bench_iterations=20_000, bench_lr=2e-4),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
@@ -331,17 +339,17 @@ PROFILES: dict[str, dict[str, Any]] = {
                   # narrowed from 1000,2000,5000: at equal epochs 5000 members train 2.5M iterations,
                   # about 140 A100-hours per seed (estimated by miakit.chapters.budget); with 500,1000,2000
                   # the chapter is estimated at about 70 A100-hours
-                  size_members="500,1000,2000", factor_steps=101, factor_noise=1, noise_draws="1,4,16",
+                  size_n_members="500,1000,2000", factor_attack_steps=101, factor_n_noise=1, aggregation_n_noise="1,4,16",
                   step_window=5, lik_tolerances="1e-3,1e-4,1e-5", lik_probe_counts="1,4,16",
-                  factor_lik_images=200,
+                  factor_lik_max_images=200,
                   # narrowed to DDPM and 20k iterations (5120 epochs of 1000 members at batch 256): four
                   # families at 100k iterations would be ~1000 A100-hours of DP-SGD (miakit.chapters.budget)
-                  dp_epsilons="50,10,1", dp_families="ddpm", dp_members=1000,
-                  dp_iterations=20_000, dp_batch_size=256, dp_lik_images=200, dp_attacks="loss,likelihood,sima",
+                  dp_epsilons="50,10,1", dp_families="ddpm", dp_n_members=1000,
+                  dp_iterations=20_000, dp_batch_size=256, dp_lik_max_images=200,
                   utility_samples=5000,
                   utility_steps=1000, inception_fid=True, n_seeds=3,
                   # the attack papers' CIFAR-10 at the paper's member count and model; length not measured
-                  bench_dataset="cifar10", bench_members=1000, bench_nonmembers=11000, bench_val_fraction=0.1,
+                  bench_dataset="cifar10", bench_n_members=1000, bench_n_nonmembers=11000, bench_val_fraction=0.1,
                   bench_iterations=100_000, bench_lr=2e-5),
 }
 
@@ -351,6 +359,14 @@ def stable_hash(payload: Mapping[str, Any], length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+# knobs renamed to one rule, the scope's prefix and the base name (n_members, n_noise,
+# lik_max_images); an old name is refused with its new one rather than silently ignored
+RENAMED = {"size_members": "size_n_members", "dp_members": "dp_n_members", "factor_noise": "factor_n_noise",
+           "noise_draws": "aggregation_n_noise", "factor_lik_images": "factor_lik_max_images",
+           "dp_lik_images": "dp_lik_max_images", "bench_members": "bench_n_members",
+           "bench_nonmembers": "bench_n_nonmembers", "factor_steps": "factor_attack_steps"}
+
+
 def resolve(profile: str = "cpu", **overrides: Any) -> Settings:
     """Settings of ``profile`` with every non-None override applied.
 
@@ -358,6 +374,9 @@ def resolve(profile: str = "cpu", **overrides: Any) -> Settings:
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    renamed = {old: RENAMED[old] for old in overrides if old in RENAMED}
+    if renamed:
+        raise ValueError("renamed parameter(s): " + ", ".join(f"{old} is now {new}" for old, new in renamed.items()))
     unknown = sorted(set(overrides) - set(PARAMETERS))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; valid parameters: profile, {', '.join(PARAMETERS)}")
@@ -455,7 +474,7 @@ def _coerce(name: str, value: Any, reference: Any) -> Any:
     if isinstance(reference, str):
         if isinstance(value, str):
             return value
-        if isinstance(value, int) and not isinstance(value, bool):  # a one-element list such as size_members=50
+        if isinstance(value, int) and not isinstance(value, bool):  # a one-element list such as size_n_members=50
             return str(value)
         raise bad("a string")
     raise bad(type(reference).__name__)
@@ -534,17 +553,17 @@ def _validate(s: Settings) -> None:
         (not (t.dp_sgd and math.isfinite(t.dp_epsilon) and math.isinf(t.dp_max_grad_norm)),
          "DP-SGD with a finite dp_epsilon needs a finite dp_max_grad_norm (noise is calibrated to the clipping)"),
         (s.comparison.n_seeds >= 1, "n_seeds must be at least 1"),
-        (s.factors.factor_steps >= 2 and s.factors.factor_noise >= 1 and s.factors.step_window >= 1
-         and s.factors.factor_lik_images >= 2, "factor_steps >= 2, factor_noise, step_window >= 1, "
-         "factor_lik_images >= 2"),
+        (s.factors.factor_attack_steps >= 2 and s.factors.factor_n_noise >= 1 and s.factors.step_window >= 1
+         and s.factors.factor_lik_max_images >= 2, "factor_attack_steps >= 2, factor_n_noise, step_window >= 1, "
+         "factor_lik_max_images >= 2"),
         (s.device in ("auto", "cpu", "cuda") or s.device.startswith("cuda:"),
          "device must be auto, cpu or cuda"),
-        (s.benchmark.bench_members >= 0, "bench_members must be 0 (no benchmark regime) or positive"),
-        (s.benchmark.bench_members == 0 or (s.benchmark.bench_members >= 2 and s.benchmark.bench_nonmembers >= 2
+        (s.benchmark.bench_n_members >= 0, "bench_n_members must be 0 (no benchmark regime) or positive"),
+        (s.benchmark.bench_n_members == 0 or (s.benchmark.bench_n_members >= 2 and s.benchmark.bench_n_nonmembers >= 2
                                             and 0.0 < s.benchmark.bench_val_fraction < 1.0
                                             and s.benchmark.bench_iterations >= 0
                                             and 0.0 < s.benchmark.bench_lr < 1.0),
-         "the benchmark regime needs bench_members >= 2, bench_nonmembers >= 2, bench_val_fraction strictly between "
+         "the benchmark regime needs bench_n_members >= 2, bench_n_nonmembers >= 2, bench_val_fraction strictly between "
          "0 and 1, bench_iterations >= 0 and 0 < bench_lr < 1"),
     ]
     checks.append(_device_check(s.device))
@@ -563,6 +582,6 @@ def _validate(s: Settings) -> None:
     if not named or len(set(named)) != len(named) or any(name not in attacks.REGISTRY for name in named):
         raise ValueError(f"dp_attacks={p.dp_attacks!r} must name distinct registered attacks, from "
                          f"{sorted(attacks.REGISTRY)}")
-    if min(p.dp_members, p.dp_iterations, p.dp_batch_size, p.dp_lik_images, p.utility_samples, p.utility_steps) < 1:
-        raise ValueError("dp_members, dp_iterations, dp_batch_size, dp_lik_images, utility_samples and "
+    if min(p.dp_n_members, p.dp_iterations, p.dp_batch_size, p.dp_lik_max_images, p.utility_samples, p.utility_steps) < 1:
+        raise ValueError("dp_n_members, dp_iterations, dp_batch_size, dp_lik_max_images, utility_samples and "
                          "utility_steps must be positive")

@@ -41,6 +41,9 @@ class Family(ABC):
     name: str
     discrete: bool
     eps: float = 1e-5  # start of the ODE time interval
+    # how the UNet embeds the timestep it is queried at (diffusers' ``time_embedding_type``, part of
+    # every run key through ``unet.architecture``): sinusoids of a step index or t * 999 by default
+    time_embedding: str = "positional"
 
     @abstractmethod
     def marginal(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,11 +125,12 @@ class Family(ABC):
     def hyperparameters(self) -> dict:
         """Every plain number or name that defines this family (step count, beta or sigma range,
         time offset, sampler settings), class attributes and instance attributes alike: part of
-        the key of every run trained with it, so changing one trains a new run."""
+        the key of every run trained with it, so changing one trains a new run. ``time_embedding``
+        is left out: it is keyed once, in the UNet architecture (``unet.architecture``)."""
         out: dict = {"class": type(self).__name__}
         for owner in (*reversed(type(self).__mro__), self):
             for name, value in vars(owner).items():
-                if not name.startswith("__") and isinstance(value, (bool, int, float, str)):
+                if not name.startswith("__") and name != "time_embedding" and isinstance(value, (bool, int, float, str)):
                     out[name] = value
         return out
 
@@ -425,6 +429,7 @@ class VESDE(_Continuous):
 
     name = "vesde"
     corrector_snr = 0.16
+    time_embedding = "fourier"  # queried at sigma(t), as NCSN++ (diffusers then divides the output by sigma)
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, sampler_steps: int = 1000):
         super().__init__(sampler_steps)

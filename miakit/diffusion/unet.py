@@ -34,10 +34,15 @@ PRESETS: dict[str, Preset] = {
     "paper": Preset((128, 256, 256, 256), 2, (16,), 32, 0.1),
 }
 
-# discrete families and the VP SDE (queried at t * 999, as score_sde's DDPM++) embed the time
-# with sinusoids; the VE SDE is queried at sigma(t) with Gaussian Fourier features, and diffusers
-# then divides the output by sigma (NCSN++'s scale-by-sigma)
-TIME_EMBEDDING = {"ddpm": "positional", "smld": "positional", "vpsde": "positional", "vesde": "fourier"}
+def time_embedding(family: str) -> str:
+    """How a UNet for ``family`` embeds its timestep: the family's own ``time_embedding`` (the
+    discrete families and the VP SDE, queried at t * 999 as score_sde's DDPM++, use sinusoids; the
+    VE SDE is queried at sigma(t) with Gaussian Fourier features)."""
+    from miakit.diffusion import FAMILIES
+
+    if family not in FAMILIES:
+        raise ValueError(f"unknown diffusion family {family!r}; available: {sorted(FAMILIES)}")
+    return FAMILIES[family].time_embedding
 
 
 def architecture(preset: str, family: str, resolution: int, channels: int) -> dict:
@@ -57,7 +62,7 @@ def architecture(preset: str, family: str, resolution: int, channels: int) -> di
         down_block_types=["AttnDownBlock2D" if a else "DownBlock2D" for a in attn],
         up_block_types=["AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)],
         norm_num_groups=p.norm_num_groups, dropout=p.dropout,
-        time_embedding_type=TIME_EMBEDDING.get(family, "positional"),
+        time_embedding_type=time_embedding(family),
     )
 
 

@@ -1,0 +1,73 @@
+"""The chapter contract: what every chapter declares about itself, so that the budget, the
+feasibility check, the book's build order and the claims page loop over the chapters instead of
+keeping copies of their plans.
+
+A chapter module declares one ``Chapter`` (chapters 02 and 03 share a module and declare two):
+its number and notebook, ``trainings(settings)`` (every target it trains that no earlier chapter
+trained), ``images_needed(settings)`` (every draw it makes from a dataset), ``verdicts(settings,
+progress_bar)`` (the claims it decides, recomputed from the run store, for the claims page) and
+the notebooks whose cached scores it reads (``after``: the book runs it after them).
+``miakit.chapters.CHAPTERS`` lists them in book order.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from miakit.core.config import Settings
+
+
+@dataclass(frozen=True)
+class Training:
+    """One target a chapter trains (``train.ensure`` of ``settings``; a reference model when
+    ``reference`` is set)."""
+
+    chapter: str
+    what: str
+    settings: Settings  # what ``train.ensure`` trains
+    reference: int | None = None  # the reference model's index (chapter 06), else None
+
+    @property
+    def iterations(self) -> int:
+        return self.settings.target.iterations
+
+    @property
+    def batch(self) -> int:
+        return self.settings.target.batch_size
+
+    @property
+    def private(self) -> bool:
+        """DP-SGD with clipping (per-example gradient norms): dearer per image-step."""
+        return self.settings.target.dp_sgd and math.isfinite(self.settings.target.dp_max_grad_norm)
+
+    @property
+    def image_steps(self) -> int:
+        return self.iterations * self.batch
+
+
+@dataclass(frozen=True)
+class Need:
+    """One draw a chapter makes from a dataset: ``images`` images, for ``what`` (which names the
+    parameters and numbers behind it), from the dataset the knob ``source`` names."""
+
+    chapter: str
+    what: str
+    images: int
+    source: str = "dataset"  # "dataset" or "bench_dataset"
+
+
+def _none(settings: Settings) -> list:
+    return []
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter of the book (see the module docstring)."""
+
+    number: str  # "04"
+    notebook: str  # the notebook's stem, "04_factors"
+    trainings: Callable[[Settings], list[Training]] = _none
+    images_needed: Callable[[Settings], list[Need]] = _none
+    verdicts: Callable[..., list] | None = None  # (settings, progress_bar) -> list[claims.Verdict]
+    after: tuple[str, ...] = ()  # notebooks whose cached scores it reads
