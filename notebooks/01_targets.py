@@ -123,12 +123,13 @@ runs_dir = None  # a folder, or drive:<folder> on Colab (kept on Google Drive)
 
 # %%
 import miakit
-from miakit.book import plots, report
+from miakit.book import report
+from miakit.chapters import targets
 
 settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-runs = miakit.training.train.ensure_all(settings)
-report.targets_table(runs)
+chapter = targets.run(settings)
+chapter.table()
 
 # %% [markdown]
 # ## Training
@@ -138,7 +139,7 @@ report.targets_table(runs)
 # seen ([chapter 04](04_factors.ipynb) measures that gap along training).
 
 # %%
-plots.training_curves(runs);
+chapter.curves_figure();
 
 # %% [markdown]
 # ## Samples
@@ -147,14 +148,7 @@ plots.training_curves(runs);
 # sampling for the discrete families, Euler-Maruyama on the reverse SDE for the continuous ones).
 
 # %%
-plots.samples_by_family(report.member_images(runs, settings.sampling.n_samples),
-                        miakit.training.train.samples(runs, settings.sampling.n_samples, settings.sampling.sample_steps));
+chapter.samples_figure();
 
 # %% tags=["remove-cell"]
-report.glue("profile", settings.profile)
-report.glue("train_device", next(iter(runs.values())).history["device"])
-report.glue("n_members", len(next(iter(runs.values())).split.members))
-report.glue("n_nonmembers", len(next(iter(runs.values())).split.nonmembers))
-report.glue("n_families", len(runs))
-report.glue("train_seconds", round(report.total_train_seconds(runs)))
-report.glue("seconds", clock.elapsed())
+report.glue_chapter(chapter, clock)

@@ -95,16 +95,12 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit.attacks import blind
-from miakit.evidence import claims
-from miakit.book import plots, report
+from miakit.book import report
 from miakit.chapters import loss_and_likelihood
 
 settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-runs = miakit.training.train.ensure_all(settings)
-loss = loss_and_likelihood.loss_attack_studies(runs)
-lead = loss_and_likelihood.lead_family(loss)
+chapter = loss_and_likelihood.run_loss_chapter(settings)
 
 # %% [markdown]
 # ## Attack performance against the diffusion step
@@ -114,7 +110,7 @@ lead = loss_and_likelihood.lead_family(loss)
 # nonmembers) is left out rather than printed.
 
 # %%
-plots.metrics_vs_step_by_family(loss, runs);
+chapter.metrics_figure();
 
 # %% [markdown]
 # ## ROC curves at the paper's steps
@@ -126,7 +122,7 @@ plots.metrics_vs_step_by_family(loss, runs);
 # t = 799), and each SMLD curve names both.
 
 # %%
-plots.roc_grid(loss_and_likelihood.at_paper_steps_by_family(loss, runs));
+chapter.paper_steps_figure();
 
 # %% [markdown]
 # ## The most vulnerable step
@@ -139,7 +135,7 @@ plots.roc_grid(loss_and_likelihood.at_paper_steps_by_family(loss, runs));
 # too small to resolve that FPR.
 
 # %%
-loss_and_likelihood.best_step_table(loss)
+chapter.best_step_table()
 
 # %% [markdown]
 # (blind)=
@@ -156,32 +152,16 @@ loss_and_likelihood.best_step_table(loss)
 # whole AUC interval must lie inside 0.5 +/- {glue:text}`chance_delta:.1f`.
 
 # %%
-blind_study = blind.blind_study_of_run(runs[lead])
-blind_study.table()
+chapter.blind_table()
 
 # %%
-plots.roc_loglog({**loss_and_likelihood.chosen_results(loss), **blind_study.results()},
-                 title="Loss attack (chosen step) and the blind baselines");
+chapter.chosen_roc_figure();
 
 # %%
-iid = loss_and_likelihood.iid_verdict(blind_study)
-claims.table([iid])
+chapter.claims_table()
 
 # %% tags=["remove-cell"]
-report.glue("lead_family", lead)
-report.glue("chance_delta", claims.DELTA)
-report.glue_many(claims.glue_values([iid]))
-report.glue_many(blind_study.glue_values())
-report.glue("best_step", loss[lead].summary()["best_step_val"])
-report.glue("best_step_label", loss[lead].label(loss[lead].summary()["best_step_val"]))
-report.glue_estimate("best_auc", loss[lead].chosen())
-report.glue_estimate("best_tpr_1pct", loss[lead].chosen(0.01))
-report.glue("optimistic_auc", loss[lead].summary()["result_test_chosen"].auc)
-report.glue("n_test_nonmembers", loss[lead].summary()["result_val_chosen"].n_nonmembers)
-report.glue("auc_first_step", loss[lead].test[0].auc)
-report.glue("auc_last_step", loss[lead].test[-1].auc)
-report.glue("evaluations_per_image", len(loss[lead].steps) * settings.attack.n_noise)
-report.glue("seconds", clock.elapsed())
+report.glue_chapter(chapter, clock)
 
 # %% [markdown]
 # For the {glue:text}`lead_family` target, at the step chosen on validation data, {glue:text}`best_step_label:s`, the
@@ -203,4 +183,4 @@ report.glue("seconds", clock.elapsed())
 # beside its run as CSV (see [how to reproduce](../book/reproduce.md)).
 
 # %% tags=["hide-output"]
-loss_and_likelihood.headline_tables(loss, runs)
+chapter.headline_tables()

@@ -95,16 +95,12 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit.attacks import blind
-from miakit.evidence import claims, speed
-from miakit.book import plots, report
+from miakit.book import report
 from miakit.chapters import loss_and_likelihood
 
 settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-runs = miakit.training.train.ensure_all(settings)
-lik = loss_and_likelihood.likelihood_studies(runs)
-lead = loss_and_likelihood.lead_family(lik)
+chapter = loss_and_likelihood.run_likelihood_chapter(settings)
 
 # %% [markdown]
 # ## ROC curves
@@ -112,7 +108,7 @@ lead = loss_and_likelihood.lead_family(lik)
 # Log-log ROC curves of the likelihood attack on the test split, one curve per target.
 
 # %%
-plots.roc_loglog(loss_and_likelihood.likelihood_results(lik), title="Likelihood attack (members positive)");
+chapter.roc_figure();
 
 # %% [markdown]
 # ## Metrics in both conventions, likelihoods and cost
@@ -125,7 +121,7 @@ plots.roc_loglog(loss_and_likelihood.likelihood_results(lik), title="Likelihood 
 # vector-Jacobian product, and wall-clock seconds on this machine).
 
 # %%
-loss_and_likelihood.likelihood_table(lik)
+chapter.table()
 
 # %% [markdown]
 # ## Bits per dimension of members and nonmembers
@@ -138,7 +134,7 @@ loss_and_likelihood.likelihood_table(lik)
 # per image on this machine.
 
 # %%
-plots.bpd_histograms(lik);
+chapter.bpd_figure();
 
 # %% [markdown]
 # (c1)=
@@ -154,12 +150,10 @@ plots.bpd_histograms(lik);
 # decide it, where more images could).
 
 # %%
-loss = loss_and_likelihood.loss_attack_studies(runs)
-loss_and_likelihood.attack_table(loss, lik, blind.blind_study_of_run(runs[lead]))
+chapter.attack_table()
 
 # %%
-c1 = loss_and_likelihood.c1_verdicts(loss, lik)
-claims.table(c1)
+chapter.claims_table()
 
 # %% [markdown]
 # ## How fast is the batched likelihood? (target P2)
@@ -175,9 +169,7 @@ claims.table(c1)
 # mean |d bits/dim| of at most 0.01.
 
 # %%
-timing = speed.likelihood_speed_of_run(runs[loss_and_likelihood.lead_family(lik)], settings.speed.speed_images,
-                                       settings.speed.speed_batch, seed=settings.attack.attack_seed)
-timing.table()
+chapter.timing_table()
 
 # %% [markdown]
 # At this profile's tolerance miakit ran {glue:text}`p2_ratio:.1f` times as many images per second
@@ -189,15 +181,4 @@ timing.table()
 # images and solver settings.
 
 # %% tags=["remove-cell"]
-report.glue("lead_family", lead)
-report.glue("chance_delta", claims.DELTA)
-report.glue("n_families", len(lik))
-report.glue("n_lower_bpd", loss_and_likelihood.members_lower_bpd(lik))
-report.glue_many(claims.glue_values(c1))
-report.glue_estimate("lead_auc", lik[lead].estimate)
-report.glue("lead_test_members", len(lik[lead].logp_members))
-report.glue("lead_test_nonmembers", len(lik[lead].logp_nonmembers))
-report.glue_many(timing.headline(), prefix="p2_")
-report.glue("lead_seconds_per_image", lik[lead].seconds_per_image)
-report.glue("lead_nfe", lik[lead].nfe_per_image)
-report.glue("seconds", clock.elapsed())
+report.glue_chapter(chapter, clock)

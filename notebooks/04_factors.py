@@ -73,15 +73,12 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit.evidence import claims
-from miakit.chapters import factors, loss_and_likelihood
-from miakit.book import plots, report
+from miakit.chapters import factors
+from miakit.book import report
 
 settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-runs = miakit.training.train.ensure_all(settings)
-loss = loss_and_likelihood.loss_attack_studies(runs)
-lead = loss_and_likelihood.lead_family(runs)
+chapter = factors.run(settings)
 
 # %% [markdown]
 # (c2)=
@@ -108,12 +105,10 @@ lead = loss_and_likelihood.lead_family(runs)
 # {glue:text}`end_power_test_part:.2f`.
 
 # %%
-plots.metrics_vs_step_by_family(loss, runs);
+chapter.metrics_figure();
 
 # %%
-step = factors.step_study(loss)
-clock.lap("step")
-step.table()
+chapter.step_table()
 
 # %% [markdown]
 # (c3)=
@@ -130,12 +125,10 @@ step.table()
 # 95% intervals over images and seeds.
 
 # %%
-size = factors.size_study(settings.for_family(lead))
-clock.lap("size")
-plots.size_study(size.frame());
+chapter.size_figure();
 
 # %%
-size.table()
+chapter.size_table()
 
 # %% [markdown]
 # (c4)=
@@ -151,13 +144,10 @@ size.table()
 # objective): the gap between them is the generalisation gap the attack exploits.
 
 # %%
-length = factors.length_study(settings.for_family(lead))
-clock.lap("length")
-plots.auc_against_factor(length.frame(), "training iterations", "Attack AUC along training (mean over seeds)",
-                         loss_columns=["loss members", "loss nonmembers"]);
+chapter.length_figure();
 
 # %%
-length.table()
+chapter.length_table()
 
 # %% [markdown]
 # ## 4. Noise draws and step aggregation (ours)
@@ -169,12 +159,10 @@ length.table()
 # settings.
 
 # %%
-noise = factors.noise_study(runs[lead], loss[lead])
-clock.lap("noise")
-plots.auc_against_cost(noise.frame(), "queries per image", "Loss attack: AUC against queries per image");
+chapter.noise_figure();
 
 # %%
-noise.table()
+chapter.noise_table()
 
 # %% [markdown]
 # ## 5. Likelihood attack settings (ours)
@@ -185,12 +173,10 @@ noise.table()
 # both parts of the split (the attack tunes nothing on them).
 
 # %%
-lik = factors.likelihood_settings_study(runs[lead])
-clock.lap("likelihood")
-plots.auc_against_cost(lik.frame(), "seconds per image", "Likelihood attack: AUC against cost", tpr="TPR@10%FPR");
+chapter.likelihood_figure();
 
 # %%
-lik.table()
+chapter.likelihood_table()
 
 # %% [markdown]
 # ## The claims
@@ -198,32 +184,10 @@ lik.table()
 # Each claim of the paper studied here, with the verdict computed from the runs above.
 
 # %%
-verdicts = [*step.verdicts(), *size.verdicts(), length.verdict()]
-claims.table(verdicts)
+chapter.claims_table()
 
 # %% tags=["remove-cell"]
-report.glue("lead_family", lead)
-report.glue("chance_delta", claims.DELTA)
-report.glue("narrow_margin", min(claims.MARGINS))
-end_members, end_nonmembers = step.whole_split_size()
-report.glue("end_members", end_members)
-report.glue("end_nonmembers", end_nonmembers)
-report.glue("n_families", len(loss))
-report.glue("end_power", claims.chance_power(end_members, end_nonmembers))
-report.glue("end_power_all", claims.chance_power(end_members, end_nonmembers) ** len(loss))
-report.glue("end_power_narrow", claims.chance_power(end_members, end_nonmembers, min(claims.MARGINS)))
-test_part = loss[lead].test_scores(0)
-report.glue("end_power_test_part", claims.chance_power(len(test_part[0]), len(test_part[1])))
-report.glue("c2_ends", step.ends_summary())
-report.glue("n_seeds", settings.comparison.n_seeds)
-report.glue("iterations", settings.target.iterations)
-report.glue("n_members", settings.data.n_members)
-report.glue("ema_horizon", length.horizon)
-report.glue("factor_attack_steps", settings.factors.factor_attack_steps)
-report.glue("factor_lik_max_images", settings.factors.factor_lik_max_images)
-report.glue_many(claims.glue_values(verdicts))
-report.glue_many(clock.laps, prefix="seconds_")
-report.glue("seconds", clock.elapsed())
+report.glue_chapter(chapter, clock)
 
 # %% [markdown]
 # In this build: C2 {glue:text}`verdict_C2:s` (the ends at chance: {glue:text}`c2_ends:s`),

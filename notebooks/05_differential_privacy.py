@@ -109,14 +109,12 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit.evidence import claims
-from miakit.book import plots, report
+from miakit.book import report
 from miakit.chapters import differential_privacy
 
 settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-study = differential_privacy.tradeoff_study(settings)
-lead = study.families()[0]
+chapter = differential_privacy.run(settings)
 
 # %% [markdown]
 # (c5)=
@@ -129,16 +127,16 @@ lead = study.families()[0]
 # distance between two halves of the real nonmembers, the floor a perfect generator would reach.
 
 # %%
-plots.privacy_tradeoff(study.frame(), study.fd_floor);
+chapter.tradeoff_figure();
 
 # %%
-study.table()
+chapter.table()
 
 # %%
-study.utility_table()
+chapter.utility_table()
 
 # %%
-report.show_notes(study.notes)
+chapter.show_notes()
 
 # %% [markdown]
 # ## Samples
@@ -147,7 +145,7 @@ report.show_notes(study.notes)
 # steps).
 
 # %%
-plots.image_grids(study.sample_grids());
+chapter.samples_figure();
 
 # %% [markdown]
 # In this build the non-private arm's samples sit at a feature Frechet distance of
@@ -176,8 +174,7 @@ plots.image_grids(study.sample_grids());
 # it, where more images can.
 
 # %%
-verdicts = study.verdicts()
-claims.table(verdicts)
+chapter.claims_table()
 
 # %% [markdown]
 # ## What a DP-SGD step costs (target P3)
@@ -193,8 +190,7 @@ claims.table(verdicts)
 # at most 1.5 times an ordinary step.
 
 # %%
-dp_speed = differential_privacy.dp_step_timing(settings)
-dp_speed.table()
+chapter.speed_table()
 
 # %% [markdown]
 # In this build a DP-SGD step cost {glue:text}`p3_ratio:.2f` times an ordinary one
@@ -205,23 +201,7 @@ dp_speed.table()
 # result on large layers.
 
 # %% tags=["remove-cell"]
-report.glue_many(dp_speed.headline(), prefix="p3_")
-report.glue("lead_family", lead)
-report.glue("dp_delta", settings.target.dp_delta)
-report.glue("chance_delta", claims.DELTA)
-report.glue("narrow_margin", min(claims.MARGINS))
-report.glue("multiplicity", settings.target.dp_multiplicity)
-report.glue("clip", settings.target.dp_max_grad_norm)
-report.glue("n_seeds", settings.comparison.n_seeds)
-report.glue("dp_n_members", settings.privacy_study.dp_n_members)
-report.glue("dp_batch_size", settings.privacy_study.dp_batch_size)
-report.glue("dp_iterations", settings.privacy_study.dp_iterations)
-report.glue("utility_steps", settings.privacy_study.utility_steps)
-report.glue("classifier_accuracy", study.classifier_accuracy)
-report.glue("fd_floor", study.fd_floor)
-report.glue_many(study.glue_values(lead))
-report.glue_many(claims.glue_values(verdicts))
-report.glue("seconds", clock.elapsed())
+report.glue_chapter(chapter, clock)
 
 # %% [markdown]
 # The feature classifier recognises {glue:text}`classifier_accuracy:.3f` of the test nonmembers'

@@ -86,12 +86,12 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit.chapters import benchmark, later_attacks
-from miakit.book import plots, report
+from miakit.chapters import later_attacks
+from miakit.book import report
 
 settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
-bench = benchmark.study(settings)
+chapter = later_attacks.run(settings)
 
 # %% [markdown]
 # (benchmark)=
@@ -108,7 +108,7 @@ bench = benchmark.study(settings)
 # check says where each target landed, and a target outside the band is named, not hidden.
 
 # %%
-bench.regime_check()
+chapter.regime_check()
 
 # %% [markdown]
 # Targets in the band: {glue:text}`bench_in_band:s`. Outside it (validation AUC of the strongest
@@ -121,7 +121,7 @@ bench.regime_check()
 # the blind baselines (which never query a model) are the floor.
 
 # %%
-bench.table()
+chapter.bench_table()
 
 # %% [markdown]
 # On the {glue:text}`bench_lead_family:s` benchmark target the strongest attack on validation was
@@ -134,21 +134,21 @@ bench.table()
 # setting:
 
 # %%
-bench.roc_figure();
+chapter.bench_roc_figure();
 
 # %% [markdown]
 # Validation AUC at every setting of each attack's grid on the benchmark targets (the test part
 # is scored at the chosen setting only, so there is no test curve):
 
 # %%
-bench.curve_figure();
+chapter.bench_curve_figure();
 
 # %% [markdown]
 # What each attack costs: seconds per scored image on this machine (its validation grid and its
 # chosen setting on the test part together; the model queries per image are in the table above).
 
 # %%
-bench.cost_table()
+chapter.bench_cost_table()
 
 # %% [markdown]
 # How the regime's length was chosen, on validation data only. The families memorise at
@@ -164,7 +164,7 @@ bench.cost_table()
 # (`bench_n_members` is a parameter of this notebook).
 
 # %%
-bench.recipe_table()
+chapter.bench_recipe_table()
 
 # %% [markdown]
 # (every-attack)=
@@ -174,11 +174,6 @@ bench.recipe_table()
 # memorise by design, so most attacks read an AUC near 1 here and the table cannot rank them;
 # it shows that every attack finds the signal where it is strong.
 #
-# %%
-runs = miakit.training.train.ensure_all(settings)
-later = later_attacks.later_attacks(runs)
-
-# %% [markdown]
 # Test-part AUC and TPR at 1% and 0.1% FPR with 95% bootstrap intervals, at the setting chosen
 # on the validation part; the optimistic best-on-test AUC; the model evaluations each attack
 # spends per image at its chosen setting (the likelihood attack's are adaptive, its mean is
@@ -186,7 +181,7 @@ later = later_attacks.later_attacks(runs)
 # gives the reference models' training time, and names any attack not run and why).
 
 # %%
-later.table()
+chapter.table()
 
 # %% [markdown]
 # ## ROC curves
@@ -195,7 +190,7 @@ later.table()
 # family.
 
 # %%
-plots.roc_grid(later.roc_results());
+chapter.roc_figure();
 
 # %% [markdown]
 # ## Hyperparameter curves
@@ -204,7 +199,7 @@ plots.roc_grid(later.roc_results());
 # setting picked on the evaluation data would overstate the attack.
 
 # %%
-plots.hyperparameter_curves(later.curves());
+chapter.curves_figure();
 
 # %% [markdown]
 # On the {glue:text}`lead_family:s` target the strongest attack chosen on validation data was
@@ -239,9 +234,7 @@ plots.hyperparameter_curves(later.curves());
 # memory.
 
 # %%
-later_attacks.protocol_table(later)
+chapter.protocol_table()
 
 # %% tags=["remove-cell"]
-report.glue_many(bench.glue_values())
-report.glue_many(later.glue_values())
-report.glue("seconds", clock.elapsed())
+report.glue_chapter(chapter, clock)

@@ -49,25 +49,16 @@ runs_dir = None
 
 # %%
 import miakit
-from miakit.evidence import claims
-from miakit.book import manifest, report
+from miakit.book import report
 from miakit.chapters import overview
 
 settings = miakit.core.config.from_namespace(globals())
 clock = report.Stopwatch()
 results = overview.overview(settings)
-table = claims.table(results.verdicts)
-table
+results.claims_table()
 
 # %% tags=["remove-cell"]
-report.glue("claims_table", claims.table(results.verdicts, brief=True), display=False)
-report.glue("rules", claims.rules_text())
-report.glue("chance_delta", claims.DELTA)
-report.glue("narrow_margin", min(claims.MARGINS))
-report.glue("profile_note", overview.profile_note(settings))
-report.glue_many(overview.counts(results.verdicts), prefix="n_")
-report.glue("manifest", manifest.table(settings), display=False)
-report.glue("seconds", clock.elapsed())
+report.glue_chapter(results, clock)
 
 # %% [markdown]
 # In this build ({glue:text}`profile_note:s`), {glue:text}`n_reproduced:d` verdicts came out

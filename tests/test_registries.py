@@ -195,9 +195,9 @@ def test_a_toy_attack_and_family_reach_every_chapter(toys, tmp_path):
     # the toy family alone (every registered family is the default: test_toys_are_picked_up_as_defaults)
     settings = config.resolve("smoke", runs_dir=str(tmp_path), families="toyddpm", dp_families="toyddpm")
     result = overview.overview(settings, progress_bar=False)
-    claims_named = {v.claim for v in result.verdicts}
+    claims_named = {v.claim for v in result.verdicts()}
     assert "L1 Toy (toyddpm)" in claims_named
-    c5 = [v for v in result.verdicts if v.claim.startswith("C5") and "toyddpm" in v.claim]
+    c5 = [v for v in result.verdicts() if v.claim.startswith("C5") and "toyddpm" in v.claim]
     assert c5 and any("Toy" in c.quantity for v in c5 for c in v.checks)
     assert ("toyddpm", "toy") in result.attacks.outcomes and ("toyddpm", "loss") in result.attacks.outcomes
     assert "Toy" in set(result.attacks.table().reset_index().to_string().split())

@@ -28,7 +28,18 @@ def glue_many(values: dict, prefix: str = "") -> None:
 
 def glue_estimate(name: str, estimate) -> None:
     """Glue an estimate as ``name``, ``name_low`` and ``name_high`` (its 95% interval)."""
-    glue_many({name: estimate.value, f"{name}_low": estimate.low, f"{name}_high": estimate.high})
+    glue_many(estimate.named(name))
+
+
+def glue_chapter(result, clock: "Stopwatch | None" = None) -> None:
+    """A notebook's one glue call: its chapter result's values (``glue_values``), the outcome of
+    each of its verdicts (``verdict_<claim>``) and, with ``clock``, the notebook's seconds."""
+    from miakit.evidence import claims
+
+    glue_many(result.glue_values())
+    glue_many(claims.glue_values(result.verdicts()))
+    if clock is not None:
+        glue("seconds", clock.elapsed())
 
 
 def show_notes(notes: list[str], none: str = "Every measurement of this chapter was made.") -> None:
@@ -40,18 +51,10 @@ class Stopwatch:
     """Wall-clock seconds since creation (a notebook's run time, glued for the book)."""
 
     def __init__(self) -> None:
-        self.began = self._last = time.perf_counter()
-        self.laps: dict[str, float] = {}
+        self.began = time.perf_counter()
 
     def elapsed(self) -> float:
         return round(time.perf_counter() - self.began, 1)
-
-    def lap(self, name: str) -> float:
-        """Seconds since the previous lap (or the start), recorded under ``name``."""
-        now = time.perf_counter()
-        self.laps[name] = round(now - self._last, 1)
-        self._last = now
-        return self.laps[name]
 
 
 def read_glued(notebook: str | Path) -> dict[str, str]:

@@ -7,7 +7,11 @@ its number and notebook, ``trainings(settings)`` (every target it trains that no
 trained), ``images_needed(settings)`` (every draw it makes from a dataset), ``verdicts(settings,
 progress_bar)`` (the claims it decides, recomputed from the run store, for the claims page) and
 the notebooks whose cached scores it reads (``after``: the book runs it after them).
-``miakit.chapters.CHAPTERS`` lists them in book order.
+``miakit.chapters.book_chapters()`` lists them in book order.
+
+A chapter's notebook makes one call, ``run(settings)``, which returns a ``ChapterResult``: the
+displays are its methods, and one call glues what the prose quotes (``report.glue_chapter``:
+``glue_values()`` and the outcomes of ``verdicts()``), so no cell digs into results.
 """
 from __future__ import annotations
 
@@ -71,3 +75,20 @@ class Chapter:
     images_needed: Callable[[Settings], list[Need]] = _none
     verdicts: Callable[..., list] | None = None  # (settings, progress_bar) -> list[claims.Verdict]
     after: tuple[str, ...] = ()  # notebooks whose cached scores it reads
+
+
+class ChapterResult:
+    """What a chapter's ``run(settings)`` returns: its displays are methods; ``verdicts`` are the
+    claims it decides and ``glue_values`` what its prose quotes (``report.glue_chapter``)."""
+
+    def verdicts(self) -> list:
+        return []
+
+    def claims_table(self):
+        """The chapter's verdicts as the claims table shows them."""
+        from miakit.evidence import claims
+
+        return claims.table(self.verdicts())
+
+    def glue_values(self) -> dict:
+        return {}

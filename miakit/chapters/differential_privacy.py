@@ -31,7 +31,7 @@ import torch
 
 from miakit import attacks
 from miakit.chapters import later_attacks, loss_and_likelihood
-from miakit.chapters.contract import Chapter, Need, Training
+from miakit.chapters.contract import Chapter, ChapterResult, Need, Training
 from miakit.evidence import claims, metrics, sample_quality
 from miakit.training import train
 from miakit.core.config import Settings
@@ -336,6 +336,59 @@ def dp_step_timing(settings: Settings, progress_bar: bool = True):
     target = target_settings(settings, settings.privacy_study.families()[0], arm_specs(settings)[-1], 0)
     images = data.load(settings.data.dataset, settings.data.resolution).images
     return speed.dp_step_speed(target, images[: target.data.n_members], settings.speed.dp_speed_rounds, progress_bar)
+
+
+@dataclass
+class DifferentialPrivacy(ChapterResult):
+    """Chapter 05: the matched privacy arms (``TradeoffStudy``) and the DP-SGD step's speed (P3)."""
+
+    settings: Settings
+    study: TradeoffStudy
+    dp_speed: object  # speed.DPStepSpeed
+
+    def tradeoff_figure(self):
+        from miakit.book import plots
+
+        return plots.privacy_tradeoff(self.study.frame(), self.study.fd_floor)
+
+    def table(self):
+        return self.study.table()
+
+    def utility_table(self):
+        return self.study.utility_table()
+
+    def show_notes(self) -> None:
+        """What the chapter could not measure, and why."""
+        from miakit.book import report
+
+        report.show_notes(self.study.notes)
+
+    def samples_figure(self):
+        from miakit.book import plots
+
+        return plots.image_grids(self.study.sample_grids())
+
+    def speed_table(self):
+        return self.dp_speed.table()
+
+    def verdicts(self) -> list[claims.Verdict]:
+        return self.study.verdicts()
+
+    def glue_values(self) -> dict:
+        s, p = self.settings, self.settings.privacy_study
+        lead = self.study.families()[0]
+        return {**{f"p3_{k}": v for k, v in self.dp_speed.headline().items()}, "lead_family": lead,
+                "dp_delta": s.target.dp_delta, "chance_delta": claims.DELTA, "narrow_margin": min(claims.MARGINS),
+                "multiplicity": s.target.dp_multiplicity, "clip": s.target.dp_max_grad_norm,
+                "n_seeds": s.comparison.n_seeds, "dp_n_members": p.dp_n_members, "dp_batch_size": p.dp_batch_size,
+                "dp_iterations": p.dp_iterations, "utility_steps": p.utility_steps,
+                "classifier_accuracy": self.study.classifier_accuracy, "fd_floor": self.study.fd_floor,
+                **self.study.glue_values(lead)}
+
+
+def run(settings: Settings, progress_bar: bool = True) -> DifferentialPrivacy:
+    """Chapter 05: every arm trained (or loaded), attacked and sampled; then P3's timing."""
+    return DifferentialPrivacy(settings, tradeoff_study(settings, progress_bar), dp_step_timing(settings, progress_bar))
 
 
 def trainings(settings: Settings) -> list[Training]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from miakit import attacks
 from miakit.evidence import claims, metrics
 from miakit.chapters import loss_and_likelihood
-from miakit.chapters.contract import Chapter, Need, Training
+from miakit.chapters.contract import Chapter, ChapterResult, Need, Training
 from miakit.training import train
 from miakit.core.config import Settings
 
@@ -502,6 +503,105 @@ def images_needed(settings: Settings) -> list[Need]:
     d = settings.data
     return [Need("04", f"chapter 04's size study: size_n_members entry {n} + n_nonmembers={d.n_nonmembers}",
                  n + d.n_nonmembers) for n in settings.factors.sizes()]
+
+
+@dataclass
+class Factors(ChapterResult):
+    """Chapter 04: what makes the leakage larger, on the lead family (every study and the seconds
+    each took)."""
+
+    settings: Settings
+    runs: dict[str, train.Run]
+    loss: dict[str, loss_and_likelihood.LossAttackStudy]
+    lead: str
+    step: StepStudy
+    size: SizeStudy
+    length: LengthStudy
+    noise: NoiseStudy
+    lik: LikelihoodSettingsStudy
+    seconds: dict[str, float]  # study -> wall-clock seconds
+
+    def metrics_figure(self):
+        from miakit.book import plots
+
+        return plots.metrics_vs_step_by_family(self.loss, self.runs)
+
+    def step_table(self):
+        return self.step.table()
+
+    def size_table(self):
+        return self.size.table()
+
+    def length_table(self):
+        return self.length.table()
+
+    def noise_table(self):
+        return self.noise.table()
+
+    def likelihood_table(self):
+        return self.lik.table()
+
+    def size_figure(self):
+        from miakit.book import plots
+
+        return plots.size_study(self.size.frame())
+
+    def length_figure(self):
+        from miakit.book import plots
+
+        return plots.auc_against_factor(self.length.frame(), "training iterations",
+                                        "Attack AUC along training (mean over seeds)",
+                                        loss_columns=["loss members", "loss nonmembers"])
+
+    def noise_figure(self):
+        from miakit.book import plots
+
+        return plots.auc_against_cost(self.noise.frame(), "queries per image", "Loss attack: AUC against queries per image")
+
+    def likelihood_figure(self):
+        from miakit.book import plots
+
+        return plots.auc_against_cost(self.lik.frame(), "seconds per image", "Likelihood attack: AUC against cost",
+                                      tpr="TPR@10%FPR")
+
+    def verdicts(self) -> list[claims.Verdict]:
+        return [*self.step.verdicts(), *self.size.verdicts(), self.length.verdict()]
+
+    def glue_values(self) -> dict:
+        s = self.settings
+        end_members, end_nonmembers = self.step.whole_split_size()
+        test_part = self.loss[self.lead].test_scores(0)
+        power = claims.chance_power(end_members, end_nonmembers)
+        return {"lead_family": self.lead, "chance_delta": claims.DELTA, "narrow_margin": min(claims.MARGINS),
+                "end_members": end_members, "end_nonmembers": end_nonmembers, "n_families": len(self.loss),
+                "end_power": power, "end_power_all": power ** len(self.loss),
+                "end_power_narrow": claims.chance_power(end_members, end_nonmembers, min(claims.MARGINS)),
+                "end_power_test_part": claims.chance_power(len(test_part[0]), len(test_part[1])),
+                "c2_ends": self.step.ends_summary(), "n_seeds": s.comparison.n_seeds,
+                "iterations": s.target.iterations, "n_members": s.data.n_members, "ema_horizon": self.length.horizon,
+                "factor_attack_steps": s.factors.factor_attack_steps,
+                "factor_lik_max_images": s.factors.factor_lik_max_images,
+                **{f"seconds_{name}": value for name, value in self.seconds.items()}}
+
+
+def run(settings: Settings, progress_bar: bool = True) -> Factors:
+    """Chapter 04: the step study on every family's loss attack (cached scores), then on the lead
+    family the size, length, noise-draw and likelihood-settings studies, each timed (the step
+    study's seconds include loading the targets and their cached scores)."""
+    began = time.perf_counter()  # the step study's seconds include loading the targets and their scores
+    runs = train.ensure_all(settings, progress_bar)
+    loss = loss_and_likelihood.loss_attack_studies(runs, progress_bar=progress_bar)
+    lead = loss_and_likelihood.lead_family(runs)
+    seconds, studies = {}, {}
+    lead_settings = settings.for_family(lead)
+    for name, make in (("step", lambda: step_study(loss)), ("size", lambda: size_study(lead_settings, progress_bar)),
+                       ("length", lambda: length_study(lead_settings, progress_bar)),
+                       ("noise", lambda: noise_study(runs[lead], loss[lead], progress_bar)),
+                       ("likelihood", lambda: likelihood_settings_study(runs[lead], progress_bar))):
+        studies[name] = make()
+        seconds[name], began = round(time.perf_counter() - began, 1), time.perf_counter()
+    return Factors(settings, runs, loss, lead, studies["step"], studies["size"], studies["length"], studies["noise"],
+                   studies["likelihood"], seconds)
 
 
 def verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdict]:

@@ -18,7 +18,7 @@ from miakit import attacks
 from miakit.attacks import blind, scoring
 from miakit.evidence import claims, metrics
 from miakit.chapters import benchmark, loss_and_likelihood
-from miakit.chapters.contract import Chapter, Need, Training
+from miakit.chapters.contract import Chapter, ChapterResult, Need, Training
 from miakit.training import train
 from miakit.training.train import Run
 from miakit.core.config import Settings
@@ -312,15 +312,73 @@ def images_needed(settings: Settings) -> list[Need]:
     return out
 
 
+@dataclass
+class LaterAttacksChapter(ChapterResult):
+    """Chapter 06: the benchmark regime (``benchmark.study``: targets where attacks separate) and
+    every attack on the book's own targets."""
+
+    settings: Settings
+    bench: "benchmark.Benchmark | benchmark.Off"
+    later: LaterAttacks
+
+    def regime_check(self):
+        return self.bench.regime_check()
+
+    def bench_table(self):
+        return self.bench.table()
+
+    def bench_roc_figure(self):
+        return self.bench.roc_figure()
+
+    def bench_curve_figure(self):
+        return self.bench.curve_figure()
+
+    def bench_cost_table(self):
+        return self.bench.cost_table()
+
+    def bench_recipe_table(self):
+        return self.bench.recipe_table()
+
+    def table(self):
+        return self.later.table()
+
+    def roc_figure(self):
+        from miakit.book import plots
+
+        return plots.roc_grid(self.later.roc_results())
+
+    def curves_figure(self):
+        from miakit.book import plots
+
+        return plots.hyperparameter_curves(self.later.curves())
+
+    def protocol_table(self):
+        return protocol_table(self.later)
+
+    def verdicts(self) -> list[claims.Verdict]:
+        """(ours) L1 on every family for every later attack: on the benchmark targets for the
+        attacks the regime runs and on the book's own targets for the others (on the own targets
+        for all when ``bench_n_members`` = 0)."""
+        if not benchmark.enabled(self.settings):
+            return self.later.verdicts()
+        return self.bench.verdicts() + self.later.verdicts(skip=set(benchmark.attack_names()))
+
+    def glue_values(self) -> dict:
+        return {**self.bench.glue_values(), **self.later.glue_values()}
+
+
+def run(settings: Settings, progress_bar: bool = True, with_likelihood: bool = True) -> LaterAttacksChapter:
+    """Chapter 06: the benchmark regime, then every registered ``later_attacks`` default on the
+    book's own targets (the likelihood attack read from chapter 03's cache)."""
+    bench = benchmark.study(settings, progress_bar)
+    later = later_attacks(train.ensure_all(settings, progress_bar), progress_bar=progress_bar,
+                          with_likelihood=with_likelihood)
+    return LaterAttacksChapter(settings, bench, later)
+
+
 def verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdict]:
-    """Chapter 06's claims, from the run store: (ours) L1 on every family for every later attack,
-    on the benchmark targets for the attacks the regime runs and on the book's own targets for the
-    others (on the own targets for all when ``bench_n_members`` = 0)."""
-    later = later_attacks(train.ensure_all(settings, progress_bar), progress_bar=progress_bar, with_likelihood=False)
-    if not benchmark.enabled(settings):
-        return later.verdicts()
-    return benchmark.benchmark(settings, progress_bar=progress_bar).verdicts() + \
-        later.verdicts(skip=set(benchmark.attack_names()))
+    """Chapter 06's claims, from the run store (``LaterAttacksChapter.verdicts``)."""
+    return run(settings, progress_bar, with_likelihood=False).verdicts()
 
 
 CHAPTER = Chapter("06", "06_later_attacks", trainings, images_needed, verdicts,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from miakit import attacks
-from miakit.evidence import claims, export, metrics
+from miakit.evidence import claims, export, metrics, speed
 from miakit.attacks import blind, scoring
-from miakit.chapters.contract import Chapter
-from miakit.core.data import PARTS
+from miakit.chapters.contract import Chapter, ChapterResult
+from miakit.core.data import PARTS  # noqa: F401  (the split's parts, as the tests read them here)
 from miakit.diffusion import Family
 from miakit.diffusion.likelihood import likelihood
 from miakit.training import train
@@ -377,14 +377,131 @@ def iid_verdict(study: blind.BlindStudy, figure: str = "notebooks/02_loss_attack
                                 for name, e in study.estimates().items()), figure)
 
 
+@dataclass
+class LossChapter(ChapterResult):
+    """Chapter 02: the loss attack on every family's target, and the blind baselines beside it."""
+
+    settings: object
+    runs: dict[str, Run]
+    loss: dict[str, LossAttackStudy]
+    lead: str
+    blind: blind.BlindStudy
+
+    def metrics_figure(self):
+        from miakit.book import plots
+
+        return plots.metrics_vs_step_by_family(self.loss, self.runs)
+
+    def paper_steps_figure(self):
+        """ROC curves at the paper's steps, one panel per family."""
+        from miakit.book import plots
+
+        return plots.roc_grid(at_paper_steps_by_family(self.loss, self.runs))
+
+    def best_step_table(self):
+        return best_step_table(self.loss)
+
+    def blind_table(self):
+        return self.blind.table()
+
+    def chosen_roc_figure(self):
+        """Log-log ROC of the loss attack at its chosen step beside the blind baselines."""
+        from miakit.book import plots
+
+        return plots.roc_loglog({**chosen_results(self.loss), **self.blind.results()},
+                                title="Loss attack (chosen step) and the blind baselines")
+
+    def headline_tables(self):
+        return headline_tables(self.loss, self.runs)
+
+    def verdicts(self) -> list[claims.Verdict]:
+        return [iid_verdict(self.blind)]
+
+    def glue_values(self) -> dict:
+        st = self.loss[self.lead]
+        summary = st.summary()
+        return {"lead_family": self.lead, "chance_delta": claims.DELTA, **self.blind.glue_values(),
+                "best_step": summary["best_step_val"], "best_step_label": st.label(summary["best_step_val"]),
+                **st.chosen().named("best_auc"), **st.chosen(0.01).named("best_tpr_1pct"),
+                "optimistic_auc": summary["result_test_chosen"].auc,
+                "n_test_nonmembers": summary["result_val_chosen"].n_nonmembers,
+                "auc_first_step": st.test[0].auc, "auc_last_step": st.test[-1].auc,
+                "evaluations_per_image": len(st.steps) * self.settings.attack.n_noise}
+
+
+def run_loss_chapter(settings, progress_bar: bool = True) -> LossChapter:
+    """Chapter 02: every family's target (trained or loaded), its loss attack at every step of
+    the grid (cached scores) and the lead family's blind baselines."""
+    runs = train.ensure_all(settings, progress_bar)
+    loss = loss_attack_studies(runs, progress_bar=progress_bar)
+    lead = lead_family(loss)
+    return LossChapter(settings, runs, loss, lead, blind.blind_study_of_run(runs[lead]))
+
+
+@dataclass
+class LikelihoodChapter(ChapterResult):
+    """Chapter 03: the likelihood attack on every family's target, the loss attack beside it, and
+    the likelihood's speed against the paper-style loop (P2)."""
+
+    settings: object
+    runs: dict[str, Run]
+    lik: dict[str, LikelihoodStudy]
+    loss: dict[str, LossAttackStudy]
+    lead: str
+    blind: blind.BlindStudy
+    timing: speed.LikelihoodSpeed
+
+    def roc_figure(self):
+        from miakit.book import plots
+
+        return plots.roc_loglog(likelihood_results(self.lik), title="Likelihood attack (members positive)")
+
+    def table(self):
+        return likelihood_table(self.lik)
+
+    def bpd_figure(self):
+        from miakit.book import plots
+
+        return plots.bpd_histograms(self.lik)
+
+    def attack_table(self):
+        return attack_table(self.loss, self.lik, self.blind)
+
+    def timing_table(self):
+        return self.timing.table()
+
+    def verdicts(self) -> list[claims.Verdict]:
+        return c1_verdicts(self.loss, self.lik)
+
+    def glue_values(self) -> dict:
+        st = self.lik[self.lead]
+        return {"lead_family": self.lead, "chance_delta": claims.DELTA, "n_families": len(self.lik),
+                "n_lower_bpd": members_lower_bpd(self.lik), **st.estimate.named("lead_auc"),
+                "lead_test_members": len(st.logp_members), "lead_test_nonmembers": len(st.logp_nonmembers),
+                **{f"p2_{k}": v for k, v in self.timing.headline().items()},
+                "lead_seconds_per_image": st.seconds_per_image, "lead_nfe": st.nfe_per_image}
+
+
+def run_likelihood_chapter(settings, progress_bar: bool = True) -> LikelihoodChapter:
+    """Chapter 03: every family's likelihood study and loss study (cached), the lead family's
+    blind baselines, and the likelihood's speed on its target."""
+    runs = train.ensure_all(settings, progress_bar)
+    lik = likelihood_studies(runs, progress_bar)
+    lead = lead_family(lik)
+    s = settings.speed
+    timing = speed.likelihood_speed_of_run(runs[lead], s.speed_images, s.speed_batch, seed=settings.attack.attack_seed)
+    return LikelihoodChapter(settings, runs, lik, loss_attack_studies(runs, progress_bar=progress_bar), lead,
+                             blind.blind_study_of_run(runs[lead]), timing)
+
+
 def loss_chapter_verdicts(settings, progress_bar: bool = True) -> list[claims.Verdict]:
     """Chapter 02's claim, from the run store: the split check on the lead family's target."""
-    runs = train.ensure_all(settings, progress_bar)
-    return [iid_verdict(blind.blind_study_of_run(runs[lead_family(runs)]))]
+    return run_loss_chapter(settings, progress_bar).verdicts()
 
 
 def likelihood_chapter_verdicts(settings, progress_bar: bool = True) -> list[claims.Verdict]:
-    """Chapter 03's claims, from the run store: C1 on every family, both attacks."""
+    """Chapter 03's claims, from the run store: C1 on every family, both attacks (without the
+    speed measurement ``run_likelihood_chapter`` makes)."""
     runs = train.ensure_all(settings, progress_bar)
     return c1_verdicts(loss_attack_studies(runs, progress_bar=progress_bar), likelihood_studies(runs, progress_bar))
 

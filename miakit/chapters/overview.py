@@ -7,19 +7,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from miakit.chapters import later_attacks
+from miakit.chapters.contract import ChapterResult
 from miakit.evidence import claims
 from miakit.training import train
 from miakit.core.config import Settings
 
 
 @dataclass
-class Overview:
+class Overview(ChapterResult):
     """The book's results at a glance: every verdict, and every attack on every family at its
     validation-chosen setting (chapter 06's study, the paper's loss and likelihood attacks
     beside the later ones), for the overview figure."""
 
-    verdicts: list[claims.Verdict]
+    settings: Settings
+    decided: list[claims.Verdict]  # every chapter's verdicts, in book order
     attacks: later_attacks.LaterAttacks
+
+    def verdicts(self) -> list[claims.Verdict]:
+        return self.decided
+
+    def glue_values(self) -> dict:
+        """The brief claims table, the rules, the margins, what the profile can show, how many
+        verdicts came out each way (``n_<outcome>``) and the build's manifest."""
+        from miakit.book import manifest
+
+        return {"claims_table": claims.table(self.decided, brief=True), "rules": claims.rules_text(),
+                "chance_delta": claims.DELTA, "narrow_margin": min(claims.MARGINS),
+                "profile_note": profile_note(self.settings),
+                **{f"n_{k}": v for k, v in counts(self.decided).items()}, "manifest": manifest.table(self.settings)}
 
     def roc_figure(self):
         """Log-log ROC curves on the test part, one panel per family, every attack at its
@@ -37,7 +52,7 @@ def overview(settings: Settings, progress_bar: bool = True) -> Overview:
 
     out = [v for chapter in book_chapters() if chapter.verdicts for v in chapter.verdicts(settings, progress_bar)]
     later = later_attacks.later_attacks(train.ensure_all(settings, progress_bar), progress_bar=progress_bar)
-    return Overview(out, later)
+    return Overview(settings, out, later)
 
 
 def counts(verdicts: list[claims.Verdict]) -> dict[str, int]:

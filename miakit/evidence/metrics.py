@@ -218,6 +218,10 @@ class Estimate:
     def interval(self, digits: int = 3) -> str:
         return f"[{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
+    def named(self, name: str) -> dict[str, float]:
+        """``name``, ``name_low`` and ``name_high``: the value and its 95% interval, for the book's glue."""
+        return {name: self.value, f"{name}_low": self.low, f"{name}_high": self.high}
+
 
 AUC_COLUMN = "AUC [95%]"
 LOW_FPRS = (0.01, 0.001)  # the FPRs the results tables report TPR at (the paper's 1% and 0.1%)
