@@ -4,6 +4,7 @@ import torch
 
 from miakit import attacks, diffusion
 from miakit.chapters import loss_and_likelihood
+from miakit.core.data import PARTS
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_loss_attack_study_chooses_on_validation(smoke_run):
     study = loss_and_likelihood.loss_attack_study(smoke_run, progress_bar=False)
     n_steps = len(study.steps)
     assert {k: v.shape for k, v in study.scores.items()} == {
-        p: (len(getattr(smoke_run.split, p)), n_steps) for p in loss_and_likelihood.PARTS}
+        p: (len(getattr(smoke_run.split, p)), n_steps) for p in PARTS}
     summary = study.summary()
     val_aucs = [r.auc for r in study.val]
     assert summary["best_step_val"] == study.steps[int(np.argmax(val_aucs))]
@@ -79,4 +80,4 @@ def test_loss_attack_study_chooses_on_validation(smoke_run):
     assert "AUC" in table.columns and "paper TPR@10%FPR" in table.columns
     assert any(label.startswith("best on validation") for label in table.index)
     cached = loss_and_likelihood.loss_attack_study(smoke_run, progress_bar=False)  # loaded from the run folder
-    assert all(np.array_equal(cached.scores[p], study.scores[p]) for p in loss_and_likelihood.PARTS)
+    assert all(np.array_equal(cached.scores[p], study.scores[p]) for p in PARTS)

@@ -8,6 +8,7 @@ import torch
 from miakit import attacks, diffusion
 from miakit.diffusion import likelihood, unet
 from miakit.chapters import loss_and_likelihood
+from miakit.core.data import PARTS
 
 FAMILIES = ["ddpm", "smld", "vpsde", "vesde"]
 DATA_STD = 0.5  # Gaussian test data N(0, DATA_STD^2 I)
@@ -223,7 +224,7 @@ def test_roc_steps_sit_at_the_mirrored_noise_levels_for_smld():
     assert loss_and_likelihood.step_label(50, ddpm) == loss_and_likelihood.step_label(50) == "t = 50"
     # a study's rows at the paper's steps carry the paper's label, in the paper's order
     rng = np.random.default_rng(0)
-    scores = {p: rng.normal(size=(6, len(grid))) for p in loss_and_likelihood.PARTS}
+    scores = {p: rng.normal(size=(6, len(grid))) for p in PARTS}
     study = loss_and_likelihood.LossAttackStudy.from_scores(grid, scores, family=smld)
     labels = list(study.at_paper_steps())
     assert labels[0] == "t = 999 (paper's SMLD label 0)" and labels[-1] == "t = 0 (paper's SMLD label 999)"

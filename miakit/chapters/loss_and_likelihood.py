@@ -16,7 +16,6 @@ from miakit import attacks
 from miakit.evidence import claims, export, metrics, speed
 from miakit.attacks import blind, scoring
 from miakit.chapters.contract import Chapter, ChapterResult
-from miakit.core.data import PARTS  # noqa: F401  (the split's parts, as the tests read them here)
 from miakit.diffusion import Family
 from miakit.diffusion.likelihood import likelihood
 from miakit.training import train
