@@ -7,8 +7,9 @@ for members (a loss, an error, a norm) is negated by ``member_score_from_loss`` 
 Each attack is one module that registers one ``Attack``: a scorer ``(model, family, images,
 grid, context) -> [n_images, len(grid)]`` member scores, its hyperparameter grid for a profile,
 the model evaluations ("queries") it spends per image for each setting, the families it is
-defined for (with the reason where it is not), and what it needs besides the target (reference
-models) or how it is studied (over the whole split, or on subsets). ``score`` runs any registered attack and refuses
+defined for (with the reason where it is not), what it needs besides the target (reference
+models), whether it is scored on seeded subsets rather than whole split parts (``max_images``)
+and what it reports per image besides its score (``extras``). ``score`` runs any registered attack and refuses
 a result of the wrong shape or with NaN or inf, naming the attack and the images.
 """
 from __future__ import annotations
@@ -85,9 +86,14 @@ class Attack:
     # calibrates against reference models (Context.references; settings.attack.n_references of them,
     # trained by miakit.training.train.ensure_references without any scored image)
     needs_references: bool = False
-    # scored on seeded subsets of members and nonmembers by a study of its own (the likelihood attack:
-    # too costly for whole split parts, and with nothing to choose it needs no validation part)
-    whole_split: bool = True
+    # (settings) -> at most this many members and as many nonmembers, or None for whole split parts:
+    # an attack too costly for whole parts that chooses nothing (one setting, so no validation part)
+    # is scored on seeded random subsets of the members and the nonmembers, validation and test
+    # together (``Split.subset``; the likelihood attack). ``scoring.score_split`` does both.
+    max_images: Callable | None = None
+    # names of per-image quantities the scorer returns beside the scores (the likelihood attack's
+    # bits/dim and ODE evaluations): its scorer then returns (scores, {name: [n_images]})
+    extras: tuple[str, ...] = ()
     # one of the paper's own attacks (Hu & Pang 2023), not a later one: the L1 claims judge the later ones
     paper: bool = False
     # where the attack runs when nobody names the attacks (``PLACES``): chapter 06's comparison on the
@@ -130,9 +136,10 @@ def register(attack: Attack) -> Attack:
     if unknown:
         raise ValueError(f"attack {attack.name!r}: unknown default_in place(s) {sorted(unknown)}; "
                          f"choose from {sorted(PLACES)}")
-    if not attack.whole_split and "later_attacks" in attack.default_in:
-        raise ValueError(f"attack {attack.name!r} is scored on subsets by a study of its own (whole_split = False): "
-                         "chapter 06 reads it from that study, so it cannot be a later_attacks default")
+    if attack.max_images is not None and "later_attacks" in attack.default_in:
+        raise ValueError(f"attack {attack.name!r} is scored on subsets of the members and nonmembers (max_images): "
+                         "chapter 06 chooses each later attack's setting on the validation part, so it cannot be "
+                         "a later_attacks default")
     REGISTRY[attack.name] = attack
     return attack
 
@@ -157,21 +164,40 @@ def get(name: str) -> Attack:
         raise ValueError(f"unknown attack {name!r}; registered: {sorted(REGISTRY)}") from None
 
 
-def score(name: str, model, family, x: torch.Tensor, grid: list[dict], context: Context) -> np.ndarray:
+def score(name: str, model, family, x: torch.Tensor, grid: list[dict], context: Context, extras: bool = False):
     """Member scores [n_images, len(grid)] of attack ``name`` (higher = member), checked: the
     shape must be right and every value finite, or a clear error names the attack (and the
-    images)."""
+    images). With ``extras``: (scores, {name: [n_images]}) with every quantity of
+    ``Attack.extras``, checked the same way (an attack without extras gives an empty dict)."""
     attack = get(name)
     reason = attack.undefined_for(family)
     if reason:
         raise ValueError(f"the {attack.label} attack is not defined for {family.name}: {reason}")
     if len(context.ids) != x.shape[0]:
         raise ValueError(f"{len(context.ids)} ids for {x.shape[0]} images")
-    values = np.asarray(attack.scorer(model, family, x, grid, context), dtype=np.float64)
+    out = attack.scorer(model, family, x, grid, context)
+    side = {}
+    if attack.extras:
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+            raise WrongShape(f"the {attack.label} attack declares extras {attack.extras}: its scorer must return "
+                             "(scores, {name: per-image values})")
+        out, side = out
+        if set(side) != set(attack.extras):
+            raise WrongShape(f"the {attack.label} attack returned extras {sorted(side)}; it declares "
+                             f"{sorted(attack.extras)}")
+    values = np.asarray(out, dtype=np.float64)
     if values.shape != (x.shape[0], len(grid)):
         raise WrongShape(f"the {attack.label} attack returned scores of shape {values.shape}; "
                          f"expected [n_images, n_settings] = {(x.shape[0], len(grid))}")
-    return require_finite(values, context.ids, f"{attack.label} attack")
+    require_finite(values, context.ids, f"{attack.label} attack")
+    checked = {}
+    for key in attack.extras:
+        v = np.asarray(side[key], dtype=np.float64)
+        if v.shape != (x.shape[0],):
+            raise WrongShape(f"the {attack.label} attack's {key} has shape {v.shape}; expected [n_images] = "
+                             f"{(x.shape[0],)}")
+        checked[key] = require_finite(v, context.ids, f"{attack.label} attack's {key}")
+    return (values, checked) if extras else values
 
 
 def family_steps(family, paper_steps) -> torch.Tensor:

@@ -8,18 +8,24 @@ covers the attack, its grid, the seed, the model (the final one, or the EMA snap
 training iteration), the reference models an attack calibrates against, the content of the
 scored images (``Run.cached``) and ``FORMAT``. The scores are also exported per image beside the
 run as CSV (``miakit.evidence.export``), whether computed or loaded.
+
+An attack that declares ``max_images`` (the likelihood attack: one fixed setting, an ODE solve per
+image) comes through the same path: it is scored on the union parts ``members`` and
+``nonmembers`` (validation and test together), each a seeded random subset of at most
+``max_images`` images (``Split.subset``), and its per-image ``extras`` are cached and exported
+beside its scores.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from miakit import attacks
 from miakit.evidence import export
 from miakit.training import train
-from miakit.core.data import PARTS
+from miakit.core.data import PARTS, UNIONS
 from miakit.training.train import Run
 
 # version of the cached scores: change it when a scorer's computation changes
@@ -29,49 +35,73 @@ FORMAT = 1
 @dataclass(frozen=True)
 class Scored:
     """One attack's scores of a run's split: ``scores[part]`` is [n_images, len(grid)], higher =
-    member; ``seconds_per_image`` is the wall time per image of the whole grid on the machine that
-    computed it; ``references`` are the reference models' runs it used."""
+    member, for the dataset indices ``indices[part]``; ``extras[name][part]`` the attack's other
+    per-image quantities (``Attack.extras``); ``seconds_per_image`` is the wall time per image of
+    the whole grid on the machine that computed it; ``references`` are the reference models' runs
+    it used."""
 
     name: str
     grid: list[dict]
     scores: dict[str, np.ndarray]
     seconds_per_image: float
     references: tuple = ()
+    indices: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, references=None,
-                iteration: int | None = None, parts: tuple[str, ...] = PARTS, grid: list[dict] | None = None) -> Scored:
+                iteration: int | None = None, parts: tuple[str, ...] | None = None, grid: list[dict] | None = None,
+                max_images: int | None = None) -> Scored:
     """Run (or load) attack ``name`` on every part of ``run``'s split over its grid (the grid of
     ``settings``, by default the run's own). An attack that calibrates against reference models
     (``Attack.needs_references``) gets the run's (``train.ensure_references``, trained here when
     missing) unless ``references`` are given. ``iteration`` attacks the EMA snapshot kept at that
     training iteration instead of the final model. ``parts`` scores only those parts of the split
     and ``grid`` those settings (the benchmark regime scores its grid on the validation part and
-    one chosen setting on the test part); both are in the cache key."""
+    one chosen setting on the test part); both are in the cache key.
+
+    An attack with ``Attack.max_images`` is scored by default on ``members`` and ``nonmembers``,
+    each a seeded random subset of at most ``max_images`` images (by default the attack's own
+    cap under ``settings``); its grid must hold one setting (it chooses nothing on data). The
+    scored images' content is in the cache key, so a different cap that draws other images is
+    computed anew."""
     attack = attacks.get(name)
-    unknown = [p for p in parts if p not in PARTS]
-    if unknown or not parts:
-        raise ValueError(f"parts must be a non-empty selection of {PARTS}, got {parts}")
-    grid = list(grid) if grid is not None else attack.grid(settings or run.settings)  # attacks.score refuses an undefined family
+    settings = settings or run.settings
+    subsets = attack.max_images is not None
+    if parts is None:
+        parts = UNIONS if subsets else PARTS
+    parts = tuple(parts)
+    unknown = [p for p in parts if p not in PARTS + UNIONS]
+    if unknown or not parts or len(set(parts)) != len(parts):
+        raise ValueError(f"parts must be a non-empty selection of {PARTS + UNIONS} without repeats, got {parts}")
+    if set(parts) & set(UNIONS) and set(parts) & set(PARTS):
+        raise ValueError(f"parts {parts} mix a union of two parts with one of them: an image would be scored twice")
+    grid = list(grid) if grid is not None else attack.grid(settings)  # attacks.score refuses an undefined family
     if not grid:
         raise ValueError(f"the {attack.label} attack has no setting to try under these settings")
+    if subsets and len(grid) != 1:
+        raise ValueError(f"the {attack.label} attack is scored on subsets (it chooses nothing on data): its grid must "
+                         f"hold one setting, not {len(grid)}")
+    if max_images is None and subsets:
+        max_images = attack.max_images(settings)
     if references is None:
         references = train.ensure_references(run.settings, progress_bar) if attack.needs_references else []
     references = tuple(references)
     final = iteration is None or iteration == run.settings.target.iterations
     a = run.settings.attack
-    n_images = sum(len(getattr(run.split, part)) for part in parts)
+    images = {part: run.split.subset(part, max_images) for part in parts}
+    n_images = sum(len(idx) for idx in images.values())
 
     def compute() -> dict[str, np.ndarray]:
         began = time.perf_counter()
         model = run.model if final else run.model_at(iteration)
         context_models = tuple(r.model for r in references)
         out = {}
-        for part in parts:
-            idx = getattr(run.split, part)
+        for part, idx in images.items():
             context = attacks.Context(ids=idx, seed=a.attack_seed, batch_size=a.attack_batch,
                                       progress_bar=progress_bar, references=context_models)
-            out[part] = attacks.score(name, model, run.family, run.images(idx), grid, context)
+            out[part], side = attacks.score(name, model, run.family, run.images(idx), grid, context, extras=True)
+            out.update({f"{part}.{key}": v for key, v in side.items()})
         out["seconds_per_image"] = np.array([(time.perf_counter() - began) / n_images])
         return out
 
@@ -81,12 +111,12 @@ def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, r
         payload["reference_weights"] = [r.weights_checksum() for r in references]  # reused only with these
     if not final:
         payload["iteration"] = iteration
-    if tuple(parts) != PARTS:  # the whole split keeps its old key (and its cache)
+    if parts != PARTS:  # the whole split keeps its old key (and its cache)
         payload["parts"] = list(parts)
-    images = {part: getattr(run.split, part) for part in parts}
     stored = run.cached(f"attack-{name}", payload, images, compute)
     scores = {part: stored[part] for part in parts}
+    extras = {key: {part: stored[f"{part}.{key}"] for part in parts} for key in attack.extras}
     # per-image scores beside the run as CSV, for the reader's own analysis (miakit.evidence.export)
     export.export_scored(run, name, f"attack-{name}", payload, images, grid, scores, seed=a.attack_seed,
-                         iteration=iteration, references=references)
-    return Scored(name, grid, scores, float(stored["seconds_per_image"][0]), references)
+                         iteration=iteration, references=references, extras=extras)
+    return Scored(name, grid, scores, float(stored["seconds_per_image"][0]), references, images, extras)

@@ -95,7 +95,7 @@ def ensure_targets(settings: Settings, progress_bar: bool = True) -> dict[str, R
 def attack_names() -> list[str]:
     """The registered attacks the regime runs: every attack studied on whole split parts that
     needs no reference models (``not_run_here`` says why the others are left out)."""
-    return [name for name, a in attacks.REGISTRY.items() if a.whole_split and not a.needs_references]
+    return [name for name, a in attacks.REGISTRY.items() if a.max_images is None and not a.needs_references]
 
 
 def not_run_here() -> dict[str, str]:
@@ -105,7 +105,7 @@ def not_run_here() -> dict[str, str]:
         if a.needs_references:
             out[name] = ("not run in the benchmark regime: each reference model is one more training of "
                          "bench_n_members images (see the book's own targets below)")
-        elif not a.whole_split:
+        elif a.max_images is not None:
             out[name] = ("not run in the benchmark regime: an adaptive ODE solve per test image (chapter 03 "
                          "measures it on the book's own targets)")
     return out

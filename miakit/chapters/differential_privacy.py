@@ -305,7 +305,7 @@ def attacked(run: train.Run, name: str, progress_bar: bool = True):
     every comparison between separately trained targets), its setting chosen on validation
     (``later_attacks.attack_outcome``)."""
     s, p, f = run.settings, run.settings.privacy_study, run.settings.factors
-    if not attacks.get(name).whole_split:  # the likelihood attack, on its seeded subsets
+    if attacks.get(name).max_images is not None:  # the likelihood attack, on its seeded subsets
         return loss_and_likelihood.likelihood_study(run, progress_bar, config=dataclasses.replace(
             s.likelihood, lik_max_images=p.dp_lik_max_images))
     grid_settings = dataclasses.replace(s, attack=dataclasses.replace(

@@ -7,17 +7,14 @@ the reported numbers are not tuned on the data they are measured on.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from miakit import attacks
-from miakit.evidence import claims, export, metrics, speed
-from miakit.attacks import blind, scoring
+from miakit.evidence import claims, metrics, speed
+from miakit.attacks import blind, log_likelihood, scoring
 from miakit.chapters.contract import Chapter, ChapterResult
 from miakit.diffusion import Family
-from miakit.diffusion.likelihood import likelihood
 from miakit.training import train
 from miakit.training.train import Run
 # the steps (of 1000) at which the paper draws ROC curves: the paper code's step labels, which for
@@ -233,35 +230,21 @@ class LikelihoodStudy:
 
 
 def likelihood_study(run: Run, progress_bar: bool = True, config=None) -> LikelihoodStudy:
-    """Run (or load) the likelihood attack: at most ``lik_max_images`` members and at most as
-    many nonmembers, each a seeded random subset (``Split.subset``) of the validation and test
-    parts together. The attack chooses nothing on data (its solver settings are fixed
-    beforehand), so it needs no validation part and scores both. ``config`` (a
-    LikelihoodConfig) overrides the run's."""
-    c, a = config or run.settings.likelihood, run.settings.attack
-    members = run.split.subset("members", c.lik_max_images)
-    nonmembers = run.split.subset("nonmembers", c.lik_max_images)
-    solver = {k: v for k, v in dataclasses.asdict(c).items() if k not in ("lik_max_images", "lik_batch")}
-
-    def compute() -> dict[str, np.ndarray]:
-        began = time.perf_counter()
-        parts = {}
-        for part, idx in (("members", members), ("nonmembers", nonmembers)):
-            r = likelihood(run.model, run.family, run.images(idx), c.lik_rtol, c.lik_atol, c.lik_method,
-                           a.attack_seed, c.lik_probes, batch_size=c.lik_batch, progress_bar=progress_bar, ids=idx)
-            attacks.require_finite(r.logp, idx, "likelihood attack")
-            parts.update({f"logp_{part}": r.logp, f"bpd_{part}": r.bpd, f"nfe_{part}": r.nfe})
-        parts["seconds_per_image"] = np.array([(time.perf_counter() - began) / (len(members) + len(nonmembers))])
-        return parts
-
-    payload, images = {**solver, "seed": a.attack_seed}, {"members": members, "nonmembers": nonmembers}
-    stored = run.cached("likelihood", payload, images, compute)
-    export.export_likelihood(run, "likelihood", payload, images, stored, solver, seed=a.attack_seed)
-    m, n = stored["logp_members"], stored["logp_nonmembers"]
+    """Run (or load) the likelihood attack through the one scoring path
+    (``scoring.score_split``): at most ``lik_max_images`` members and at most as many
+    nonmembers, each a seeded random subset (``Split.subset``) of the validation and test parts
+    together. The attack chooses nothing on data (its solver settings are fixed beforehand), so
+    it needs no validation part and scores both. ``config`` (a LikelihoodConfig) overrides the
+    run's."""
+    c = config or run.settings.likelihood
+    scored = scoring.score_split(run, "likelihood", progress_bar=progress_bar, grid=[log_likelihood.setting_of(c)],
+                                 max_images=c.lik_max_images)
+    m, n = scored.scores["members"][:, 0], scored.scores["nonmembers"][:, 0]
+    bpd, nfe = scored.extras["bpd"], scored.extras["nfe"]
     return LikelihoodStudy(
-        run.family.name, members, nonmembers, m, n, stored["bpd_members"], stored["bpd_nonmembers"],
-        float(np.mean(np.r_[stored["nfe_members"], stored["nfe_nonmembers"]])),
-        float(stored["seconds_per_image"][0]), metrics.evaluate_split(m, n), metrics.estimate_split(m, n),
+        run.family.name, scored.indices["members"], scored.indices["nonmembers"], m, n,
+        bpd["members"], bpd["nonmembers"], float(np.mean(np.r_[nfe["members"], nfe["nonmembers"]])),
+        scored.seconds_per_image, metrics.evaluate_split(m, n), metrics.estimate_split(m, n),
         metrics.estimate_split(m, n, statistic=0.01))
 
 

@@ -2,12 +2,12 @@
 book can be recomputed with one's own code.
 
 Each time ``scoring.score_split`` computes or loads a registered attack's scores of a run's
-split, and each time ``studies.likelihood_study`` computes or loads its log-likelihoods, the
-scores are written to the run folder as ``scores-<cache>.csv``, where ``<cache>`` is the name of
-the cached safetensors file they come from (``<kind>-<hash>``, the hash ``Run.cached`` keys it
-by: attack, grid, seed, model iteration, reference models, image content), so different grids,
-seeds and iterations never overwrite each other, and a second call rewrites nothing (the file is
-written again only when missing or older than its cache). Writes are atomic (a temporary file in
+split (the likelihood attack's log-likelihoods too), the scores are written to the run folder as
+``scores-<cache>.csv``, where ``<cache>`` is the name of the cached safetensors file they come
+from (``<kind>-<hash>``, the hash ``Run.cached`` keys it by: attack, grid, seed, model iteration,
+reference models, image content), so different grids, seeds and iterations never overwrite each
+other, and a second call rewrites nothing (the file is written again only when missing or older
+than its cache). Writes are atomic (a temporary file in
 the same folder, then ``os.replace``: ``miakit.core.store``); on a read-only store the export is
 skipped with one warning and the scores are returned as usual.
 
@@ -25,8 +25,11 @@ extras):
   grids with a step also get ``family_step`` (the family's own step, as the book's tables label
   it) and ``paper_label`` (the paper code's label of that step: mirrored for SMLD,
   ``Family.paper_label``);
+- ``part`` of an attack scored on subsets of the members and nonmembers (the likelihood) is the
+  part each image comes from (members_val or members_test, ...);
 - ``score``, higher = member (the loss attack: the negated loss; the likelihood: log p in nats);
-  the likelihood study adds ``bpd`` and ``nfe``; a reference attack adds ``reference_runs``.
+  an attack's per-image extras follow as columns of their own (the likelihood: ``bpd`` and
+  ``nfe``); a reference attack adds ``reference_runs``.
 
 CSV rather than parquet: pandas writes and reads it without pyarrow (not a dependency of
 miakit), and R, a spreadsheet or ``csv`` read it too; floats are written in full (round-trip)
@@ -150,30 +153,14 @@ def write(run_dir: str | os.PathLike, stem: str, make_table) -> Path | None:
 
 def export_scored(run, attack: str, kind: str, payload: dict, images: dict[str, np.ndarray], grid: list[dict],
                   scores: dict[str, np.ndarray], *, seed: int, iteration: int | None = None,
-                  references: tuple = ()) -> Path | None:
-    """Export a registered attack's scores of every part of the split (``scoring.score_split``):
-    ``kind``, ``payload`` and ``images`` are what it passed to ``Run.cached``."""
+                  references: tuple = (), extras: dict[str, dict[str, np.ndarray]] | None = None) -> Path | None:
+    """Export a registered attack's scores of the parts (or unions of parts) of the split it
+    scored (``scoring.score_split``): ``kind``, ``payload`` and ``images`` are what it passed to
+    ``Run.cached``; ``extras`` (name -> part -> [n_images]) become columns of their own."""
     stem = cache_stem(run, kind, payload, images)
     columns = {"reference_runs": "+".join(r.key for r in references)} if references else None
     return write(run.dir, stem, lambda: frame(run, attack, stem, grid, scores, images, seed=seed,
-                                              iteration=iteration, columns=columns))
-
-
-def export_likelihood(run, kind: str, payload: dict, images: dict[str, np.ndarray], stored: dict[str, np.ndarray],
-                      setting: dict, *, seed: int) -> Path | None:
-    """Export the likelihood study's per-image log-likelihoods (score, nats), bits/dim and ODE
-    evaluations of its members and nonmembers (``studies.likelihood_study``)."""
-    stem = cache_stem(run, kind, payload, images)
-    names = [n for n in ("members", "nonmembers") if n in images]
-
-    def table():
-        return frame(run, "likelihood", stem, [dict(setting)],
-                     {n: np.asarray(stored[f"logp_{n}"]).reshape(-1, 1) for n in names},
-                     {n: images[n] for n in names}, seed=seed,
-                     extra={"bpd": {n: stored[f"bpd_{n}"] for n in names},
-                            "nfe": {n: stored[f"nfe_{n}"] for n in names}})
-
-    return write(run.dir, stem, table)
+                                              iteration=iteration, extra=extras or None, columns=columns))
 
 
 def load_scores(path_or_run_dir, attack: str | None = None):
