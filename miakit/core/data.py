@@ -315,6 +315,7 @@ def _square(img, resolution: int):
 
 PARTS = ("members_val", "nonmembers_val", "members_test", "nonmembers_test")
 UNIONS = ("members", "nonmembers")  # validation and test part together
+HELD_OUT = "unused"  # images in neither: no attack scores them (reference models, a trainer's own validation)
 
 
 @dataclass(frozen=True)
@@ -347,20 +348,22 @@ class Split:
         return np.setdiff1d(np.arange(self.n_total), np.concatenate([self.members, self.nonmembers]))
 
     def subset(self, part: str, k: int | None = None) -> np.ndarray:
-        """At most ``k`` indices of ``part`` (one of ``PARTS``, or ``members`` / ``nonmembers``
-        for the validation and test parts together; all when ``k`` is None or at least its size): a
+        """At most ``k`` indices of ``part`` (one of ``PARTS``, ``members`` / ``nonmembers`` for
+        the validation and test parts together, or ``unused``, the images outside both; all when
+        ``k`` is None or at least its size): a
         random draw seeded by the split's seed and the part's name. This is the one place where
         a study takes fewer images than a part holds, so no subset is ever "the first k" of a
         sorted part (which, in a dataset ordered by writer or class, is a sub-population). The
         draw is nested: the subset of k images is the first k of the subset of k + 1."""
-        if part not in PARTS + UNIONS:
-            raise ValueError(f"unknown split part {part!r}; choose one of {PARTS + UNIONS}")
+        names = PARTS + UNIONS + (HELD_OUT,)  # a name's position seeds its draw: append, never reorder
+        if part not in names:
+            raise ValueError(f"unknown split part {part!r}; choose one of {names}")
         indices = getattr(self, part)
         if k is None or k >= len(indices):
             return indices
         if k < 1:
             raise ValueError(f"a subset needs at least one image, not {k}")
-        order = np.random.default_rng(np.random.SeedSequence([self.seed, (PARTS + UNIONS).index(part), 0x5B5E7])).permutation(
+        order = np.random.default_rng(np.random.SeedSequence([self.seed, names.index(part), 0x5B5E7])).permutation(
             len(indices))
         return np.sort(indices[order[:k]])
 

@@ -33,6 +33,7 @@ import warnings
 import torch
 
 from miakit.diffusion.unet import FLOAT32
+from miakit.training.train import augment, optimizer_for
 
 # opacus scales its noise by the clipping norm (noise_multiplier * max_grad_norm), so "no clipping"
 # is a finite bound that no per-example gradient norm reaches (an infinite one would make 0 * inf)
@@ -261,7 +262,7 @@ class DPSGDStep:
         self.noise_gen = torch.Generator(device=device).manual_seed(t.train_seed + 1)  # DP-SGD's Gaussian noise
         self.clip = t.dp_max_grad_norm if math.isfinite(t.dp_max_grad_norm) else NO_CLIPPING
         self.sigma = noise_multiplier(t, self.sample_rate)
-        self.base_optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+        self.base_optimizer = optimizer_for(model, t)
         # book-keeping: opacus' optimizer for gradients clipped before it sees them (it sums the
         # physical batches' clipped gradients, adds the noise, divides by the expected batch size)
         self.optimizer = optimizer(
@@ -275,7 +276,7 @@ class DPSGDStep:
         """One logical DP-SGD step; the mean per-replica loss of its batch (None if it was empty)."""
         t = self.t
         chosen = torch.nonzero(torch.rand(self.members.shape[0], generator=self.gen) < self.sample_rate).flatten()
-        x0 = self.members[chosen.to(self.device)]
+        x0 = augment(self.members[chosen.to(self.device)], t, self.gen)  # each example before its gradient is clipped
         if x0.shape[0] == 0:
             self.empty_batches += 1
             for p in self.optimizer.params:
