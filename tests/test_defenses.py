@@ -237,3 +237,25 @@ def test_early_stop_needs_snapshots(tmp_path):
                                       families="ddpm"), progress_bar=False)
     with pytest.raises(ValueError, match="snapshot"):
         early_stopping.early_stop(run, patience=1, n_images=4)
+
+
+def test_a_released_snapshot_is_scored_and_sampled_as_that_iteration(smoke_run):
+    """``Run.at``: the early-stopped model's scores are the snapshot's, keyed as score_split keys
+    that iteration, and its samples are not the final model's."""
+    from miakit.attacks import scoring
+
+    iteration = smoke_run.snapshot_iterations()[0]
+    assert iteration < smoke_run.settings.target.iterations
+    view = smoke_run.at(iteration)
+    assert view.released == iteration and smoke_run.released is None
+    by_view = scoring.score_split(view, "loss", progress_bar=False)
+    by_iteration = scoring.score_split(smoke_run, "loss", progress_bar=False, iteration=iteration)
+    final = scoring.score_split(smoke_run, "loss", progress_bar=False)
+    np.testing.assert_array_equal(by_view.scores["members_test"], by_iteration.scores["members_test"])
+    assert not np.array_equal(by_view.scores["members_test"], final.scores["members_test"])
+    assert not torch.equal(view.samples(4, n_steps=5), smoke_run.samples(4, n_steps=5))
+    assert smoke_run.at(smoke_run.settings.target.iterations) is smoke_run
+    with pytest.raises(ValueError, match="released"):
+        scoring.score_split(view, "loss", progress_bar=False, iteration=smoke_run.settings.target.iterations)
+    with pytest.raises(ValueError, match="released"):
+        view.model_at(smoke_run.settings.target.iterations)

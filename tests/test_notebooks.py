@@ -39,6 +39,9 @@ EXPECTED = {
                          "auc_vesde_reference": UNIT, "n_references": (1, 1), "reference_seconds": POSITIVE,
                          "bench_best_auc": UNIT, "bench_n_members": (24, 24), "bench_members_test": (18, 18),
                          "bench_nonmembers_test": (72, 72), "seconds": POSITIVE},
+    "07_defenses": {"reduction": (0.1, 0.1), "n_seeds": (2, 2), "dp_n_members": (16, 16), "defense_patience": (2, 2),
+                    "defense_held_out": (16, 16), "defense_evaluations": (4, 4), "n_defenses": (6, 6),
+                    "n_reproduced": (0, 6), "n_contradicted": (0, 6), "n_undecided": (0, 6), "seconds": POSITIVE},
     "90_claims": {"n_reproduced": (0, 60), "n_contradicted": (0, 60), "n_undecided": (0, 60), "seconds": POSITIVE},
 }
 # glued verdicts each notebook must produce, each one of the three outcomes
@@ -48,6 +51,7 @@ VERDICTS = {
     "04_factors": ["verdict_C2", *[f"verdict_C2_t_{end}_{f}" for end in ("0", "T")
                                                    for f in FAMILIES], "verdict_C3_equal_epochs", "verdict_C3_equal_iterations", "verdict_C4"],
     "05_differential_privacy": ["verdict_C5_attacks_ddpm", "verdict_C5_utility_ddpm"],
+    "07_defenses": ["verdict_D_distillation_16_samples_ddpm", "verdict_D_weight_decay_0_5_ddpm"],
 }
 
 

@@ -87,6 +87,10 @@ def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, r
     if references is None:
         references = train.ensure_references(run.settings, progress_bar) if attack.needs_references else []
     references = tuple(references)
+    if run.released is not None:  # a released snapshot (``Run.at``): scored as that iteration of the run
+        if iteration not in (None, run.released):
+            raise ValueError(f"iteration {iteration} asked of the model released at iteration {run.released}")
+        iteration = run.released
     final = iteration is None or iteration == run.settings.target.iterations
     a = run.settings.attack
     images = {part: run.split.subset(part, max_images) for part in parts}

@@ -229,6 +229,46 @@ def privacy_tradeoff(table, fd_floor: float | None = None):
     return fig
 
 
+def defense_plane(table, lead: str, fd_floor: float | None = None, defenses: list[str] = ()):
+    """Per family, the privacy-utility plane: the ``lead`` attack's AUC (left) and TPR at 1% FPR
+    (right), each with its 95% interval over images and seeds, against the samples' feature
+    Frechet distance (mean over seeds; the bar spans the seeds). Chapter 05's arms (no defense,
+    clipping only, every epsilon) are joined as DP-SGD's curve; each defense is its own point."""
+    families = list(dict.fromkeys(table.index.get_level_values("family")))
+    fig, axes = plt.subplots(len(families), 2, figsize=(11, 4.6 * len(families)), squeeze=False)
+    markers = "sDv^P*Xh<>"
+    for (left, right), family in zip(axes, families):
+        part = table.xs(family, level="family")
+        for ax, metric, ylabel in ((left, "AUC", f"{lead} attack AUC (test)"),
+                                   (right, "TPR@1%FPR", f"{lead} attack TPR at 1% FPR")):
+            def point(arm, **style):
+                row = part.loc[arm]
+                x, y = float(row["feature FD"]), float(row[f"{lead} {metric}"])
+                seeds = _seed_values(row["feature FD per seed"]) or [x]
+                lo, hi = float(row[f"{lead} {metric} low"]), float(row[f"{lead} {metric} high"])
+                ax.errorbar([x], [y], xerr=[[x - min(seeds)], [max(seeds) - x]], yerr=[[y - lo], [hi - y]],
+                            capsize=3, **style)
+                return x, y
+
+            curve = [a for a in part.index if a not in defenses]
+            xy = [point(a, fmt="o", color="k", alpha=0.8) for a in curve]
+            ax.plot([p[0] for p in xy], [p[1] for p in xy], "-", color="k", lw=1, alpha=0.6,
+                    label="DP-SGD (chapter 05's arms: no defense, clipping only, epsilon)")
+            for (x, y), arm in zip(xy, curve):
+                ax.annotate(arm, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="0.3")
+            for k, arm in enumerate(a for a in part.index if a in defenses):
+                point(arm, fmt=markers[k % len(markers)], color=f"C{k}", markersize=7, label=arm)
+            if metric == "AUC":
+                ax.axhspan(0.4, 0.6, color="k", alpha=0.05, label="at chance (0.5 +/- 0.1)")
+            if fd_floor is not None and np.isfinite(fd_floor):
+                ax.axvline(fd_floor, color="k", ls=":", lw=0.8, label="real vs real")
+            ax.set(xscale="log", xlabel="feature Frechet distance (lower = better samples)", ylabel=ylabel,
+                   title=f"{family}: {metric} against sample quality")
+        left.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.18), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def size_study(table):
     """Test AUC against member-set size, one line per budget (equal epochs, equal iterations):
     mean over seeds with its 95% interval (images and seeds), each seed a dot."""

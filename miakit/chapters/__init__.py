@@ -12,7 +12,7 @@ from __future__ import annotations
 def book_chapters() -> tuple:
     """Every chapter's ``contract.Chapter``, in book order (imported here, on first use: the
     chapters need torch, their callers' command lines may not)."""
-    from miakit.chapters import differential_privacy, factors, later_attacks, loss_and_likelihood, targets
+    from miakit.chapters import defenses, differential_privacy, factors, later_attacks, loss_and_likelihood, targets
 
     return (targets.CHAPTER, loss_and_likelihood.LOSS_CHAPTER, loss_and_likelihood.LIKELIHOOD_CHAPTER,
-            factors.CHAPTER, differential_privacy.CHAPTER, later_attacks.CHAPTER)
+            factors.CHAPTER, differential_privacy.CHAPTER, later_attacks.CHAPTER, defenses.CHAPTER)

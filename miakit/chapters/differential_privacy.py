@@ -58,9 +58,11 @@ def target_settings(settings: Settings, family: str, arm: ArmSpec, seed: int) ->
     """The chapter's target for ``family`` in ``arm``, trained with ``seed``."""
     p = settings.privacy_study
     data = dataclasses.replace(settings.data, n_members=p.dp_n_members)
+    # snapshots (not part of the run key) for chapter 07's early stopping, which evaluates them
+    every = max(1, p.dp_iterations // settings.defenses.defense_evaluations)
     target = dataclasses.replace(settings.target, family=family, iterations=p.dp_iterations,
                                  batch_size=p.dp_batch_size, trainer="dp-sgd", dp_epsilon=arm.epsilon,
-                                 dp_max_grad_norm=arm.clip, train_seed=seed)
+                                 dp_max_grad_norm=arm.clip, train_seed=seed, snapshot_every=every)
     return dataclasses.replace(settings, data=data, target=target)
 
 
@@ -261,41 +263,53 @@ def fd_difference(a: list[np.ndarray], b: list[np.ndarray], reference: np.ndarra
                             len(reference), len(a), sample_names=("generated images", "reference images"))
 
 
+def measure_arm(family: str, spec: ArmSpec, runs: list[train.Run], settings: Settings, reference: tuple,
+                notes: list[str], progress_bar: bool = True) -> ArmResult:
+    """One arm's trained runs (one per seed; a ``Run.at`` view for a released snapshot) attacked by
+    every attack of ``dp_attacks`` and sampled for sample quality, ``reference`` being
+    ``feature_reference``'s (classifier, reference features, floor, accuracy)."""
+    p = settings.privacy_study
+    clf, ref_features, _, _ = reference
+    samples, feats, fds, inception = [], [], [], []
+    scored = {n: [] for n in p.attacks()}
+    for run in runs:
+        for attack in scored:
+            scored[attack].append(attacked(run, attack, progress_bar))
+        x = run.samples(p.utility_samples, n_steps=p.utility_steps)
+        samples.append(x)
+        if clf is not None:
+            feats.append(clf.features(x))
+            fds.append(sample_quality.frechet_distance(feats[-1], ref_features))
+        if p.inception_fid:
+            value, note = sample_quality.inception_fid(x, run.images(run.split.nonmembers_test))
+            inception.append(value)
+            if value is None and note not in notes:
+                notes.append(note)
+    return ArmResult(family, spec, seeds(settings), runs, scored, samples,
+                     feats if clf is not None else None, fds, inception)
+
+
+def feature_reference(run: train.Run, notes: list[str]) -> tuple:
+    """(classifier, test-nonmember features, real-vs-real floor, accuracy) of ``run``'s split, or
+    Nones and a note when the dataset has no labels to train the feature classifier on."""
+    return _feature_reference(run, notes)
+
+
 def tradeoff_study(settings: Settings, progress_bar: bool = True) -> TradeoffStudy:
     """Train (or load) every arm of every DP family with every seed, attack it and score its samples
     (every chapter's need of images checked first, ``miakit.chapters.feasibility``)."""
     from miakit.chapters.feasibility import check
     check(settings)
-    p = settings.privacy_study
     arms, notes = [], []
-    feature_reference = None  # (classifier, reference features, floor, accuracy), from the first run's split
-    for name in p.families():
+    reference = None  # (classifier, reference features, floor, accuracy), from the first run's split
+    for name in settings.privacy_study.families():
         for spec in arm_specs(settings):
-            runs, samples, feats, fds, inception = [], [], [], [], []
-            scored = {n: [] for n in p.attacks()}
-            for seed in seeds(settings):
-                s = target_settings(settings, name, spec, seed)
-                run = train.ensure(s, progress_bar)
-                if feature_reference is None:
-                    feature_reference = _feature_reference(run, notes)
-                clf, reference, _, _ = feature_reference
-                runs.append(run)
-                for attack in scored:
-                    scored[attack].append(attacked(run, attack, progress_bar))
-                x = run.samples(p.utility_samples, n_steps=p.utility_steps)
-                samples.append(x)
-                if clf is not None:
-                    feats.append(clf.features(x))
-                    fds.append(sample_quality.frechet_distance(feats[-1], reference))
-                if p.inception_fid:
-                    value, note = sample_quality.inception_fid(x, run.images(run.split.nonmembers_test))
-                    inception.append(value)
-                    if value is None and note not in notes:
-                        notes.append(note)
-            arms.append(ArmResult(name, spec, seeds(settings), runs, scored, samples,
-                                  feats if clf is not None else None, fds, inception))
-    _, reference, floor, accuracy = feature_reference
-    return TradeoffStudy(arms, floor, accuracy, reference, notes)
+            runs = [train.ensure(target_settings(settings, name, spec, seed), progress_bar) for seed in seeds(settings)]
+            if reference is None:
+                reference = _feature_reference(runs[0], notes)
+            arms.append(measure_arm(name, spec, runs, settings, reference, notes, progress_bar))
+    _, ref_features, floor, accuracy = reference
+    return TradeoffStudy(arms, floor, accuracy, ref_features, notes)
 
 
 def attacked(run: train.Run, name: str, progress_bar: bool = True):

@@ -1,4 +1,4 @@
-"""Every claim of the book in one table: the verdicts of chapters 02-06, recomputed from the run
+"""Every claim of the book in one table: the verdicts of chapters 02-07, recomputed from the run
 store (every target and score there is cached, so this trains and attacks nothing new when the
 chapters ran before it).
 """

@@ -192,6 +192,24 @@ class BenchmarkConfig:
 
 
 @dataclass(frozen=True)
+class DefenseConfig:
+    """Chapter 07's defenses besides DP-SGD (``miakit.chapters.defenses``), each trained on chapter
+    05's recipe and split; every value fixed beforehand, none chosen on membership labels."""
+
+    defense_shift: int  # the augmentation arm's largest shift in pixels (with left-right flips)
+    defense_weight_decays: str  # comma-separated AdamW weight decays, one arm each
+    defense_model: str  # the smaller-model arm's UNet preset
+    defense_distill_samples: int  # images the teacher generates for the distilled student (0 = no distillation arm)
+    defense_patience: int  # early stopping: evaluations without improvement before it stops
+    defense_evaluations: int  # early stopping: validation-loss evaluations over the training (snapshots)
+    defense_held_out: int  # early stopping: held-out images (neither members nor nonmembers) it evaluates on
+    defense_dp_epsilon: float  # chapter 05's DP-SGD arm the defenses are compared with (one of dp_epsilons)
+
+    def weight_decays(self) -> list[float]:
+        return parse_list(self.defense_weight_decays, float)
+
+
+@dataclass(frozen=True)
 class ComparisonConfig:
     """How comparisons between separately trained targets are made."""
 
@@ -210,6 +228,7 @@ class Settings:
     factors: FactorConfig
     privacy_study: PrivacyStudyConfig
     benchmark: BenchmarkConfig
+    defenses: DefenseConfig
     comparison: ComparisonConfig
     device: str  # "auto", "cpu" or "cuda"
     runs_dir: str
@@ -244,7 +263,7 @@ class Settings:
     def flat(self) -> dict[str, Any]:
         out: dict[str, Any] = {"profile": self.profile, **{k: getattr(self, k) for k in RUN_KEYS}}
         for section in (self.data, self.target, self.attack, self.sampling, self.likelihood, self.speed,
-                        self.factors, self.privacy_study, self.benchmark, self.comparison):
+                        self.factors, self.privacy_study, self.benchmark, self.defenses, self.comparison):
             out.update(dataclasses.asdict(section))
         return out
 
@@ -252,7 +271,7 @@ class Settings:
 SECTIONS: dict[str, type] = {"data": DataConfig, "target": TargetConfig, "attack": AttackConfig,
                              "sampling": SampleConfig, "likelihood": LikelihoodConfig, "speed": SpeedConfig,
             "factors": FactorConfig, "privacy_study": PrivacyStudyConfig, "benchmark": BenchmarkConfig,
-            "comparison": ComparisonConfig}
+            "defenses": DefenseConfig, "comparison": ComparisonConfig}
 RUN_KEYS = ("device", "runs_dir", "families")
 TRAINERS = ("standard", "dp-sgd")
 # version of what a run folder holds and how it was trained: 2 = bias-corrected EMA; 3 = one training
@@ -271,7 +290,8 @@ _COMMON = dict(split_seed=0, val_fraction=0.5, family="ddpm", train_seed=0, atta
                grad_clip=1.0, trainer="standard", device="auto", runs_dir="runs", families="all",
                dp_attacks="default", lik_method="dopri5", lik_probes=1,
                dp_epsilon=math.inf, dp_delta=1e-5, dp_max_grad_norm=1.0,
-               random_shift=0, weight_decay=0.0, distill_samples=0, distill_steps=100)
+               random_shift=0, weight_decay=0.0, distill_samples=0, distill_steps=100,
+               defense_shift=1, defense_weight_decays="0.05,0.5", defense_patience=2)
 
 PROFILES: dict[str, dict[str, Any]] = {
     # seconds: exercises every code path on a few tiny images
@@ -287,7 +307,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                   dp_lik_max_images=4, utility_samples=16, utility_steps=10,
                   inception_fid=False, n_seeds=2,
                   bench_dataset="digits", bench_n_members=24, bench_n_nonmembers=96, bench_val_fraction=0.25,
-                  bench_iterations=20, bench_lr=1e-3),
+                  bench_iterations=20, bench_lr=1e-3,
+                  defense_model="micro", defense_distill_samples=16, defense_evaluations=4, defense_held_out=16,
+                  defense_dp_epsilon=10),
     # minutes on a 2-core laptop: a small member set and a 1.1M-parameter UNet, tuned for a clear
     # membership signal per CPU-minute; more nonmembers than members sharpen low-FPR resolution
     # the digits at their native 8x8 pixels and the 0.16M-parameter UNet: measured side by side
@@ -319,7 +341,11 @@ PROFILES: dict[str, dict[str, Any]] = {
                 # iterations (~40 min a family here) to reach the band, so the cpu regime has 250;
                 # 5600 test nonmembers resolve TPR at 0.1% FPR; the gpu and paper profiles have 1000
                 bench_dataset="fashion-mnist", bench_n_members=250, bench_n_nonmembers=8000, bench_val_fraction=0.3,
-                bench_iterations=3000, bench_lr=2e-3),
+                bench_iterations=3000, bench_lr=2e-3,
+                # the DP chapter's recipe; the student learns from 1000 of its teacher's samples (ten per
+                # member), early stopping evaluates 10 snapshots on 200 held-out digits
+                defense_model="micro", defense_distill_samples=1000, defense_evaluations=10, defense_held_out=200,
+                defense_dp_epsilon=100),
     # one Colab GPU (a T4): CIFAR-10 32x32, the data of SecMI, PIA and SimA, fetched through
     # Hugging Face datasets; 1000 members as in the paper, a 6M-parameter UNet, sized for one Colab
     # session per chapter by FLOP estimates; the step measured on an H200 is overhead-bound and
@@ -341,7 +367,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                 utility_steps=100, inception_fid=False, n_seeds=2,
                 # the attack papers' data at the paper's member count; the length is not yet measured on a GPU
                 bench_dataset="cifar10", bench_n_members=1000, bench_n_nonmembers=11000, bench_val_fraction=0.1,
-                bench_iterations=20_000, bench_lr=2e-4),
+                bench_iterations=20_000, bench_lr=2e-4,
+                defense_model="small", defense_distill_samples=10_000, defense_evaluations=10, defense_held_out=1000,
+                defense_dp_epsilon=10),
     # the paper's FFHQ 64x64 setting (score_sde DDPM config), for one GPU
     "paper": dict(_COMMON, dataset="folder:data/ffhq64", resolution=64, n_members=1000,
                   n_nonmembers=1000, model="paper", iterations=500_000, batch_size=32, lr=2e-5,
@@ -366,7 +394,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                   utility_steps=1000, inception_fid=True, n_seeds=3,
                   # the attack papers' CIFAR-10 at the paper's member count and model; length not measured
                   bench_dataset="cifar10", bench_n_members=1000, bench_n_nonmembers=11000, bench_val_fraction=0.1,
-                  bench_iterations=100_000, bench_lr=2e-5),
+                  bench_iterations=100_000, bench_lr=2e-5,
+                  defense_model="medium", defense_distill_samples=10_000, defense_evaluations=10, defense_held_out=1000,
+                  defense_dp_epsilon=10),
 }
 
 
@@ -605,6 +635,22 @@ def _validate(s: Settings) -> None:
     if not named or len(set(named)) != len(named) or any(name not in attacks.REGISTRY for name in named):
         raise ValueError(f"dp_attacks={p.dp_attacks!r} must name distinct registered attacks, from "
                          f"{sorted(attacks.REGISTRY)}")
+    e = s.defenses
+    e.weight_decays()  # parse or raise
+    if not (0 < e.defense_dp_epsilon < math.inf) or e.defense_dp_epsilon not in p.epsilons():
+        raise ValueError(f"defense_dp_epsilon={e.defense_dp_epsilon:g} must be one of dp_epsilons ({p.dp_epsilons}): "
+                         "the defenses are compared with that arm of chapter 05")
+    if any(not (0 < w < 1) for w in e.weight_decays()):
+        raise ValueError(f"defense_weight_decays={e.defense_weight_decays!r} must lie in (0, 1)")
+    if (e.defense_shift < 0 or 2 * e.defense_shift >= s.data.resolution or e.defense_distill_samples < 0
+            or min(e.defense_patience, e.defense_held_out) < 1 or e.defense_evaluations < 2
+            or e.defense_evaluations > p.dp_iterations):
+        raise ValueError("defense_shift must lie in [0, resolution / 2), defense_distill_samples >= 0, "
+                         "defense_patience and defense_held_out >= 1, and defense_evaluations between 2 and "
+                         "dp_iterations")
+    from miakit.diffusion.unet import PRESETS
+    if e.defense_model not in PRESETS:
+        raise ValueError(f"defense_model={e.defense_model!r} is not a UNet preset; choose one of {sorted(PRESETS)}")
     if min(p.dp_n_members, p.dp_iterations, p.dp_batch_size, p.dp_lik_max_images, p.utility_samples, p.utility_steps) < 1:
         raise ValueError("dp_n_members, dp_iterations, dp_batch_size, dp_lik_max_images, utility_samples and "
                          "utility_steps must be positive")

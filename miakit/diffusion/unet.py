@@ -28,6 +28,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
+    "micro": Preset((8, 16), 1, (), 4, 0.0),  # the defenses' smaller model on the cpu profile
     "tiny": Preset((16, 32), 1, (), 8, 0.0),
     "small": Preset((32, 64, 64), 1, "deepest", 8, 0.0),
     "medium": Preset((64, 128, 128), 2, "deepest", 32, 0.1),

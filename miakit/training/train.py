@@ -68,6 +68,19 @@ class Run:
     split: data_mod.Split
     history: dict = field(default_factory=dict)
     device: torch.device = torch.device("cpu")
+    # the iteration whose EMA snapshot ``model`` holds when it is not the final weights (``at``)
+    released: int | None = None
+
+    def at(self, iteration: int) -> "Run":
+        """This run as released after ``iteration`` training iterations (an early-stopped model):
+        the same run whose ``model`` is that snapshot's EMA weights; everything cached from it
+        (scores, samples) is keyed by that snapshot's weights (``cache_stem``), exactly as
+        ``score_split(run, ..., iteration=iteration)`` keys it."""
+        if self.released is not None:
+            raise ValueError(f"{self.dir.name} is already the model released at iteration {self.released}")
+        if iteration == self.settings.target.iterations:
+            return self
+        return dataclasses.replace(self, model=self.model_at(iteration), released=iteration)
 
     @property
     def key(self) -> str:
@@ -84,6 +97,11 @@ class Run:
 
     def model_at(self, iteration: int) -> torch.nn.Module:
         """The EMA model as it was after ``iteration`` training iterations (eval mode)."""
+        if self.released is not None:
+            if iteration != self.released:
+                raise ValueError(f"this view of {self.dir.name} holds the model released at iteration "
+                                 f"{self.released}, not {iteration}: ask the run itself")
+            return self.model
         if iteration == self.settings.target.iterations:
             return self.model
         path = _snapshot_path(self.dir, iteration)
@@ -99,7 +117,9 @@ class Run:
 
     def weights_checksum(self, iteration: int | None = None) -> str:
         """The SHA-256 recorded with the weights the run's model at ``iteration`` (default: the
-        final model) was read from: what a cached result computed from them is keyed by."""
+        final model; the released snapshot's for a ``Run.at`` view) was read from: what a cached
+        result computed from them is keyed by."""
+        iteration = self.released if iteration is None else iteration
         final = iteration is None or iteration == self.settings.target.iterations
         return read_metadata(self.dir / FINAL if final else _snapshot_path(self.dir, iteration))[CHECKSUM]
 
@@ -118,6 +138,11 @@ class Run:
 
     def cache_stem(self, kind: str, payload: dict, images: dict[str, np.ndarray]) -> str:
         """``<kind>-<key>``: the name (without suffix) of the file ``cached`` keeps its arrays in."""
+        if self.released is not None:  # a result of the released snapshot is keyed as one of that iteration
+            if payload.get("iteration", self.released) != self.released:
+                raise ValueError(f"a cache of iteration {payload['iteration']} asked of the model released at "
+                                 f"{self.released}")
+            payload = {**payload, "iteration": self.released}
         key = stable_hash({"kind": kind, **payload, "draws_format": seeding.FORMAT,
                            "weights": self.weights_checksum(payload.get("iteration")),
                            "images": {name: self.dataset.fingerprint(idx) for name, idx in sorted(images.items())}})
