@@ -124,6 +124,7 @@ def test_book_html_has_every_chapter_with_figures(built_book):
     assert (html / "notebooks/04_factors.html").read_text().count("<img") >= 5  # one figure per study
     assert (html / "notebooks/05_differential_privacy.html").read_text().count("<img") >= 2
     assert (html / "notebooks/06_later_attacks.html").read_text().count("<img") >= 2  # ROC grid and curves
+    assert (html / "notebooks/07_defenses.html").read_text().count("<img") >= 1  # the privacy-utility plane
     intro = (html / "book/intro.html").read_text()
     assert "AUC of" in intro and "colab.research.google.com" in loss_page
     assert "smoke" in intro and "test the code, not the" in intro  # the profile says what its numbers mean

@@ -117,6 +117,7 @@ class DefenseStudy:
     study: dp.TradeoffStudy  # every arm: chapter 05's and the defenses'
     defenses: dict[str, Defense]  # arm label -> its defense
     stops: dict[str, list[early_stopping.Stop]]  # family -> the early-stopping arm's stop per seed
+    _decided: dict = dataclasses.field(default_factory=dict, repr=False)  # figure -> verdicts (bootstraps: once)
 
     def frame(self):
         out = self.study.frame()
@@ -140,7 +141,7 @@ class DefenseStudy:
         import pandas as pd
 
         rows = [{"family": family, "seed": seed, "released at iteration": st.released,
-                 "stopped at evaluation": st.stopped_at if st.stopped_at is not None else "ran to the end",
+                 "stopped at iteration": st.stopped_at if st.stopped_at is not None else "ran to the end",
                  "validation losses": " ".join(f"{v:.4f}" for v in st.losses)}
                 for family, per_seed in self.stops.items() for seed, st in zip(seeds(self.settings), per_seed)]
         return pd.DataFrame(rows).set_index(["family", "seed"])
@@ -154,7 +155,13 @@ class DefenseStudy:
     def verdicts(self, figure: str = "notebooks/07_defenses#plane") -> list[claims.Verdict]:
         """Per family and defense, the claim written before the numbers: the defense lowers the
         lead attack's AUC (the first of ``dp_attacks``) by more than ``REDUCTION`` against no
-        defense, and its samples are better than DP-SGD's at ``defense_dp_epsilon``."""
+        defense, and its samples are better than DP-SGD's at ``defense_dp_epsilon``. Computed
+        once (their bootstraps are the chapter's slowest step) and kept."""
+        if figure not in self._decided:
+            self._decided[figure] = self._verdicts(figure)
+        return self._decided[figure]
+
+    def _verdicts(self, figure: str) -> list[claims.Verdict]:
         out = []
         lead = self.study.attack_names()[0]
         label = attacks.get(lead).label
