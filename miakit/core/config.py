@@ -639,7 +639,8 @@ def _validate(s: Settings) -> None:
     e.weight_decays()  # parse or raise
     if not (0 < e.defense_dp_epsilon < math.inf) or e.defense_dp_epsilon not in p.epsilons():
         raise ValueError(f"defense_dp_epsilon={e.defense_dp_epsilon:g} must be one of dp_epsilons ({p.dp_epsilons}): "
-                         "the defenses are compared with that arm of chapter 05")
+                         "chapter 07 compares the defenses with that arm of chapter 05; set defense_dp_epsilon to "
+                         "one of them when you change dp_epsilons")
     if any(not (0 < w < 1) for w in e.weight_decays()):
         raise ValueError(f"defense_weight_decays={e.defense_weight_decays!r} must lie in (0, 1)")
     if (e.defense_shift < 0 or 2 * e.defense_shift >= s.data.resolution or e.defense_distill_samples < 0
