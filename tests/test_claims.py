@@ -280,3 +280,30 @@ def test_combination_and_table():
     html = table.to_html()
     assert 'href="../notebooks/04_factors.html#c3"' in html and "REPRODUCED" in html
     assert claims.glue_values(verdicts) == {"verdict_C9_x": "REPRODUCED", "verdict_C8": "UNDECIDED"}
+
+
+def test_a_defense_claim_on_simulated_scores_at_cpu_sizes():
+    """Chapter 07's rule, "the defense lowers the lead attack's AUC by more than 0.1 against no
+    defense", on its cpu sample: both arms score the same 50 + 500 test images with the same 3
+    seeds (paired), each seed's true AUC spread by 0.03, no defense at a true AUC of 0.75 (chapter
+    05's non-private arm leaks about 0.7-0.75 at cpu). A defense that changes nothing is
+    contradicted, one that takes off exactly 0.1 is left undecided (almost never called a success),
+    one that takes off 0.25 is called a success."""
+    def paired_drop(drop: float, seed: int, n_seeds: int = 3, spread: float = 0.03):
+        rng = np.random.default_rng(seed)
+        # each score: the image's own part (shared by both arms and every seed), plus the training's noise
+        members, nonmembers = rng.normal(0, 0.5 ** 0.5, 50), rng.normal(0, 0.5 ** 0.5, 500)
+
+        def arm(auc):
+            shifts = [shift_for(auc + rng.normal(0, spread)) for _ in range(n_seeds)]
+            return metrics.Arm(np.array([members + d + rng.normal(0, 0.5 ** 0.5, 50) for d in shifts]),
+                               np.array([nonmembers + rng.normal(0, 0.5 ** 0.5, 500) for _ in shifts]))
+        return metrics.estimate_difference(arm(0.75), arm(0.75 - drop), paired=True, n_boot=N_BOOT)
+
+    def outcomes(drop, n_sets=30):
+        return shares(lambda q, e: claims.greater(q, e, than=0.1), [paired_drop(drop, s) for s in range(n_sets)])
+
+    assert outcomes(0.0)[Outcome.CONTRADICTED] >= 0.8
+    at_threshold = outcomes(0.1)
+    assert at_threshold[Outcome.UNDECIDED] >= 0.9 and at_threshold[Outcome.REPRODUCED] <= 0.05
+    assert outcomes(0.25)[Outcome.REPRODUCED] >= 0.9
