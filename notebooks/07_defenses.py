@@ -48,9 +48,13 @@ import importlib.util
 import subprocess
 import sys
 
+MIAKIT_URL = "https://github.com/miakit/miakit"  # a fork: set repository.url in _config.yml and run `make notebooks`
 if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "miakit[hub] @ git+https://github.com/miakit/miakit"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q", f"miakit[hub] @ git+{MIAKIT_URL}"]
+    if subprocess.run(pip).returncode:
+        raise RuntimeError(f"pip could not install miakit from {MIAKIT_URL} (its output is above). If that "
+                           "repository is private, moved or not yet pushed, set MIAKIT_URL in this cell to "
+                           "your fork (https://github.com/<you>/<fork>) and run the cell again.")
     importlib.invalidate_caches()
 
 # %% tags=["parameters"]

@@ -61,7 +61,7 @@ def test_stamping_replaces_a_stale_colab_cell_and_refuses_a_source_without_one(t
     stale = (ROOT / "notebooks/01_targets.py").read_text()
     copy = tmp_path / "01_targets.py"
     copy.write_text(stale)
-    assert colab_cell.stamp(copy, url) and "git+https://example.org/someone/miakit" in copy.read_text()
+    assert colab_cell.stamp(copy, url) and 'MIAKIT_URL = "https://example.org/someone/miakit"' in copy.read_text()
     assert not colab_cell.stamp(copy, url)  # stamping twice changes nothing
     bare = tmp_path / "02_bare.py"
     bare.write_text("# %% tags=[\"parameters\"]\nprofile = \"cpu\"\n")
@@ -70,6 +70,29 @@ def test_stamping_replaces_a_stale_colab_cell_and_refuses_a_source_without_one(t
     (tmp_path / "_config.yml").write_text("title: x\n")
     with pytest.raises(ValueError, match="no repository.url"):
         colab_cell.repository_url(tmp_path)
+
+
+def test_the_colab_cell_names_the_url_it_tried_when_pip_cannot_install(monkeypatch):
+    """A private or moved repository: the cell stops with the URL and the fix, not a bare
+    CalledProcessError followed by a ModuleNotFoundError in the next cell; elsewhere it does nothing."""
+    import importlib.util
+    import subprocess
+    import sys
+    import types
+
+    from miakit.book import colab_cell
+    cell = colab_cell.colab_cell("https://example.org/someone/private-miakit")
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or types.SimpleNamespace(returncode=0))
+    exec(cell, {})  # not on Colab: nothing installed
+    assert calls == []
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or types.SimpleNamespace(returncode=1))
+    with pytest.raises(RuntimeError, match=r"could not install miakit from https://example.org/someone/private-miakit "
+                                           r".* set MIAKIT_URL in this cell to your fork"):
+        exec(cell, {})
+    assert calls[-1][-1] == "miakit[hub] @ git+https://example.org/someone/private-miakit"
 
 
 RECORDED_CHECK = ROOT / "benchmarks/recorded/gpu-check-h200.json"

@@ -34,15 +34,22 @@ def repository_url(root: Path) -> str:
 
 
 def colab_cell(url: str) -> str:
-    """The setup cell's source (jupytext percent format, without its cell marker)."""
+    """The setup cell's source (jupytext percent format, without its cell marker). When pip
+    cannot install from ``url`` (a private or moved repository), it stops with a message naming
+    the URL it tried and how to point the cell at a fork, instead of a bare CalledProcessError
+    and a ModuleNotFoundError in the next cell."""
     return (f"{CELL_MARK} install miakit once (re-running is safe; does nothing elsewhere).\n"
             "import importlib.util\n"
             "import subprocess\n"
             "import sys\n"
             "\n"
+            f"MIAKIT_URL = \"{url}\"  # a fork: set repository.url in _config.yml and run `make notebooks`\n"
             "if \"google.colab\" in sys.modules and importlib.util.find_spec(\"miakit\") is None:\n"
-            "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",\n"
-            f"                    \"miakit[hub] @ git+{url}\"], check=True)\n"
+            "    pip = [sys.executable, \"-m\", \"pip\", \"install\", \"-q\", f\"miakit[hub] @ git+{MIAKIT_URL}\"]\n"
+            "    if subprocess.run(pip).returncode:\n"
+            "        raise RuntimeError(f\"pip could not install miakit from {MIAKIT_URL} (its output is above). If that \"\n"
+            "                           \"repository is private, moved or not yet pushed, set MIAKIT_URL in this cell to \"\n"
+            "                           \"your fork (https://github.com/<you>/<fork>) and run the cell again.\")\n"
             "    importlib.invalidate_caches()\n")
 
 
