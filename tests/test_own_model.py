@@ -114,6 +114,7 @@ def test_the_page_code_runs_on_a_model_saved_with_save_pretrained(tmp_path, monk
     namespace: dict = {}
     exec(compile("import miakit\n" + code, "book/own_model.md", "exec"), namespace)
     table = namespace["result"].table()
+    assert str(namespace["result"]) == table.to_string()  # print(result) shows the table in a script
     assert list(table.index) == ["loss", "likelihood", "SecMI (stat)", "PIA", "PIAN", "SimA"]
     assert all(re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", v) for v in table["AUC [95%]"])
     assert (table["TPR@0.1%FPR [95%]"] == own.metrics.UNRESOLVABLE).all()  # 6 test nonmembers cannot show 0.1%
@@ -130,3 +131,77 @@ def test_reference_attacks_and_mismatched_images_are_refused_before_scoring():
         own.attack(lambda x, t: x, family, x, x, names=("reference",))
     with pytest.raises(ValueError, match="members are"):
         own.attack(lambda x, t: x, family, x, torch.zeros(4, 3, 8, 8), names=("loss",))
+
+
+# ------------------------------------------------ input checks: every refusal comes before the model runs
+class _Unrunnable:
+    """A model that only has a diffusers config: calling it fails the test (a check came too late)."""
+
+    def __init__(self, sample_size=8, in_channels=1, down_block_types=("DownBlock2D", "DownBlock2D")):
+        from types import SimpleNamespace
+        self.config = SimpleNamespace(sample_size=sample_size, in_channels=in_channels, down_block_types=down_block_types)
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("the model ran before the input was checked")
+
+
+def _images(n, size=8, channels=1, seed=0):
+    return torch.rand(n, channels, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+FAMILY = own.family_from_scheduler(DDPMScheduler(num_train_timesteps=10))
+
+
+@pytest.mark.parametrize("members, message", [
+    ((_images(20) * 127.5 + 127.5).to(torch.uint8), "torch.uint8 images"),
+    ((_images(20) + 1) / 2, r"none negative: images in \[0, 1\]"),
+    (_images(20) * 3, r"scaled to \[-1, 1\]"),
+    (torch.full((20, 1, 8, 8), float("nan")), "NaN"),
+    (_images(20)[:, 0], r"tensor of images \[N, C, H, W\]"),
+])
+def test_images_outside_the_model_s_range_or_type_are_refused(members, message):
+    with pytest.raises(ValueError, match=message):
+        own.attack(_Unrunnable(), FAMILY, members, _images(20, seed=1), names=("loss",), progress_bar=False)
+
+
+def test_images_of_another_size_or_a_size_the_unet_cannot_halve_are_refused():
+    with pytest.raises(ValueError, match="the images are 8x8, the model takes 16x16"):
+        own.attack(_Unrunnable(sample_size=16), FAMILY, _images(20), _images(20, seed=1), names=("loss",))
+    with pytest.raises(ValueError, match="multiples of 2; 15x15 is not"):
+        own.attack(_Unrunnable(sample_size=15), FAMILY, _images(20, 15), _images(20, 15, seed=1), names=("loss",))
+    with pytest.raises(ValueError, match="the model takes 3"):
+        own.attack(_Unrunnable(in_channels=3), FAMILY, _images(20), _images(20, seed=1), names=("loss",))
+
+
+def test_too_few_images_are_refused_and_unmeasurable_tprs_announced():
+    with pytest.raises(ValueError, match="each part needs at least 5 .* give at least 10 members"):
+        own.attack(_Unrunnable(), FAMILY, _images(2), _images(2, seed=1), names=("loss",))
+    with pytest.raises(ValueError, match="give at least 25 nonmembers"):  # 20% of 12 = 2 for validation
+        own.attack(_Unrunnable(), FAMILY, _images(40), _images(12, seed=1), names=("loss",), val_fraction=0.2)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        own.attack(_Unrunnable(), FAMILY, _images(20), _images(20, seed=1), names=("loss",), val_fraction=1)
+    # enough for an AUC, too few test nonmembers for TPR at 1% and 0.1% FPR: said before the model runs
+    with pytest.warns(UserWarning, match="TPR at 1% FPR needs at least 100 test nonmembers; 20 nonmembers give 10 "
+                                         r"\(val_fraction 0.5\): give at least 200 nonmembers") as caught:
+        with pytest.raises(AssertionError, match="the model ran"):
+            own.attack(_Unrunnable(), FAMILY, _images(20), _images(20, seed=1), names=("loss",), progress_bar=False)
+    assert any("0.1% FPR needs at least 1000" in str(w.message) for w in caught)
+
+
+def test_load_images_refuses_upsampling_and_speaks_of_its_own_arguments(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "small").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((4, 4), 40 * i, np.uint8)).save(tmp_path / "small" / f"{i}.png")
+    model = _Unrunnable(sample_size=8)
+    with pytest.raises(ValueError, match=r"3 image\(s\) under .* smaller than the model's 8x8 \(e.g. 0.png: 4x4\)"):
+        own.load_images(tmp_path / "small", model)
+    assert own.load_images(tmp_path / "small", model, upsample=True).shape == (3, 1, 8, 8)
+    with pytest.raises(ValueError, match="is not a folder") as err:
+        own.load_images(tmp_path / "missing", model)
+    assert "dataset=" not in str(err.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no readable images") as err:
+        own.load_images(tmp_path / "empty", model)
+    assert "dataset=" not in str(err.value)
