@@ -9,10 +9,21 @@ STAMP := $(VENV)/.miakit-installed
 
 venv: $(STAMP)
 
+# PyTorch's CPU index: PyPI's default Linux torch wheel is the CUDA build (several GB)
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	@if $(PY) -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/torch/', timeout=10)" 2>/dev/null; then \
+	  echo "torch==2.13.0 from PyTorch's CPU index ($(TORCH_INDEX))"; \
+	  $(PY) -m pip install -q torch==2.13.0 --index-url $(TORCH_INDEX); \
+	else \
+	  echo "note: PyTorch's CPU index ($(TORCH_INDEX)) is not reachable: torch==2.13.0 comes from pip's own"; \
+	  echo "      configuration (a CPU build where it offers one; on a stock machine PyPI's CUDA wheel, several GB)"; \
+	  $(PY) -m pip install -q torch==2.13.0; \
+	fi
+	@$(PY) -c "import torch; print('installed torch', torch.__version__, '(CPU build)' if torch.version.cuda is None else '(CUDA build ' + torch.version.cuda + ')')"
 	$(PY) -m pip install -q -e ".[book,test]"
 	touch $(STAMP)
 
