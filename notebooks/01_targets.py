@@ -110,20 +110,21 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
     importlib.invalidate_caches()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | gpu | paper
-dataset = None  # digits | fashion-mnist | cifar10 | hf:<hub id or folder> | folder:<path to FFHQ or retina images>
-resolution = None
-n_members = None
-n_nonmembers = None
-families = None  # comma-separated, e.g. "ddpm,vpsde"; default "all": every registered family
-model = None  # UNet preset: tiny | small | medium | paper
-iterations = None
-batch_size = None
-lr = None
-n_samples = None
-sample_steps = None
-device = None  # auto | cpu | cuda
-runs_dir = None  # a folder, or drive:<folder> on Colab (kept on Google Drive)
+# None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
+profile: str = "cpu"  # smoke | cpu | gpu | paper
+dataset: str = None  # digits | fashion-mnist | cifar10 | hf:<hub id or folder> | folder:<path to FFHQ or retina images>
+resolution: int = None
+n_members: int = None
+n_nonmembers: int = None
+families: str = None  # comma-separated, e.g. "ddpm,vpsde"; default "all": every registered family
+model: str = None  # UNet preset: tiny | small | medium | paper
+iterations: int = None
+batch_size: int = None
+lr: float = None
+n_samples: int = None
+sample_steps: int = None
+device: str = None  # auto | cpu | cuda
+runs_dir: str = None  # a folder, or drive:<folder> on Colab (kept on Google Drive)
 
 # %%
 import miakit

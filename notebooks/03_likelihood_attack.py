@@ -79,23 +79,26 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
     importlib.invalidate_caches()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | gpu | paper
-dataset = None
-resolution = None
-n_members = None
-n_nonmembers = None
-families = None  # comma-separated; default "all": every registered family
-model = None
-iterations = None
-lik_rtol = None  # ODE solver tolerances
-lik_atol = None
-lik_method = None  # torchdiffeq method
-lik_probes = None  # Hutchinson probes per image
-lik_max_images = None  # at most this many members and this many nonmembers (seeded random subsets of both parts)
-speed_images = None  # images in the side-by-side timing against the loop of the paper
-speed_batch = None  # images in the miakit throughput batch (0 skips it)
-device = None
-runs_dir = None
+# None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
+profile: str = "cpu"  # smoke | cpu | gpu | paper
+dataset: str = None
+resolution: int = None
+n_members: int = None
+n_nonmembers: int = None
+families: str = None  # comma-separated; default "all": every registered family
+model: str = None
+iterations: int = None
+batch_size: int = None  # images per optimizer step
+lr: float = None  # peak learning rate
+lik_rtol: float = None  # ODE solver tolerances
+lik_atol: float = None
+lik_method: str = None  # torchdiffeq method
+lik_probes: int = None  # Hutchinson probes per image
+lik_max_images: int = None  # at most this many members and this many nonmembers (seeded random subsets of both parts)
+speed_images: int = None  # images in the side-by-side timing against the loop of the paper
+speed_batch: int = None  # images in the miakit throughput batch (0 skips it)
+device: str = None
+runs_dir: str = None
 
 # %%
 import miakit

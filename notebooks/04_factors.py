@@ -54,26 +54,29 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
     importlib.invalidate_caches()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | gpu | paper
-dataset = None
-resolution = None
-n_members = None
-n_nonmembers = None
-families = None  # comma-separated; default "all": every registered family
-model = None
-iterations = None
-snapshot_every = None  # iterations between the kept EMA snapshots (training-length study)
-n_seeds = None  # training seeds per arm of the size and length studies
-size_n_members = None  # comma-separated member-set sizes, e.g. "50,100,200"
-factor_attack_steps = None  # steps the size and length studies attack
-factor_n_noise = None  # noise draws per step in the size and length studies
-aggregation_n_noise = None  # comma-separated draws per step compared, e.g. "1,4,16"
-step_window = None  # neighbouring steps averaged in the aggregation study
-lik_tolerances = None  # comma-separated ODE tolerances compared
-lik_probe_counts = None  # comma-separated Hutchinson probe counts compared
-factor_lik_max_images = None  # at most this many members and nonmembers (seeded random subsets) in the likelihood study
-device = None
-runs_dir = None
+# None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
+profile: str = "cpu"  # smoke | cpu | gpu | paper
+dataset: str = None
+resolution: int = None
+n_members: int = None
+n_nonmembers: int = None
+families: str = None  # comma-separated; default "all": every registered family
+model: str = None
+iterations: int = None
+batch_size: int = None  # images per optimizer step
+lr: float = None  # peak learning rate
+snapshot_every: int = None  # iterations between the kept EMA snapshots (training-length study)
+n_seeds: int = None  # training seeds per arm of the size and length studies
+size_n_members: str = None  # comma-separated member-set sizes, e.g. "50,100,200"
+factor_attack_steps: int = None  # steps the size and length studies attack
+factor_n_noise: int = None  # noise draws per step in the size and length studies
+aggregation_n_noise: str = None  # comma-separated draws per step compared, e.g. "1,4,16"
+step_window: int = None  # neighbouring steps averaged in the aggregation study
+lik_tolerances: str = None  # comma-separated ODE tolerances compared
+lik_probe_counts: str = None  # comma-separated Hutchinson probe counts compared
+factor_lik_max_images: int = None  # at most this many members and nonmembers (seeded random subsets) in the likelihood study
+device: str = None
+runs_dir: str = None
 
 # %%
 import miakit

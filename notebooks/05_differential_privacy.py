@@ -86,30 +86,31 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
     importlib.invalidate_caches()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | gpu | paper
-dataset = None
-resolution = None
-n_nonmembers = None
-model = None
-n_seeds = None  # training seeds per arm
-dp_epsilons = None  # comma-separated finite privacy budgets (non-private and clipping-only arms always run)
-dp_families = None  # comma-separated families trained privately
-dp_n_members = None  # member-set size of every target here
-dp_iterations = None  # optimizer steps of every target
-dp_batch_size = None  # expected batch size (Poisson sampling)
-dp_delta = None
-dp_max_grad_norm = None  # per-example clipping norm
-dp_multiplicity = None  # draws of (step, noise) averaged in the loss of each example (K in DPDM)
-dp_physical_batch = None  # most examples per forward pass
-dp_lik_max_images = None  # members (and at most as many nonmembers) for the likelihood attack
-dp_attacks = None  # comma-separated registered attacks run on every target; default "default": those registered for the DP chapter
-utility_samples = None  # generated images per target for the Frechet distance
-utility_steps = None  # sampler steps for them
-factor_attack_steps = None  # steps the loss attack (and the reference attack) evaluates
-factor_n_noise = None  # noise draws per step
-dp_speed_rounds = None  # interleaved rounds timing a DP-SGD step against an ordinary one
-device = None
-runs_dir = None
+# None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
+profile: str = "cpu"  # smoke | cpu | gpu | paper
+dataset: str = None
+resolution: int = None
+n_nonmembers: int = None
+model: str = None
+n_seeds: int = None  # training seeds per arm
+dp_epsilons: str = None  # comma-separated finite privacy budgets (non-private and clipping-only arms always run)
+dp_families: str = None  # comma-separated families trained privately
+dp_n_members: int = None  # member-set size of every target here
+dp_iterations: int = None  # optimizer steps of every target
+dp_batch_size: int = None  # expected batch size (Poisson sampling)
+dp_delta: float = None
+dp_max_grad_norm: float = None  # per-example clipping norm
+dp_multiplicity: int = None  # draws of (step, noise) averaged in the loss of each example (K in DPDM)
+dp_physical_batch: int = None  # most examples per forward pass
+dp_lik_max_images: int = None  # members (and at most as many nonmembers) for the likelihood attack
+dp_attacks: str = None  # comma-separated registered attacks run on every target; default "default": those registered for the DP chapter
+utility_samples: int = None  # generated images per target for the Frechet distance
+utility_steps: int = None  # sampler steps for them
+factor_attack_steps: int = None  # steps the loss attack (and the reference attack) evaluates
+factor_n_noise: int = None  # noise draws per step
+dp_speed_rounds: int = None  # interleaved rounds timing a DP-SGD step against an ordinary one
+device: str = None
+runs_dir: str = None
 
 # %%
 import miakit

@@ -67,26 +67,29 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
     importlib.invalidate_caches()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | gpu | paper
-dataset = None
-resolution = None
-n_members = None
-n_nonmembers = None
-families = None  # comma-separated; default "all": every registered family
-model = None
-iterations = None
-attack_steps = None  # steps of the loss attack's grid
-n_noise = None  # noise draws per image and step (loss attack)
-attack_batch = None  # model evaluations per forward pass
-n_references = None  # reference models per family for the reference-model attack (0: not run)
-lik_max_images = None  # the likelihood attack's images (read from chapter 03's study)
-bench_dataset = None  # the benchmark regime's images
-bench_n_members = None  # members of each benchmark target (0: no benchmark regime)
-bench_n_nonmembers = None  # its nonmembers (validation and test parts together)
-bench_iterations = None  # its training length
-bench_lr = None  # its learning rate
-device = None
-runs_dir = None
+# None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
+profile: str = "cpu"  # smoke | cpu | gpu | paper
+dataset: str = None
+resolution: int = None
+n_members: int = None
+n_nonmembers: int = None
+families: str = None  # comma-separated; default "all": every registered family
+model: str = None
+iterations: int = None
+batch_size: int = None  # images per optimizer step
+lr: float = None  # peak learning rate
+attack_steps: int = None  # steps of the loss attack's grid
+n_noise: int = None  # noise draws per image and step (loss attack)
+attack_batch: int = None  # model evaluations per forward pass
+n_references: int = None  # reference models per family for the reference-model attack (0: not run)
+lik_max_images: int = None  # the likelihood attack's images (read from chapter 03's study)
+bench_dataset: str = None  # the benchmark regime's images
+bench_n_members: int = None  # members of each benchmark target (0: no benchmark regime)
+bench_n_nonmembers: int = None  # its nonmembers (validation and test parts together)
+bench_iterations: int = None  # its training length
+bench_lr: float = None  # its learning rate
+device: str = None
+runs_dir: str = None
 
 # %%
 import miakit

@@ -58,33 +58,34 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
     importlib.invalidate_caches()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | gpu | paper
-dataset = None
-resolution = None
-n_nonmembers = None
-model = None
-n_seeds = None  # training seeds per arm
-dp_epsilons = None  # chapter 05's budgets (its arms draw DP-SGD's curve)
-dp_families = None  # families of chapter 05 (and of this chapter)
-dp_n_members = None  # member-set size of every target here
-dp_iterations = None  # optimizer steps of every target
-dp_batch_size = None  # expected batch size (Poisson sampling)
-dp_lik_max_images = None  # members (and at most as many nonmembers) for the likelihood attack
-dp_attacks = None  # comma-separated registered attacks run on every target; the first is the claims' lead attack
-utility_samples = None  # generated images per target for the Frechet distance
-utility_steps = None  # sampler steps for them (and for the teacher's images)
-factor_attack_steps = None  # steps the tuned attacks evaluate
-factor_n_noise = None  # noise draws per step
-defense_shift = None  # the augmentation arm's largest shift in pixels (with left-right flips)
-defense_weight_decays = None  # comma-separated AdamW weight decays, one arm each
-defense_model = None  # the smaller-model arm's UNet preset
-defense_distill_samples = None  # images the teacher generates for its student; 0: no distillation arm
-defense_patience = None  # early stopping: evaluations without improvement before it stops
-defense_evaluations = None  # early stopping: validation-loss evaluations over the training
-defense_held_out = None  # early stopping: held-out images it evaluates on
-defense_dp_epsilon = None  # chapter 05's DP-SGD arm the defenses are compared with
-device = None
-runs_dir = None
+# None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
+profile: str = "cpu"  # smoke | cpu | gpu | paper
+dataset: str = None
+resolution: int = None
+n_nonmembers: int = None
+model: str = None
+n_seeds: int = None  # training seeds per arm
+dp_epsilons: str = None  # chapter 05's budgets (its arms draw DP-SGD's curve)
+dp_families: str = None  # families of chapter 05 (and of this chapter)
+dp_n_members: int = None  # member-set size of every target here
+dp_iterations: int = None  # optimizer steps of every target
+dp_batch_size: int = None  # expected batch size (Poisson sampling)
+dp_lik_max_images: int = None  # members (and at most as many nonmembers) for the likelihood attack
+dp_attacks: str = None  # comma-separated registered attacks run on every target; the first is the claims' lead attack
+utility_samples: int = None  # generated images per target for the Frechet distance
+utility_steps: int = None  # sampler steps for them (and for the teacher's images)
+factor_attack_steps: int = None  # steps the tuned attacks evaluate
+factor_n_noise: int = None  # noise draws per step
+defense_shift: int = None  # the augmentation arm's largest shift in pixels (with left-right flips)
+defense_weight_decays: str = None  # comma-separated AdamW weight decays, one arm each
+defense_model: str = None  # the smaller-model arm's UNet preset
+defense_distill_samples: int = None  # images the teacher generates for its student; 0: no distillation arm
+defense_patience: int = None  # early stopping: evaluations without improvement before it stops
+defense_evaluations: int = None  # early stopping: validation-loss evaluations over the training
+defense_held_out: int = None  # early stopping: held-out images it evaluates on
+defense_dp_epsilon: float = None  # chapter 05's DP-SGD arm the defenses are compared with
+device: str = None
+runs_dir: str = None
 
 # %%
 import miakit

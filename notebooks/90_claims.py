@@ -39,17 +39,20 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
     importlib.invalidate_caches()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | gpu | paper
-dataset = None
-resolution = None
-n_members = None
-n_nonmembers = None
-families = None  # comma-separated; default "all": every registered family
-model = None
-iterations = None
-n_seeds = None  # training seeds per arm of the size study and the privacy arms
-device = None
-runs_dir = None
+# None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
+profile: str = "cpu"  # smoke | cpu | gpu | paper
+dataset: str = None
+resolution: int = None
+n_members: int = None
+n_nonmembers: int = None
+families: str = None  # comma-separated; default "all": every registered family
+model: str = None
+iterations: int = None
+batch_size: int = None  # images per optimizer step
+lr: float = None  # peak learning rate
+n_seeds: int = None  # training seeds per arm of the size study and the privacy arms
+device: str = None
+runs_dir: str = None
 
 # %%
 import miakit

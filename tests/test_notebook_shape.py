@@ -70,3 +70,49 @@ def test_the_shape_check_fails_on_a_cell_that_digs_into_results():
     assert problems([good[0], "plots.roc_grid(chapter.runs)", good[2]])  # logic outside miakit
     assert problems([good[0], "chapter.table()", "report.glue('x', 1)"])  # no glue_chapter
     assert problems([good[0] + "\nother = y.run(settings)", good[1], good[2]])  # two chapter calls
+
+
+def parameter_lines(path) -> list[str]:
+    nb = jupytext.read(path)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    return [line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def typing_problems(lines: list[str]) -> list[str]:
+    """Parameter lines that papermill cannot show with their knob's type (``config.knobs``)."""
+    from papermill.translators import PythonTranslator
+
+    from miakit.core import config
+    knobs, out = config.knobs(), []
+    for line in lines:
+        m = PythonTranslator.PARAMETER_PATTERN.match(line)
+        name = m and m.group("target")
+        want = "str" if name == "profile" else knobs[name].type if name in knobs else None
+        if want is None:
+            out.append(f"{line!r}: not a parameter")
+        elif (m.group("annotation") or "").strip() != want:
+            out.append(f"{line!r}: papermill shows its type as {m.group('annotation')}, the knob is {want}")
+    return out
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_parameter_carries_its_knob_s_type_for_papermill(source):
+    """``papermill --help-notebook`` shows each parameter's type (it read "Unknown type" before);
+    the values are the profile's, listed by ``python -m miakit --profile P``."""
+    lines = parameter_lines(source)
+    assert lines and not typing_problems(lines)
+    assert len(typing_problems(["n_members = None", "lr: int = None", "n_member: int = None"])) == 3  # each caught
+
+
+def test_python_m_miakit_lists_each_profile_s_values(capsys):
+    from miakit.core import config
+    config.main(["--profile", "smoke", "n_members", "lr"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == [f"n_members: int = {config.resolve('smoke').data.n_members!r}",
+                       f"lr: float = {config.resolve('smoke').target.lr!r}"]
+    rows = config.listing("cpu")
+    assert [r[0] for r in rows] == list(config.PARAMETERS)
+    assert dict((r[0], r[2]) for r in rows)["dp_n_members"] == config.resolve("cpu").privacy_study.dp_n_members
+    assert config.knobs()["val_fraction"].help == "share of members/nonmembers used to choose attack settings"
+    with pytest.raises(ValueError, match="unknown parameter"):
+        config.listing("cpu", ["n_member"])

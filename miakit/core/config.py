@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, MutableMapping
@@ -33,7 +34,7 @@ class TargetConfig:
     """How the target diffusion model is built and trained."""
 
     family: str
-    model: str  # UNet preset: tiny / small / paper
+    model: str  # UNet preset: micro / tiny / small / paper (miakit.diffusion.unet.PRESETS)
     iterations: int  # optimizer steps; 0 = the untrained network (a chance-level baseline for tests)
     batch_size: int
     lr: float
@@ -655,3 +656,72 @@ def _validate(s: Settings) -> None:
     if min(p.dp_n_members, p.dp_iterations, p.dp_batch_size, p.dp_lik_max_images, p.utility_samples, p.utility_steps) < 1:
         raise ValueError("dp_n_members, dp_iterations, dp_batch_size, dp_lik_max_images, utility_samples and "
                          "utility_steps must be positive")
+
+
+# ---------------------------------------------------------------- the knobs, listed for a user
+@dataclass(frozen=True)
+class Knob:
+    """One parameter every notebook accepts: its name, type (as papermill shows it), section of
+    ``Settings`` and the comment written beside its field."""
+
+    name: str
+    type: str
+    section: str
+    help: str
+
+
+def _field_comments(cls) -> dict[str, str]:
+    """Field name -> the comment beside it in ``cls``'s source (or the comment lines above it)."""
+    import inspect
+
+    comments, above = {}, []
+    for line in inspect.getsource(cls).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            above.append(stripped.lstrip("# ").strip())
+            continue
+        field = re.match(r"(\w+): [^#=]+?(?:\s*#\s*(.*))?$", stripped)
+        if field:
+            comments[field.group(1)] = field.group(2) or " ".join(above)
+        above = []
+    return comments
+
+
+def knobs() -> dict[str, Knob]:
+    """Every parameter (``PARAMETERS``, in order) with its type and comment."""
+    out = {}
+    for section, cls in [*SECTIONS.items(), ("run", Settings)]:
+        comments = _field_comments(cls)
+        for f in fields(cls):
+            if section == "run" and f.name not in RUN_KEYS:
+                continue
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            out[f.name] = Knob(f.name, kind, section, comments.get(f.name, ""))
+    return {name: out[name] for name in PARAMETERS}
+
+
+def listing(profile: str, names=None) -> list[tuple[str, str, Any, str]]:
+    """(name, type, the profile's value, comment) of every knob, or of ``names``."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    every = knobs()
+    unknown = sorted(set(names or ()) - set(every))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; valid parameters: profile, {', '.join(PARAMETERS)}")
+    return [(k.name, k.type, PROFILES[profile][k.name], k.help) for k in every.values() if not names or k.name in names]
+
+
+def main(argv=None) -> None:
+    """``python -m miakit --profile P [NAME ...]``: each parameter's type and value in profile P
+    (what a notebook's ``None`` stands for) and what it does."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m miakit", description=main.__doc__)
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    parser.add_argument("names", nargs="*", help="parameters to show (default: every one)")
+    args = parser.parse_args(argv)
+    rows = listing(args.profile, args.names)
+    width = max(len(f"{n}: {t} = {v!r}") for n, t, v, _ in rows)
+    print(f"profile {args.profile!r}: a notebook parameter left at None takes the value below")
+    for name, kind, value, text in rows:
+        print(f"{f'{name}: {kind} = {value!r}':<{width}}  # {text}" if text else f"{name}: {kind} = {value!r}")
