@@ -236,9 +236,8 @@ chapter.curves_figure();
 # rate of catching nonmembers while flagging under 1% of members, another quantity. (3) SecMI's
 # accuracy (ASR) threshold is the best on the evaluation data. This book chooses every setting
 # on the validation part, reports on the test part with members positive, and reads TPR at the
-# largest ROC point whose FPR is at or below the level. The papers' result tables could not be
-# read offline here; where no number was verified the table says so rather than quote one from
-# memory.
+# largest ROC point whose FPR is at or below the level. Where a paper's own number was not
+# checked against its source for this book, the table says so rather than quote one from memory.
 
 # %%
 chapter.protocol_table()

@@ -141,3 +141,25 @@ def unet_like(run):
 def test_non_private_settings_keep_their_hash():
     assert math.isinf(config.resolve("cpu").target.dp_epsilon)
     assert config.resolve("cpu").target_hash() == config.resolve("cpu", dp_multiplicity=7).target_hash()
+
+
+def test_the_rdp_accountant_s_expected_warning_is_silenced_at_its_source_only():
+    """At budgets too large for PRV the RDP accountant's best order sits at the end of its range and
+    opacus warns on every evaluation (chapter 05's pages showed dozens); the calibration silences
+    exactly that warning, and only inside itself."""
+    import warnings
+
+    from opacus.accountants.utils import get_noise_multiplier
+
+    from miakit.training import dp_sgd
+    assert dp_sgd.accountant(1e4) == "rdp"
+    with warnings.catch_warnings(record=True) as direct:
+        warnings.simplefilter("always")
+        get_noise_multiplier(target_epsilon=1e4, target_delta=1e-5, sample_rate=0.5, steps=50, accountant="rdp")
+    assert any("Optimal order" in str(w.message) for w in direct)  # what the filter is for
+    dp_sgd._calibrated.cache_clear()
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        assert dp_sgd._calibrated(1e4, 1e-5, 0.5, 50) > 0
+        warnings.warn("Optimal order is the largest alpha: outside the calibration")
+    assert [str(w.message) for w in ours] == ["Optimal order is the largest alpha: outside the calibration"]

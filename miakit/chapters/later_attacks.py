@@ -31,7 +31,7 @@ FPRS = metrics.LOW_FPRS
 @dataclass(frozen=True)
 class Protocol:
     """How an attack's own paper measured it on CIFAR-10 (read from its official code), and what
-    it reports there where a stored source could be read (None: no number verified offline)."""
+    it reports there where a source was checked (None: no number quoted)."""
 
     attack: str  # registry name
     paper: str
@@ -44,6 +44,7 @@ class Protocol:
 # Read from the official repositories' evaluation code (jinhaoduan/SecMI mia_evals/secmia.py,
 # kong13661/PIA DDPM/attack.py, mx-ethan-rao/SimA DDPM/attack.py). The papers' result tables
 # could not be read offline in this project; the one number kept is labelled with its source.
+NOT_QUOTED = "not quoted: their table was not checked for this book"
 PROTOCOLS = (
     Protocol("secmi", "Duan et al. 2023 (ICML)", "DDPM on 25,000 CIFAR-10 training images; 25,000 others held out",
              "fixed t_sec = 100, k = 10; the ASR threshold is the best of 2,000 on the evaluation data",
@@ -73,7 +74,7 @@ def protocol_table(later: "LaterAttacks | None" = None, family: str | None = Non
     for p in PROTOCOLS:
         row = {"attack": attacks.get(p.attack).label, "paper": p.paper, "their data": p.data,
                "their setting chosen": p.setting_chosen, "their TPR at low FPR": p.low_fpr_tpr,
-               "they report on CIFAR-10": p.published or "not verified offline"}
+               "they report on CIFAR-10": p.published or NOT_QUOTED}
         if later is not None and (family, p.attack) in later.outcomes:
             o = later.outcomes[(family, p.attack)]
             row[f"this book ({family}, other data)"] = (f"AUC {o.study.chosen().text()}; "
