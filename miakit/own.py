@@ -107,7 +107,8 @@ class OwnResult:
 
     def table(self):
         """Per attack: the setting chosen on the validation part, and on the test part the AUC and
-        the TPR at 1% and 0.1% FPR with 95% bootstrap intervals, and the model evaluations per image."""
+        the TPR at 1% and 0.1% FPR with 95% bootstrap intervals, and the model evaluations per image.
+        A TPR the test part is too small to measure is left out (``attrs["unmeasurable"]`` names it)."""
         import pandas as pd
 
         rows = []
@@ -118,7 +119,7 @@ class OwnResult:
                          **metrics.estimate_row(study.chosen(), {f: study.chosen(f) for f in metrics.LOW_FPRS},
                                                 counts=False),
                          "queries / image": "adaptive" if queries is None else queries})
-        return pd.DataFrame(rows).set_index("attack")
+        return metrics.measurable(pd.DataFrame(rows).set_index("attack"))
 
     def __str__(self) -> str:
         return self.table().to_string()
@@ -232,5 +233,5 @@ def check_counts(n_members: int, n_nonmembers: int, val_fraction: float, seed: i
             warnings.warn(f"TPR at {fpr * 100:g}% FPR needs at least {math.ceil(1 / fpr)} test nonmembers; "
                           f"{n_nonmembers} nonmembers give {n_test} (val_fraction {val_fraction:g}): give at least "
                           f"{math.ceil(math.ceil(1 / fpr) / (1 - val_fraction))} nonmembers to measure it; "
-                          f"the table shows it as {metrics.UNRESOLVABLE!r}", stacklevel=3)
+                          f"the table leaves it out", stacklevel=3)
     return split

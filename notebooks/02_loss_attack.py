@@ -138,8 +138,9 @@ chapter.paper_steps_figure();
 # reported on the test part. The last column picks the step on the reported data itself: it is
 # optimistic and shown only for comparison with papers that report the best step. Columns named
 # *paper* use the paper code's convention (nonmembers are the positive class and the loss is the
-# score); the other columns are the standard member-positive numbers. NaN means the test set is
-# too small to resolve that FPR.
+# score); the other columns are the standard member-positive numbers. A TPR at an FPR below one
+# over the number of test negatives (nonmembers; members in the paper's convention) is not
+# measurable, and its column is left out.
 
 # %%
 chapter.best_step_table()
@@ -187,7 +188,8 @@ report.glue_chapter(chapter, clock)
 #
 # The test metrics at the paper's ROC steps (for SMLD at the paper's labels, mirrored into our
 # steps), the validation-chosen step and the optimistic one. Every family's per-image scores lie
-# beside its run as CSV (see [how to reproduce](../book/reproduce.md)).
+# beside its run as CSV (see [how to reproduce](../book/reproduce.md)). As above, a TPR at an FPR
+# below one over the number of test negatives is not measurable and its column is left out.
 
 # %% tags=["hide-output"]
 chapter.headline_tables()

@@ -77,7 +77,9 @@ def test_loss_attack_study_chooses_on_validation(smoke_run):
     assert summary["best_step_val"] == study.steps[int(np.argmax(val_aucs))]
     assert summary["result_test_chosen"].auc == max(r.auc for r in study.test)
     table = study.headline_table(smoke_run.family)
-    assert "AUC" in table.columns and "paper TPR@10%FPR" in table.columns
+    assert "AUC" in table.columns and "TPR@10%FPR" in table.columns
+    # the paper's convention has the test members as negatives: too few to show 10% at smoke, left out
+    assert len(smoke_run.split.members_test) < 10 and "paper TPR@10%FPR" in table.attrs["unmeasurable"]
     assert any(label.startswith("best on validation") for label in table.index)
     cached = loss_and_likelihood.loss_attack_study(smoke_run, progress_bar=False)  # loaded from the run folder
     assert all(np.array_equal(cached.scores[p], study.scores[p]) for p in PARTS)

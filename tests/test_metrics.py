@@ -171,3 +171,21 @@ def test_every_results_table_spells_its_estimate_columns_one_way():
     assert row == {"AUC [95%]": "0.800 [0.700, 0.900]", "TPR@1%FPR [95%]": "0.800 [0.700, 0.900]",
                    "TPR@0.1%FPR [95%]": m.UNRESOLVABLE, "members scored": 50, "nonmembers scored": 500}
     assert list(m.estimate_row(auc, counts=False)) == ["AUC [95%]"]
+
+
+def test_a_table_leaves_out_the_columns_no_row_can_measure():
+    """50 test nonmembers resolve TPR at 10% FPR, not below 1/50 = 2%: the 1%, 0.1%
+    and 0.01% columns would be NaN in every row (chapter 02 rendered 180 NaN cells) and are left
+    out, named for the caption; a NaN in a column other rows fill reads as not measurable."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    small = metrics.evaluate_split(rng.normal(1, 1, 50), rng.normal(0, 1, 50))
+    large = metrics.evaluate_split(rng.normal(1, 1, 50), rng.normal(0, 1, 500))
+    table = metrics.measurable(pd.DataFrame({"a": small.row(), "b": small.row()}).T)
+    assert "TPR@10%FPR" in table.columns and "TPR@1%FPR" not in table.columns
+    assert {"TPR@1%FPR", "TPR@0.1%FPR", "TPR@0.01%FPR"} <= set(table.attrs["unmeasurable"])
+    assert not table.isna().any().any()
+    mixed = metrics.measurable(pd.DataFrame({"small": small.row(), "large": large.row()}).T)
+    assert mixed.loc["small", "TPR@1%FPR"] == metrics.UNRESOLVABLE and 0 <= mixed.loc["large", "TPR@1%FPR"] <= 1
+    assert "TPR@0.01%FPR" not in mixed.columns

@@ -185,7 +185,7 @@ def comparison_table(results: dict[str, metrics.AttackResult]):
     """One row per labelled result: AUC, ASR and TPR@FPR in both conventions."""
     import pandas as pd
 
-    return pd.DataFrame({label: r.row() for label, r in results.items()}).T
+    return metrics.measurable(pd.DataFrame({label: r.row() for label, r in results.items()}).T)
 
 
 def loss_attack_studies(runs: dict[str, Run], criterion: str = "auc", progress_bar: bool = True) -> dict[str, LossAttackStudy]:
@@ -204,7 +204,7 @@ def best_step_table(studies: dict[str, LossAttackStudy]):
                       "AUC 95% interval": study.chosen().interval(),
                       "TPR@1%FPR 95% interval": study.chosen(0.01).interval(),
                       "optimistic AUC (best on test)": s["result_test_chosen"].auc}
-    return pd.DataFrame(rows).T
+    return metrics.measurable(pd.DataFrame(rows).T)
 
 
 @dataclass
@@ -265,7 +265,7 @@ def likelihood_table(studies: dict[str, LikelihoodStudy]):
                       "bits/dim members": float(np.mean(st.bpd_members)),
                       "bits/dim nonmembers": float(np.mean(st.bpd_nonmembers)),
                       "ODE evaluations per image": st.nfe_per_image, "seconds per image": st.seconds_per_image}
-    return pd.DataFrame(rows).T
+    return metrics.measurable(pd.DataFrame(rows).T)
 
 
 def members_lower_bpd(studies: dict[str, LikelihoodStudy]) -> int:
@@ -326,7 +326,7 @@ def headline_tables(studies: dict[str, LossAttackStudy], runs: dict[str, Run]):
     """Every family's headline table stacked, indexed by (family, row)."""
     import pandas as pd
 
-    return pd.concat({name: study.headline_table(runs[name].family) for name, study in studies.items()})
+    return metrics.measurable(pd.concat({name: study.headline_table(runs[name].family) for name, study in studies.items()}))
 
 
 def likelihood_results(studies: dict[str, LikelihoodStudy]) -> dict[str, metrics.AttackResult]:

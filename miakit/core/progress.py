@@ -1,7 +1,9 @@
 """Progress bars that stay readable in terminals, notebooks and rendered books."""
 from __future__ import annotations
 
-from tqdm.auto import tqdm
+# text bars everywhere: tqdm.auto needs ipywidgets in a notebook and, without it, prints a
+# TqdmWarning into every executed page; widget bars would not render in the static book anyway
+from tqdm.std import tqdm
 
 
 def progress(iterable=None, *, total=None, desc=None, enabled=True, **kwargs):

@@ -41,6 +41,21 @@ class AttackResult:
         return out
 
 
+def measurable(frame):
+    """``frame`` without the columns that no row can fill (a TPR at an FPR below one over the
+    number of test negatives: NaN, or ``UNRESOLVABLE`` text, in every row), their names kept in ``frame.attrs["unmeasurable"]``
+    for the caption, and any NaN cell left in a measured column written ``UNRESOLVABLE``."""
+    empty = [c for c in frame.columns if (frame[c].isna() | (frame[c] == UNRESOLVABLE)).all()]
+    out = frame.drop(columns=empty)
+    partial = [c for c in out.columns if out[c].isna().any()]
+    if partial:
+        out = out.astype({c: object for c in partial})
+        for c in partial:
+            out.loc[out[c].isna(), c] = UNRESOLVABLE
+    out.attrs["unmeasurable"] = empty
+    return out
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:g}%"
 
