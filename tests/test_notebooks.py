@@ -42,7 +42,8 @@ EXPECTED = {
     "07_defenses": {"reduction": (0.1, 0.1), "n_seeds": (2, 2), "dp_n_members": (16, 16), "defense_patience": (2, 2),
                     "defense_held_out": (16, 16), "defense_evaluations": (4, 4), "n_defenses": (6, 6),
                     "n_reproduced": (0, 6), "n_contradicted": (0, 6), "n_undecided": (0, 6), "seconds": POSITIVE},
-    "90_claims": {"n_reproduced": (0, 60), "n_contradicted": (0, 60), "n_undecided": (0, 60), "seconds": POSITIVE},
+    "90_claims": {"n_reproduced": (0, 60), "n_contradicted": (0, 60), "n_undecided": (0, 60), "n_verdicts": (1, 60),
+                  "seconds": POSITIVE},
 }
 # glued verdicts each notebook must produce, each one of the three outcomes
 VERDICTS = {
@@ -73,7 +74,9 @@ def test_notebook_has_a_parameters_cell_starting_with_profile(source):
     nb = jupytext.read(source)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    assert tagged[0].source.splitlines()[0].startswith('profile = "cpu"')
+    code = [line for line in tagged[0].source.splitlines() if not line.startswith("#")]
+    assert code[0].startswith('profile: str = "cpu"')
+    assert "hide-cell" in tagged[0].metadata["tags"]  # folded: a reader meets the results first
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from miakit.chapters import later_attacks
+from miakit.chapters import defenses, later_attacks
 from miakit.chapters.contract import ChapterResult
 from miakit.evidence import claims
 from miakit.training import train
@@ -27,14 +27,17 @@ class Overview(ChapterResult):
         return self.decided
 
     def glue_values(self) -> dict:
-        """The brief claims table, the rules, the margins, what the profile can show, how many
-        verdicts came out each way (``n_<outcome>``) and the build's manifest."""
+        """The rules, the margins, what the profile can show, how many verdicts there are and came
+        out each way (``n_verdicts``, ``n_<outcome>``), the landing page's findings
+        (``finding_<label>`` for each of ``FINDINGS``) and the build's manifest."""
         from miakit.book import manifest
 
-        return {"claims_table": claims.table(self.decided, brief=True), "rules": claims.rules_text(),
+        return {"rules": claims.rules_text(),
                 "chance_delta": claims.DELTA, "narrow_margin": min(claims.MARGINS),
                 "profile_note": profile_note(self.settings),
-                **{f"n_{k}": v for k, v in counts(self.decided).items()}, "manifest": manifest.table(self.settings)}
+                **{f"n_{k}": v for k, v in counts(self.decided).items()}, "n_verdicts": len(self.decided),
+                **{f"finding_{label}": claims.finding(self.decided, label, about) for label, about in FINDINGS},
+                "manifest": manifest.table(self.settings)}
 
     def roc_figure(self):
         """Log-log ROC curves on the test part, one panel per family, every attack at its
@@ -55,6 +58,14 @@ def overview(settings: Settings, progress_bar: bool = True) -> Overview:
     return Overview(settings, out, later)
 
 
+# the three findings the landing page leads with: whether the paper's attacks detect members, whether
+# DP-SGD stops them at a cost, and whether the defenses deployed besides it do better
+FINDINGS = (("C1", "the paper's loss and likelihood attacks detect members better than chance"),
+            ("C5", "DP-SGD at the smallest budget brings every attack to chance, and its samples are worse"),
+            ("D", f"a defense besides DP-SGD takes more than {defenses.REDUCTION:g} off the lead attack's AUC at "
+                  "a smaller sample-quality cost than DP-SGD"))
+
+
 def counts(verdicts: list[claims.Verdict]) -> dict[str, int]:
     """How many verdicts came out each way (for the book's prose)."""
     return {str(o).lower(): sum(v.outcome is o for v in verdicts) for o in claims.Outcome}
@@ -63,8 +74,8 @@ def counts(verdicts: list[claims.Verdict]) -> dict[str, int]:
 PROFILE_NOTES = {
     "smoke": "profile smoke: tiny models trained for seconds on a few images; its numbers test the code, not the "
              "paper, and its verdicts mean nothing",
-    "cpu": "profile cpu: small models on the digits dataset at its native 8x8 pixels, trained on a 2-core CPU in "
-           "minutes; the claims are tested at this scale, not at the paper's",
+    "cpu": "profile cpu: small models on the digits dataset at its native 8x8 pixels, trained on a 2-core CPU; "
+           "the claims are tested at this scale, not at the paper's",
     "paper": "profile paper: the paper's models and training length on the user's image folder",
 }
 

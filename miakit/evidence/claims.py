@@ -338,15 +338,31 @@ def glue_values(verdicts: list[Verdict]) -> dict[str, str]:
             for v in verdicts}
 
 
+def group(claim: str) -> str:
+    """A claim's label without what it is asked of: "C1 loss (ddpm)" -> "C1", "IID split" -> "IID"."""
+    return claim.split()[0]
+
+
+def finding(verdicts: list[Verdict], label: str, about: str) -> str:
+    """One sentence for the landing page: how the verdicts of claim group ``label`` came out,
+    ``about`` saying in words what the group claims; says so when the build has none."""
+    mine = [v for v in verdicts if group(v.claim) == label]
+    if not mine:
+        return f"{label} ({about}): not judged in this build."
+    n = {o: sum(v.outcome is o for v in mine) for o in Outcome}
+    parts = [f"{n[o]} {o}" for o in Outcome if n[o]]
+    return f"{label} ({about}): of {len(mine)} verdict{'s' if len(mine) > 1 else ''}, " + ", ".join(parts) + "."
+
+
 def rules_text() -> str:
     """The verdict rules in one paragraph, for the book."""
     others = " and ".join(f"{m:g}" for m in other_margins())
     return (f"Each verdict is computed from 95% bootstrap intervals (over test images, and over training "
-            f"seeds where a claim compares separately trained targets). *A > B*: REPRODUCED when the whole "
+            f"seeds where a claim compares separately trained targets). 'A > B': REPRODUCED when the whole "
             f"interval of the difference lies above 0, CONTRADICTED when it lies wholly below 0, UNDECIDED "
-            f"otherwise. *At chance* (an equivalence statement): REPRODUCED when the whole AUC interval lies "
+            f"otherwise. 'at chance' (an equivalence statement): REPRODUCED when the whole AUC interval lies "
             f"inside the chance band {CHANCE:g} +/- {DELTA:g}, CONTRADICTED when it lies wholly outside it, "
-            f"UNDECIDED otherwise; an interval that merely contains {CHANCE:g} decides nothing. *Beats chance*: "
+            f"UNDECIDED otherwise; an interval that merely contains {CHANCE:g} decides nothing. 'beats chance': "
             f"the AUC lies above the chance band, i.e. above {CHANCE + DELTA:g}: REPRODUCED when the whole AUC "
             f"interval lies above {CHANCE + DELTA:g}, CONTRADICTED when it lies wholly below {CHANCE + DELTA:g}, "
             f"UNDECIDED otherwise, so no attack is both at chance and beating it. The margin {DELTA:g} decides "
