@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from miakit.chapters import feasibility
-from miakit.book import mathjax
+from miakit.book import manifest, mathjax
 from miakit.core.config import resolve
 from miakit.core.data import DatasetError
 
@@ -190,9 +190,29 @@ def stage_sources(root: Path, stage: Path) -> None:
         shutil.copytree(root / name, stage / name)
 
 
+def fold_injected_parameters(folder: Path) -> list[Path]:
+    """Fold papermill's "injected-parameters" cell of every executed notebook under ``folder``
+    (the MyST-NB tag ``hide-cell``), as the parameters cell it follows is folded: a reader meets
+    the chapter's results, not its settings. Returns the notebooks it changed."""
+    changed = []
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        touched = False
+        for cell in nb.get("cells", []):
+            tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+            if "injected-parameters" in tags and "hide-cell" not in tags:
+                tags.append("hide-cell")
+                touched = True
+        if touched:
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            changed.append(path)
+    return changed
+
+
 def build_html(stage: Path) -> Path:
     """Strict offline Jupyter Book 1 build of the staged book; returns the HTML folder."""
     shutil.rmtree(stage / "_build", ignore_errors=True)
+    fold_injected_parameters(stage / "notebooks")
     mathjax.install(stage / "book" / "_static")  # the equations render offline (_config.yml: mathjax_path)
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "-W", "-n", "--keep-going"]
     result = subprocess.run(cmd)
@@ -256,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     check_stage(stage, default_stage, root)
     stage_sources(root, stage)
     settings = resolve(args.profile, **parameters)
+    phases = {}  # wall-clock seconds of each phase of the build, for the manifest page
     if args.workers and _on_cpu(settings):
         from miakit.chapters import budget
 
@@ -263,13 +284,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[book] training every target in {args.workers} processes", flush=True)
         with budget.process_pool(args.workers) as pool:
             budget.pretrain(settings, pool)
-        print(f"[book] pretraining took {time.perf_counter() - began:.0f} s", flush=True)
+        phases["pretraining"] = round(time.perf_counter() - began, 1)
+        print(f"[book] pretraining took {phases['pretraining']:.0f} s", flush=True)
+    began = time.perf_counter()
     timings = execute(root, stage, args.profile, parameters, args.only, args.side_by_side)
-    (stage / "timings.json").write_text(json.dumps({"profile": args.profile, "seconds": timings}, indent=1))
+    phases["notebooks"] = round(time.perf_counter() - began, 1)
     if not args.no_html:
+        began = time.perf_counter()
         html = build_html(stage)
+        phases["HTML"] = round(time.perf_counter() - began, 1)
+        manifest.stamp_build_time(html, phases)
         print(f"[book] HTML: {html / 'index.html'}")
-    print(f"[book] seconds per notebook: {timings}")
+    (stage / "timings.json").write_text(json.dumps({"profile": args.profile, "seconds": timings, "phases": phases},
+                                                   indent=1))
+    print(f"[book] seconds per notebook: {timings}; phases: {phases}")
 
 
 if __name__ == "__main__":

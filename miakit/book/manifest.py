@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,31 @@ def table(settings: Settings, root: Path | None = None):
     rows += [("hardware", k, v) for k, v in hardware(settings).items()]
     rows += [("seeds", k, v) for k, v in seeds(settings).items()]
     return pd.DataFrame(rows, columns=["section", "item", "value"]).set_index(["section", "item"])
+
+
+# The whole build's time is known only when its HTML is built, after every page is rendered: the
+# pages hold a placeholder (raw HTML in their Markdown) that the build fills in afterwards.
+BUILD_TOTAL, BUILD_PARTS = "miakit-build-minutes", "miakit-build-parts"
+_PLACEHOLDER = re.compile(r'(<span class="(' + BUILD_TOTAL + "|" + BUILD_PARTS + r')">)(.*?)(</span>)', re.DOTALL)
+
+
+def build_time_text(seconds: dict[str, float]) -> dict[str, str]:
+    """The text of each placeholder for phase seconds ``pretraining``, ``notebooks`` and ``HTML``
+    (wall-clock, in the order they ran): the total in minutes, and the phases."""
+    total = sum(seconds.values())
+    parts = ", ".join(f"{name} {value / 60:.1f}" for name, value in seconds.items())
+    return {BUILD_TOTAL: f"{total / 60:.0f}", BUILD_PARTS: f"{total / 60:.0f} minutes ({parts} minutes)"}
+
+
+def stamp_build_time(html_dir: Path, seconds: dict[str, float]) -> list[Path]:
+    """Fill every build-time placeholder under ``html_dir`` with ``build_time_text``; returns the
+    pages it changed."""
+    text = build_time_text(seconds)
+    changed = []
+    for page in sorted(Path(html_dir).rglob("*.html")):
+        html = page.read_text()
+        new = _PLACEHOLDER.sub(lambda m: m.group(1) + text[m.group(2)] + m.group(4), html)
+        if new != html:
+            page.write_text(new)
+            changed.append(page)
+    return changed
