@@ -82,7 +82,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
                            "your fork (https://github.com/<you>/<fork>) and run the cell again.")
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 # None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
 profile: str = "cpu"  # smoke | cpu | gpu | paper
 dataset: str = None
@@ -100,7 +100,7 @@ attack_seed: int = None
 device: str = None
 runs_dir: str = None
 
-# %%
+# %% tags=["hide-input"]
 import miakit
 from miakit.book import report
 from miakit.chapters import loss_and_likelihood
@@ -116,7 +116,7 @@ chapter = loss_and_likelihood.run_loss_chapter(settings)
 # lines mark chance (TPR = FPR). TPR at an FPR the test set cannot resolve (fewer than 1/FPR
 # nonmembers) is left out rather than printed.
 
-# %%
+# %% tags=["hide-input"]
 chapter.metrics_figure();
 
 # %% [markdown]
@@ -128,7 +128,7 @@ chapter.metrics_figure();
 # from the largest noise, they sit at our steps 999 - t (the paper's SMLD t = 200 is our
 # t = 799), and each SMLD curve names both.
 
-# %%
+# %% tags=["hide-input"]
 chapter.paper_steps_figure();
 
 # %% [markdown]
@@ -142,7 +142,7 @@ chapter.paper_steps_figure();
 # over the number of test negatives (nonmembers; members in the paper's convention) is not
 # measurable, and its column is left out.
 
-# %%
+# %% tags=["hide-input"]
 chapter.best_step_table()
 
 # %% [markdown]
@@ -159,13 +159,13 @@ chapter.best_step_table()
 # between the two image sets. The verdict uses the equivalence rule of the claims layer: the
 # whole AUC interval must lie inside 0.5 +/- {glue:text}`chance_delta:.1f`.
 
-# %%
+# %% tags=["hide-input"]
 chapter.blind_table()
 
-# %%
+# %% tags=["hide-input"]
 chapter.chosen_roc_figure();
 
-# %%
+# %% tags=["hide-input"]
 chapter.claims_table()
 
 # %% tags=["remove-cell"]

@@ -78,7 +78,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
                            "your fork (https://github.com/<you>/<fork>) and run the cell again.")
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 # None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
 profile: str = "cpu"  # smoke | cpu | gpu | paper
 dataset: str = None
@@ -100,7 +100,7 @@ speed_batch: int = None  # images in the miakit throughput batch (0 skips it)
 device: str = None
 runs_dir: str = None
 
-# %%
+# %% tags=["hide-input"]
 import miakit
 from miakit.book import report
 from miakit.chapters import loss_and_likelihood
@@ -114,7 +114,7 @@ chapter = loss_and_likelihood.run_likelihood_chapter(settings)
 #
 # Log-log ROC curves of the likelihood attack on the test split, one curve per target.
 
-# %%
+# %% tags=["hide-input"]
 chapter.roc_figure();
 
 # %% [markdown]
@@ -127,7 +127,7 @@ chapter.roc_figure();
 # and the compute each image costs (ODE drift evaluations, each a network forward and one
 # vector-Jacobian product, and wall-clock seconds on this machine).
 
-# %%
+# %% tags=["hide-input"]
 chapter.table()
 
 # %% [markdown]
@@ -140,7 +140,7 @@ chapter.table()
 # members and {glue:text}`lead_test_nonmembers:d` nonmembers at {glue:text}`lead_seconds_per_image:.3f` s
 # per image on this machine.
 
-# %%
+# %% tags=["hide-input"]
 chapter.bpd_figure();
 
 # %% [markdown]
@@ -156,10 +156,10 @@ chapter.bpd_figure();
 # interval lies below it, and UNDECIDED otherwise (the table says how many test images would
 # decide it, where more images could).
 
-# %%
+# %% tags=["hide-input"]
 chapter.attack_table()
 
-# %%
+# %% tags=["hide-input"]
 chapter.claims_table()
 
 # %% [markdown]
@@ -175,7 +175,7 @@ chapter.claims_table()
 # with the paper loop's. Target P2: at least 20 times the paper loop's images per second at a
 # mean |d bits/dim| of at most 0.01.
 
-# %%
+# %% tags=["hide-input"]
 chapter.timing_table()
 
 # %% [markdown]

@@ -53,7 +53,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
                            "your fork (https://github.com/<you>/<fork>) and run the cell again.")
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 # None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
 profile: str = "cpu"  # smoke | cpu | gpu | paper
 dataset: str = None
@@ -78,7 +78,7 @@ factor_lik_max_images: int = None  # at most this many members and nonmembers (s
 device: str = None
 runs_dir: str = None
 
-# %%
+# %% tags=["hide-input"]
 import miakit
 from miakit.chapters import factors
 from miakit.book import report
@@ -111,10 +111,10 @@ chapter = factors.run(settings)
 # it against simulated scores). On the test part alone it would be
 # {glue:text}`end_power_test_part:.2f`.
 
-# %%
+# %% tags=["hide-input"]
 chapter.metrics_figure();
 
-# %%
+# %% tags=["hide-input"]
 chapter.step_table()
 
 # %% [markdown]
@@ -131,10 +131,10 @@ chapter.step_table()
 # the shorter one, which is bit-identical to a run stopped there. Dots are the seeds; bars are
 # 95% intervals over images and seeds.
 
-# %%
+# %% tags=["hide-input"]
 chapter.size_figure();
 
-# %%
+# %% tags=["hide-input"]
 chapter.size_table()
 
 # %% [markdown]
@@ -150,10 +150,10 @@ chapter.size_table()
 # nonmembers over the attacked steps (spread over the whole process, so close to the training
 # objective): the gap between them is the generalisation gap the attack exploits.
 
-# %%
+# %% tags=["hide-input"]
 chapter.length_figure();
 
-# %%
+# %% tags=["hide-input"]
 chapter.length_table()
 
 # %% [markdown]
@@ -165,10 +165,10 @@ chapter.length_table()
 # queries per image. Left: the AUC with its 95% interval; right: the TPR at 1% FPR of the same
 # settings.
 
-# %%
+# %% tags=["hide-input"]
 chapter.noise_figure();
 
-# %%
+# %% tags=["hide-input"]
 chapter.noise_table()
 
 # %% [markdown]
@@ -179,10 +179,10 @@ chapter.noise_table()
 # most {glue:text}`factor_lik_max_images:d` members and as many nonmembers, seeded random subsets of
 # both parts of the split (the attack tunes nothing on them).
 
-# %%
+# %% tags=["hide-input"]
 chapter.likelihood_figure();
 
-# %%
+# %% tags=["hide-input"]
 chapter.likelihood_table()
 
 # %% [markdown]
@@ -190,7 +190,7 @@ chapter.likelihood_table()
 #
 # Each claim of the paper studied here, with the verdict computed from the runs above.
 
-# %%
+# %% tags=["hide-input"]
 chapter.claims_table()
 
 # %% tags=["remove-cell"]

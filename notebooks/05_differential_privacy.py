@@ -85,7 +85,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
                            "your fork (https://github.com/<you>/<fork>) and run the cell again.")
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 # None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
 profile: str = "cpu"  # smoke | cpu | gpu | paper
 dataset: str = None
@@ -112,7 +112,7 @@ dp_speed_rounds: int = None  # interleaved rounds timing a DP-SGD step against a
 device: str = None
 runs_dir: str = None
 
-# %%
+# %% tags=["hide-input"]
 import miakit
 from miakit.book import report
 from miakit.chapters import differential_privacy
@@ -131,16 +131,16 @@ chapter = differential_privacy.run(settings)
 # arm's samples to real images (lower is better), each seed a dot; the dotted line is the
 # distance between two halves of the real nonmembers, the floor a perfect generator would reach.
 
-# %%
+# %% tags=["hide-input"]
 chapter.tradeoff_figure();
 
-# %%
+# %% tags=["hide-input"]
 chapter.table()
 
-# %%
+# %% tags=["hide-input"]
 chapter.utility_table()
 
-# %%
+# %% tags=["hide-input"]
 chapter.show_notes()
 
 # %% [markdown]
@@ -149,7 +149,7 @@ chapter.show_notes()
 # Generated images of every arm (first training seed, {glue:text}`utility_steps:d` sampler
 # steps).
 
-# %%
+# %% tags=["hide-input"]
 chapter.samples_figure();
 
 # %% [markdown]
@@ -178,7 +178,7 @@ chapter.samples_figure();
 # outcome there is in its evidence). An UNDECIDED verdict says how large a sample would decide
 # it, where more images can.
 
-# %%
+# %% tags=["hide-input"]
 chapter.claims_table()
 
 # %% [markdown]
@@ -194,7 +194,7 @@ chapter.claims_table()
 # first checked against a per-example loop. Target P3: the private step miakit trains with costs
 # at most 1.5 times an ordinary step.
 
-# %%
+# %% tags=["hide-input"]
 chapter.speed_table()
 
 # %% [markdown]

@@ -66,7 +66,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
                            "your fork (https://github.com/<you>/<fork>) and run the cell again.")
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 # None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
 profile: str = "cpu"  # smoke | cpu | gpu | paper
 dataset: str = None
@@ -91,7 +91,7 @@ bench_lr: float = None  # its learning rate
 device: str = None
 runs_dir: str = None
 
-# %%
+# %% tags=["hide-input"]
 import miakit
 from miakit.chapters import later_attacks
 from miakit.book import report
@@ -114,7 +114,7 @@ chapter = later_attacks.run(settings)
 # The regime aims at a validation AUC of the strongest attack in {glue:text}`bench_band:s`; this
 # check says where each target landed, and a target outside the band is named, not hidden.
 
-# %%
+# %% tags=["hide-input"]
 chapter.regime_check()
 
 # %% [markdown]
@@ -127,7 +127,7 @@ chapter.regime_check()
 # model queries per image (the seconds are below). The attacks the regime does not run say why;
 # the blind baselines (which never query a model) are the floor.
 
-# %%
+# %% tags=["hide-input"]
 chapter.bench_table()
 
 # %% [markdown]
@@ -140,21 +140,21 @@ chapter.bench_table()
 # Log-log ROC curves on the benchmark targets' test parts, each attack at its validation-chosen
 # setting:
 
-# %%
+# %% tags=["hide-input"]
 chapter.bench_roc_figure();
 
 # %% [markdown]
 # Validation AUC at every setting of each attack's grid on the benchmark targets (the test part
 # is scored at the chosen setting only, so there is no test curve):
 
-# %%
+# %% tags=["hide-input"]
 chapter.bench_curve_figure();
 
 # %% [markdown]
 # What each attack costs: seconds per scored image on this machine (its validation grid and its
 # chosen setting on the test part together; the model queries per image are in the table above).
 
-# %%
+# %% tags=["hide-input"]
 chapter.bench_cost_table()
 
 # %% [markdown]
@@ -170,7 +170,7 @@ chapter.bench_cost_table()
 # machine), so the cpu regime trains 250 members; the gpu and paper profiles keep 1000
 # (`bench_n_members` is a parameter of this notebook).
 
-# %%
+# %% tags=["hide-input"]
 chapter.bench_recipe_table()
 
 # %% [markdown]
@@ -187,7 +187,7 @@ chapter.bench_recipe_table()
 # shown) and the wall time per image for the whole grid on this machine (scoring only; the note
 # gives the reference models' training time, and names any attack not run and why).
 
-# %%
+# %% tags=["hide-input"]
 chapter.table()
 
 # %% [markdown]
@@ -196,7 +196,7 @@ chapter.table()
 # Log-log ROC curves on the test part at each attack's validation-chosen setting, one panel per
 # family.
 
-# %%
+# %% tags=["hide-input"]
 chapter.roc_figure();
 
 # %% [markdown]
@@ -205,7 +205,7 @@ chapter.roc_figure();
 # Validation and test AUC at every setting of each attack's grid. Where the two curves part, a
 # setting picked on the evaluation data would overstate the attack.
 
-# %%
+# %% tags=["hide-input"]
 chapter.curves_figure();
 
 # %% [markdown]
@@ -239,7 +239,7 @@ chapter.curves_figure();
 # largest ROC point whose FPR is at or below the level. Where a paper's own number was not
 # checked against its source for this book, the table says so rather than quote one from memory.
 
-# %%
+# %% tags=["hide-input"]
 chapter.protocol_table()
 
 # %% tags=["remove-cell"]

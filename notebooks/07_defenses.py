@@ -57,7 +57,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
                            "your fork (https://github.com/<you>/<fork>) and run the cell again.")
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 # None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
 profile: str = "cpu"  # smoke | cpu | gpu | paper
 dataset: str = None
@@ -87,7 +87,7 @@ defense_dp_epsilon: float = None  # chapter 05's DP-SGD arm the defenses are com
 device: str = None
 runs_dir: str = None
 
-# %%
+# %% tags=["hide-input"]
 import miakit
 from miakit.book import report
 from miakit.chapters import defenses
@@ -107,10 +107,10 @@ chapter = defenses.run(settings)
 # smallest epsilon: DP-SGD's trade-off. A defense below and to the left of that line buys more
 # privacy per unit of sample quality than DP-SGD does.
 
-# %%
+# %% tags=["hide-input"]
 chapter.figure();
 
-# %%
+# %% tags=["hide-input"]
 chapter.table()
 
 # %% [markdown]
@@ -119,7 +119,7 @@ chapter.table()
 # The validation loss of the held-out images at every evaluation, and where the patience rule
 # stopped (or that it ran to the end of the training).
 
-# %%
+# %% tags=["hide-input"]
 chapter.stops_table()
 
 # %% [markdown]
@@ -129,7 +129,7 @@ chapter.stops_table()
 # REPRODUCED, {glue:text}`n_contradicted:d` CONTRADICTED and {glue:text}`n_undecided:d`
 # UNDECIDED in this build.
 
-# %%
+# %% tags=["hide-input"]
 chapter.claims_table()
 
 # %% tags=["remove-cell"]

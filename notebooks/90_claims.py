@@ -38,7 +38,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
                            "your fork (https://github.com/<you>/<fork>) and run the cell again.")
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 # None: the profile's value (`python -m miakit --profile cpu` lists them); every parameter it lists is accepted
 profile: str = "cpu"  # smoke | cpu | gpu | paper
 dataset: str = None
@@ -54,7 +54,7 @@ n_seeds: int = None  # training seeds per arm of the size study and the privacy 
 device: str = None
 runs_dir: str = None
 
-# %%
+# %% tags=["hide-input"]
 import miakit
 from miakit.book import report
 from miakit.chapters import overview
@@ -82,7 +82,7 @@ report.glue_chapter(results, clock)
 # chance is the diagonal, and the low false-positive rates that matter for privacy are visible.
 # {ref}`The table of chapter 06 <every-attack>` gives the numbers with their intervals.
 
-# %%
+# %% tags=["hide-input"]
 results.roc_figure();
 
 # %% [markdown]

@@ -5,7 +5,8 @@ that leaves the book refused and recorded.
 Each page must show no console error, no uncaught script error, no failed or outside request,
 no image that does not decode, no error output cell, no unresolved glue or reference, its
 mathematics typeset by the book's own MathJax (no raw TeX left), every table and display equation inside the page or
-scrollable, and, on the chapters, launch buttons that point at the repository of
+scrollable, no table that needs a sideways scrollbar at 1280 px, no ``NaN``, warning text or
+developer's phrase in its text, the overview's table before any code a reader sees, and, on the chapters, launch buttons that point at the repository of
 ``_config.yml`` and a download link to the executed notebook. A full-page screenshot of each
 page goes to ``<build>/screenshots``.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -120,6 +122,33 @@ WIDE = """() => {
   }
   return bad;
 }"""
+# the reader's view at 1280 px: no table that needs a sideways scrollbar, no page wider than the window
+SCROLLS = """() => {
+  const bad = [];
+  if (document.documentElement.scrollWidth > window.innerWidth + 1)
+    bad.push('page: ' + document.documentElement.scrollWidth + ' px wide in a ' + window.innerWidth + ' px window');
+  for (const t of document.querySelectorAll('article table')) {
+    let el = t;
+    while (el && el.tagName !== 'ARTICLE') {
+      if (el.scrollWidth > el.clientWidth + 1 && ['auto', 'scroll'].includes(getComputedStyle(el).overflowX)) {
+        bad.push('table: ' + el.scrollWidth + ' px in ' + el.clientWidth + ' px: ' + (t.innerText || '').slice(0, 60));
+        break;
+      }
+      el = el.parentElement;
+    }
+  }
+  return bad;
+}"""
+# where the first table sits against the first code a reader sees (folded code is not seen)
+FIRST = """() => {
+  const seen = e => e.getClientRects().length > 0 && e.getBoundingClientRect().height > 0;
+  const table = Array.from(document.querySelectorAll('article table')).find(seen);
+  const code = Array.from(document.querySelectorAll('article div.cell_input')).find(seen);
+  return {table: table ? table.getBoundingClientRect().top + scrollY : null,
+          code: code ? code.getBoundingClientRect().top + scrollY : null};
+}"""
+NOISE = re.compile(r"\bNaN\b|\b\w*Warning\b:|\bwarnings\.warn|Optimal order is|IProgress not found|not verified offline"
+                   r"|read offline here|not recorded: the book was not built")
 LAUNCH = "Array.from(document.querySelectorAll('a[href]')).map(a => a.href).filter(h => h.includes('colab.research.google.com'))"
 UNRESOLVED = ("{glue", "glue:text", "??", "Unknown glue", "missing glue")
 
@@ -184,6 +213,13 @@ def test_every_page_renders_offline_without_errors(site):
                 found += [f"unresolved: {w!r}" for w in UNRESOLVED if w in text]
                 found += [f"raw TeX left in the text: {w!r}" for w in ("$$", "\\frac", "\\mathrm") if w in text]
                 found += [f"cut off at the page edge: {t!r}" for t in page.evaluate(WIDE)]
+                found += [f"does not fit the text column at 1280 px: {t}" for t in page.evaluate(SCROLLS)]
+                found += [f"noise in the text: {m.group(0)!r} in ...{text[max(0, m.start() - 60):m.end() + 20]!r}"
+                          for m in NOISE.finditer(text)][:3]
+                if name == "notebooks/90_claims.html":
+                    first = page.evaluate(FIRST)
+                    if first["table"] is None or (first["code"] is not None and first["code"] < first["table"]):
+                        found.append(f"the overview's table does not come before its first visible code: {first}")
                 if name.startswith("notebooks/"):
                     launch = page.evaluate(LAUNCH)
                     stem = Path(name).stem
@@ -205,8 +241,9 @@ def test_every_page_renders_offline_without_errors(site):
 
 def test_the_page_checks_catch_what_they_look_for(tmp_path):
     """Each in-page check fails on a page built to break it: an image that does not decode, an
-    error cell, a table wider than the page, TeX that MathJax did not typeset, a request that
-    leaves the book."""
+    error cell, a table wider than the page, a table that scrolls sideways, code before the first
+    table, TeX that MathJax did not typeset, a request that leaves the book; and the text check
+    on NaN and warnings."""
     _require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -214,7 +251,10 @@ def test_the_page_checks_catch_what_they_look_for(tmp_path):
         "<html><body><article style='width:400px'>"
         "<img src='missing.png'>"
         "<div class='cell_output'><div class='output traceback'>Traceback: boom</div></div>"
+        "<div class='cell_input'>code</div>"
         "<table><tr><td style='white-space:nowrap'>" + "wide " * 200 + "</td></tr></table>"
+        "<div style='overflow-x:auto'><table><tr><td style='white-space:nowrap'>" + "scrolls " * 100
+        + "</td></tr></table></div>"
         "<div class='math'>$$\\frac{1}{2}$$</div>"
         "<img src='https://example.invalid/x.png'>"
         "</article></body></html>")
@@ -230,6 +270,7 @@ def test_the_page_checks_catch_what_they_look_for(tmp_path):
             page.goto(base + "bad.html", wait_until="load")
             broken, errors = page.evaluate(IMAGES), page.evaluate(ERROR_CELLS)
             math, wide = page.evaluate(MATH), page.evaluate(WIDE)
+            scrolls, first = page.evaluate(SCROLLS), page.evaluate(FIRST)
             browser.close()
     finally:
         server.shutdown()
@@ -237,5 +278,10 @@ def test_the_page_checks_catch_what_they_look_for(tmp_path):
     assert any(src.endswith("missing.png") for src in broken)
     assert errors and "boom" in errors[0]
     assert wide and wide[0].startswith("table: wide")
+    assert any(t.startswith("page: ") for t in scrolls) and any("scrolls scrolls" in t for t in scrolls)
+    assert first["code"] < first["table"]
+    for noise in ("AUC NaN", "UserWarning: x", "Optimal order is the largest alpha", "TqdmWarning: IProgress not found"):
+        assert NOISE.search(noise), noise
+    assert not NOISE.search("a NaNometre, the Warnings chapter, not measurable")
     assert math.get("missing") and math["math"] == 1
     assert left == ["https://example.invalid/x.png"]

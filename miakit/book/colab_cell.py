@@ -17,7 +17,7 @@ from pathlib import Path
 
 CONFIG = "_config.yml"
 CELL_MARK = "# Colab only:"  # first line of the setup cell, after its cell marker
-NEXT_CELL = '# %% tags=["parameters"]'
+NEXT_CELL = '# %% tags=["parameters"'
 
 
 def repository_url(root: Path) -> str:

@@ -63,10 +63,11 @@ PROTOCOLS = (
 
 
 def protocol_table(later: "LaterAttacks | None" = None, family: str | None = None):
-    """The attacks' own CIFAR-10 protocols (and numbers, where verified) beside this book's:
+    """The attacks' own CIFAR-10 protocols (and numbers, where checked) beside this book's, as a
+    pandas Styler (one column per attack; ``.data`` is the DataFrame):
     settings chosen on the validation part, reported on the test part, members positive, TPR at
     the largest ROC point with FPR at or below the level. With ``later``, this book's test AUC and
-    TPR at 1% FPR on ``family`` (default: the lead family) in a last column."""
+    TPR at 1% FPR on ``family`` (default: the lead family) in a last row."""
     import pandas as pd
 
     family = family or (loss_and_likelihood.lead_family(dict.fromkeys(later.families())) if later else None)
@@ -80,7 +81,10 @@ def protocol_table(later: "LaterAttacks | None" = None, family: str | None = Non
             row[f"this book ({family}, other data)"] = (f"AUC {o.study.chosen().text()}; "
                                                         f"TPR@1%FPR {o.study.chosen(0.01).text()}")
         rows.append(row)
-    return pd.DataFrame(rows).set_index("attack")
+    # one column per attack, the aspects as rows: long cells wrap inside the text column instead of
+    # six columns of prose running off it (and pandas cutting them at 50 characters)
+    frame = pd.DataFrame(rows).set_index("attack").T
+    return frame.style.set_properties(**{"text-align": "left", "white-space": "normal", "vertical-align": "top"})
 
 
 @dataclass
