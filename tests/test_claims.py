@@ -307,3 +307,14 @@ def test_a_defense_claim_on_simulated_scores_at_cpu_sizes():
     at_threshold = outcomes(0.1)
     assert at_threshold[Outcome.UNDECIDED] >= 0.9 and at_threshold[Outcome.REPRODUCED] <= 0.05
     assert outcomes(0.25)[Outcome.REPRODUCED] >= 0.9
+
+
+def test_a_finding_counts_its_group_s_verdicts_and_says_when_there_are_none():
+    up, down = arm(2.0, 50, 50), arm(-2.0, 50, 50, seed=1)
+    verdicts = [claims.Verdict(f"C1 loss ({f})", "s", (claims.beats_chance("auc", metrics.estimate(a)),))
+                for f, a in (("ddpm", up), ("smld", down))]
+    verdicts.append(claims.Verdict("C2 t -> 0 (ddpm)", "s", (claims.beats_chance("auc", metrics.estimate(up)),)))
+    assert claims.finding(verdicts, "C1", "attacks beat chance") == \
+        "C1 (attacks beat chance): of 2 verdicts, 1 REPRODUCED, 1 CONTRADICTED."
+    assert claims.finding(verdicts, "D", "defenses help") == "D (defenses help): not judged in this build."
+    assert claims.group("IID split") == "IID" and claims.group("C2 t -> 0 (ddpm)") == "C2"

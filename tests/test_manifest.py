@@ -30,3 +30,33 @@ def test_the_commit_says_when_the_tree_differs_from_it(tmp_path):
     assert len(clean) == 40
     (tmp_path / "f.txt").write_text("two")
     assert manifest.commit(tmp_path) == clean + " (plus uncommitted changes)"
+
+
+def test_the_build_time_is_written_into_the_pages_once_the_html_exists(tmp_path):
+    from miakit.book import manifest
+
+    page = tmp_path / "book" / "intro.html"
+    page.parent.mkdir()
+    page.write_text('took <span class="miakit-build-minutes">(not recorded)</span> minutes; '
+                    '<span class="miakit-build-parts">(not recorded)</span>.')
+    other = tmp_path / "search.html"
+    other.write_text("<p>no placeholder</p>")
+    changed = manifest.stamp_build_time(tmp_path, {"pretraining": 600.0, "notebooks": 2700.0, "HTML": 300.0})
+    assert changed == [page]
+    assert page.read_text() == ('took <span class="miakit-build-minutes">60</span> minutes; <span class='
+                                '"miakit-build-parts">60 minutes (pretraining 10.0, notebooks 45.0, HTML 5.0 minutes)</span>.')
+    assert other.read_text() == "<p>no placeholder</p>"
+
+
+def test_papermill_s_injected_parameters_are_folded_like_the_parameters_cell(tmp_path):
+    import json
+
+    from miakit.book import build
+    nb = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters", "hide-cell"]}, "source": "profile = 'cpu'"},
+                    {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "profile = 'smoke'"},
+                    {"cell_type": "code", "metadata": {}, "source": "chapter.table()"}], "metadata": {}}
+    (tmp_path / "02.ipynb").write_text(json.dumps(nb))
+    assert build.fold_injected_parameters(tmp_path) == [tmp_path / "02.ipynb"]
+    cells = json.loads((tmp_path / "02.ipynb").read_text())["cells"]
+    assert [c["metadata"]["tags"] for c in cells] == [["parameters", "hide-cell"], ["injected-parameters", "hide-cell"], []]
+    assert build.fold_injected_parameters(tmp_path) == []  # once is enough
