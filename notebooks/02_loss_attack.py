@@ -129,7 +129,7 @@ chapter.metrics_figure();
 # t = 799), and each SMLD curve names both.
 
 # %% tags=["hide-input"]
-chapter.paper_steps_figure();
+chapter.paper_steps_figure()
 
 # %% [markdown]
 # ## The most vulnerable step
@@ -163,7 +163,7 @@ chapter.best_step_table()
 chapter.blind_table()
 
 # %% tags=["hide-input"]
-chapter.chosen_roc_figure();
+chapter.chosen_roc_figure()
 
 # %% tags=["hide-input"]
 chapter.claims_table()

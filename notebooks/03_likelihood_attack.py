@@ -115,7 +115,7 @@ chapter = loss_and_likelihood.run_likelihood_chapter(settings)
 # Log-log ROC curves of the likelihood attack on the test split, one curve per target.
 
 # %% tags=["hide-input"]
-chapter.roc_figure();
+chapter.roc_figure()
 
 # %% [markdown]
 # ## Metrics in both conventions, likelihoods and cost

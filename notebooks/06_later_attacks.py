@@ -141,7 +141,7 @@ chapter.bench_table()
 # setting:
 
 # %% tags=["hide-input"]
-chapter.bench_roc_figure();
+chapter.bench_roc_figure()
 
 # %% [markdown]
 # Validation AUC at every setting of each attack's grid on the benchmark targets (the test part
@@ -197,7 +197,7 @@ chapter.table()
 # family.
 
 # %% tags=["hide-input"]
-chapter.roc_figure();
+chapter.roc_figure()
 
 # %% [markdown]
 # ## Hyperparameter curves

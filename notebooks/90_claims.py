@@ -83,7 +83,7 @@ report.glue_chapter(results, clock)
 # {ref}`The table of chapter 06 <every-attack>` gives the numbers with their intervals.
 
 # %% tags=["hide-input"]
-results.roc_figure();
+results.roc_figure()
 
 # %% [markdown]
 # ## The evidence in equations

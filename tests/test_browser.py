@@ -182,7 +182,7 @@ def test_every_page_renders_offline_without_errors(site):
     assert {f"notebooks/{c}.html" for c in CHAPTERS} <= set(names)
     assert _redirect(html / "index.html") in names  # the front page leads to a page checked below
     problems: dict[str, list[str]] = {}
-    seen_math = 0
+    seen_math = seen_interactive = 0
     with sync_playwright() as pw:
         browser = _launch(pw)
         try:
@@ -201,6 +201,14 @@ def test_every_page_renders_offline_without_errors(site):
                 page.route(lambda url: not url.startswith(base) and not url.startswith("data:"), outside)
                 page.goto(base + name, wait_until="load")
                 math = page.evaluate(MATH)
+                interactive = page.evaluate("document.querySelectorAll('.miakit-interactive').length")
+                seen_interactive += interactive
+                if interactive:  # each interactive figure drawn by the book's own plotly.js
+                    try:
+                        page.wait_for_function("Array.from(document.querySelectorAll('.miakit-interactive'))"
+                                               ".every(e => e.querySelector('.js-plotly-plot, .main-svg'))", timeout=15000)
+                    except Exception:
+                        found.append(f"{interactive} interactive figure(s) not drawn")
                 page.wait_for_timeout(200)
                 seen_math += math["typeset"]
                 if math.get("missing"):
@@ -236,6 +244,7 @@ def test_every_page_renders_offline_without_errors(site):
             browser.close()
     assert not problems, problems
     assert seen_math > 0, "no page typeset any mathematics"
+    assert seen_interactive >= 5, f"{seen_interactive} interactive figures in the book"
     assert len(list(shots.glob("*.png"))) == len(names)
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from miakit.chapters import feasibility
-from miakit.book import manifest, mathjax
+from miakit.book import interactive, manifest, mathjax
 from miakit.core.config import resolve
 from miakit.core.data import DatasetError
 
@@ -214,6 +214,7 @@ def build_html(stage: Path) -> Path:
     shutil.rmtree(stage / "_build", ignore_errors=True)
     fold_injected_parameters(stage / "notebooks")
     mathjax.install(stage / "book" / "_static")  # the equations render offline (_config.yml: mathjax_path)
+    interactive.install(stage / "book" / "_static")  # the interactive figures' plotly.js, served by the book
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "-W", "-n", "--keep-going"]
     result = subprocess.run(cmd)
     if result.returncode:

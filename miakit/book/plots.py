@@ -5,6 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from miakit.book import interactive
 from miakit.evidence.metrics import AttackResult
 
 
@@ -28,8 +29,13 @@ def image_grid(images: torch.Tensor, ax=None, ncol: int = 8, title: str | None =
 
 
 def roc_loglog(results: dict[str, AttackResult], ax=None, title: str = "ROC (members positive)"):
-    """ROC curves on log-log axes, where the low-FPR regime the paper studies is visible."""
-    ax = ax or plt.subplots(figsize=(5, 5))[1]
+    """ROC curves on log-log axes, where the low-FPR regime the paper studies is visible: drawn
+    into ``ax``, or, without one, a figure of its own that the book shows interactively
+    (``interactive.RocFigure``)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        roc_loglog(results, ax, title)
+        return interactive.RocFigure(fig, interactive.roc_spec({title: results}, ncol=1))
     floor = 1.0 / max(max(r.n_nonmembers for r in results.values()), 1)
     for label, r in results.items():
         ax.plot(np.maximum(r.fpr, floor / 2), np.maximum(r.tpr, floor / 2), label=f"{label} (AUC {r.auc:.3f})")
@@ -87,7 +93,8 @@ def metrics_vs_step_by_family(studies: dict, runs: dict, level: float = 0.01):
 
 
 def roc_grid(results_by_family: dict[str, dict[str, AttackResult]], ncol: int = 2):
-    """One log-log ROC panel per family, ``ncol`` panels a row."""
+    """One log-log ROC panel per family, ``ncol`` panels a row; the book shows it interactively
+    (``interactive.RocFigure``: the matplotlib figure, with its ``savefig``, and plotly's twin)."""
     n = len(results_by_family)
     ncol = min(ncol, n)
     nrow = int(np.ceil(n / ncol))
@@ -97,7 +104,7 @@ def roc_grid(results_by_family: dict[str, dict[str, AttackResult]], ncol: int = 
     for ax in axes.flat[n:]:
         ax.set_axis_off()
     fig.tight_layout()
-    return fig
+    return interactive.RocFigure(fig, interactive.roc_spec(results_by_family, ncol))
 
 
 def hyperparameter_curves(curves):
