@@ -116,25 +116,31 @@ def hyperparameter_curves(curves):
     attacks = list(dict.fromkeys(curves["attack"]))
     ncol = min(2, len(attacks))
     nrow = int(np.ceil(len(attacks) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.6 * ncol, 3.8 * nrow), squeeze=False)
+    legend_rows = int(np.ceil(2 * len(set(curves["family"])) / 4))  # a test and a validation line per family
+    legend_inches = 0.15 + 0.2 * legend_rows
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.6 * ncol, 3.6 * nrow + legend_inches), squeeze=False)
     for ax in axes.flat[len(attacks):]:
         ax.set_axis_off()
+    legend = {}
     for ax, attack in zip(axes.flat, attacks):
         part = curves[curves["attack"] == attack]
         for k, family in enumerate(dict.fromkeys(part["family"])):
             rows = part[part["family"] == family]
             x = np.arange(len(rows))
             if with_test:
-                ax.plot(x, rows["AUC (test)"], "o-", color=f"C{k}", ms=3, label=f"{family} (test)")
-            ax.plot(x, rows["AUC (validation)"], "--" if with_test else "o-", color=f"C{k}", lw=0.9,
-                    ms=3, label=f"{family} (validation)")
+                line, = ax.plot(x, rows["AUC (test)"], "o-", color=f"C{k}", ms=3)
+                legend.setdefault(f"{family} (test)", line)
+            line, = ax.plot(x, rows["AUC (validation)"], "--" if with_test else "o-", color=f"C{k}", lw=0.9, ms=3)
+            legend.setdefault(f"{family} (validation)", line)
         labels = list(rows["setting"])
-        step = max(1, len(labels) // 8)
-        ax.set_xticks(np.arange(len(labels))[::step], labels[::step], rotation=35, ha="right", fontsize=7)
+        step = max(1, int(np.ceil(len(labels) / 6)))  # at most 6 tick labels: they do not collide
+        ax.set_xticks(np.arange(len(labels))[::step], labels[::step], rotation=30, ha="right", fontsize=7)
         ax.axhline(0.5, color="k", ls=":", lw=0.8)
         ax.set(ylabel="AUC", title=attack)
-        ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+    # one legend for every panel, below them, where it covers no curve
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(4, len(legend)), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, legend_inches / (3.6 * nrow + legend_inches), 1, 1))
     return fig
 
 
