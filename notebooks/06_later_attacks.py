@@ -39,8 +39,8 @@
 # **PIA (PF-ODE)**, **PIAN (PF-ODE)** and **SecMI (PF-ODE)** take the proximal noise at a small
 # positive time, measure the distance in the probability-flow ODE's drift and step SecMI's round
 # trip along that ODE. The DDPM formulas mapped to the other families (our choice, not the
-# authors') stay beside them, so the two readings can be compared; every table row says which
-# form it is in its "statistic" column.
+# authors') stay beside them, so the two readings can be compared; the benchmark's second table
+# says which form each row is in its "statistic" column.
 #
 # **Two regimes.** The book's own targets (chapters 01-05) memorise hard on purpose, to test the
 # paper's claims in minutes: on them most attacks read an AUC near 1 and nothing can rank them.
@@ -123,9 +123,9 @@ chapter.regime_check()
 #
 # Test AUC and TPR at 1% and 0.1% FPR with 95% bootstrap intervals at the setting chosen on
 # validation ({glue:text}`bench_members_test:d` members, {glue:text}`bench_nonmembers_test:d`
-# nonmembers in every row), whose statistic each row is (the authors' or our mapping) and the
-# model queries per image (the seconds are below). The attacks the regime does not run say why;
-# the blind baselines (which never query a model) are the floor.
+# nonmembers in every row), the chosen setting and its validation AUC; the blind baselines (which
+# never query a model) are the floor. Whose statistic each row is, its queries and seconds, and
+# why an attack was not run are in the second table below.
 
 # %% tags=["hide-input"]
 chapter.bench_table()
@@ -151,8 +151,10 @@ chapter.bench_roc_figure()
 chapter.bench_curve_figure();
 
 # %% [markdown]
-# What each attack costs: seconds per scored image on this machine (its validation grid and its
-# chosen setting on the test part together; the model queries per image are in the table above).
+# How each attack ran: whose statistic it is (the authors' own form, or our mapping of it onto a
+# family they did not define it for), the model queries per image at its chosen setting, and the
+# seconds per scored image on this machine (its validation grid and its chosen setting on the test
+# part together); an attack that was not run says why.
 
 # %% tags=["hide-input"]
 chapter.bench_cost_table()
@@ -182,13 +184,20 @@ chapter.bench_recipe_table()
 # it shows that every attack finds the signal where it is strong.
 #
 # Test-part AUC and TPR at 1% and 0.1% FPR with 95% bootstrap intervals, at the setting chosen
-# on the validation part; the optimistic best-on-test AUC; the model evaluations each attack
-# spends per image at its chosen setting (the likelihood attack's are adaptive, its mean is
-# shown) and the wall time per image for the whole grid on this machine (scoring only; the note
-# gives the reference models' training time, and names any attack not run and why).
+# on the validation part.
 
 # %% tags=["hide-input"]
 chapter.table()
+
+# %% [markdown]
+# What each result cost and rests on: the optimistic best-on-test AUC, the model evaluations each
+# attack spends per image at its chosen setting (the likelihood attack's are adaptive, its mean is
+# shown), the wall time per image for the whole grid on this machine (scoring only; the note gives
+# the reference models' training time, and names any attack not run and why), and the images
+# scored.
+
+# %% tags=["hide-input"]
+chapter.cost_table()
 
 # %% [markdown]
 # ## ROC curves

@@ -199,10 +199,10 @@ class Benchmark:
 
     def table(self):
         """Per family and attack: test AUC and TPR at 1% and 0.1% FPR (95% bootstrap intervals) at
-        the setting chosen on validation, that setting and its validation AUC, whose statistic it
-        is (the authors' form or our mapping) and its queries per image; the attacks not run and
-        the blind floor (never queries a model) beside them. Every row has the test part's counts
-        (``glue_values``); ``cost_table`` gives the seconds."""
+        the setting chosen on validation, that setting and its validation AUC; the blind floor
+        (never queries a model) beside them. Every row has the test part's counts
+        (``glue_values``); ``cost_table`` says whose statistic each is, its queries and seconds,
+        and why an attack was not run."""
         import pandas as pd
 
         rows = []
@@ -211,29 +211,27 @@ class Benchmark:
             rows.append({"family": family, "attack": a.label,
                          **metrics.estimate_row(o.estimate(), {f: o.estimate(f) for f in FPRS}, counts=False),
                          "chosen on validation": a.describe(o.chosen_setting),
-                         "validation AUC": round(o.val_auc, 3), "statistic": a.form(family_of(family)),
-                         "queries / image": o.queries})
-        for (family, name), why in self.not_run.items():
-            rows.append({"family": family, "attack": attacks.get(name).label, "statistic": why})
+                         "validation AUC": round(o.val_auc, 3)})
         if self.blind is not None:
             for name, est in self.blind.estimates().items():
                 tprs = {f: self.blind.estimates(f)[name] for f in FPRS}
-                m, n = self.blind.scores[name]
                 rows.append({"family": "(no model)", "attack": f"blind: {name}",
                              **metrics.estimate_row(est, tprs, counts=False),
-                             "chosen on validation": "(cross-fitted)", "statistic": "never queries a model",
-                             "queries / image": 0})
+                             "chosen on validation": "(cross-fitted)"})
         return pd.DataFrame(rows).astype(object).fillna("").set_index(["family", "attack"])
 
     def cost_table(self):
-        """Seconds per scored image on this machine (validation grid and chosen test setting
-        together) per attack and family."""
+        """Per family and attack: whose statistic it is (the authors' form or our mapping), the
+        model queries per image at its chosen setting and the seconds per scored image on this
+        machine (validation grid and chosen test setting together); the attacks not run, and why."""
         import pandas as pd
 
-        frame = pd.DataFrame([{"family": f, "attack": o.label, "seconds": o.seconds_per_image}
-                              for (f, _), o in self.outcomes.items()])
-        table = frame.pivot(index="attack", columns="family", values="seconds")
-        return table.reindex(index=list(dict.fromkeys(frame["attack"])), columns=self.families()).round(4)
+        rows = [{"family": f, "attack": o.label, "statistic": attacks.get(name).form(family_of(f)),
+                 "queries / image": o.queries, "seconds / image": round(o.seconds_per_image, 4)}
+                for (f, name), o in self.outcomes.items()]
+        rows += [{"family": f, "attack": attacks.get(name).label, "statistic": why}
+                 for (f, name), why in self.not_run.items()]
+        return pd.DataFrame(rows).astype(object).fillna("").set_index(["family", "attack"])
 
     def roc_results(self) -> dict[str, dict[str, metrics.AttackResult]]:
         """family -> attack label -> test result at the validation-chosen setting."""

@@ -45,7 +45,7 @@ def measurable(frame):
     """``frame`` without the columns that no row can fill (a TPR at an FPR below one over the
     number of test negatives: NaN, or ``UNRESOLVABLE`` text, in every row), their names kept in ``frame.attrs["unmeasurable"]``
     for the caption, and any NaN cell left in a measured column written ``UNRESOLVABLE``."""
-    empty = [c for c in frame.columns if (frame[c].isna() | (frame[c] == UNRESOLVABLE)).all()]
+    empty = [c for c in frame.columns if (frame[c].isna() | frame[c].isin([UNRESOLVABLE, ""])).all()]
     out = frame.drop(columns=empty)
     partial = [c for c in out.columns if out[c].isna().any()]
     if partial:
