@@ -253,7 +253,8 @@ def likelihood_studies(runs: dict[str, Run], progress_bar: bool = True) -> dict[
 
 
 def likelihood_table(studies: dict[str, LikelihoodStudy]):
-    """Per family: metrics in both conventions, AUC and TPR@1%FPR intervals, bits/dim and cost."""
+    """Per family (a column each, so that the many quantities fit the text column as rows):
+    metrics in both conventions, AUC and TPR@1%FPR intervals, bits/dim and cost."""
     import pandas as pd
 
     rows = {}
@@ -265,7 +266,10 @@ def likelihood_table(studies: dict[str, LikelihoodStudy]):
                       "bits/dim members": float(np.mean(st.bpd_members)),
                       "bits/dim nonmembers": float(np.mean(st.bpd_nonmembers)),
                       "ODE evaluations per image": st.nfe_per_image, "seconds per image": st.seconds_per_image}
-    return metrics.measurable(pd.DataFrame(rows).T)
+    table = metrics.measurable(pd.DataFrame(rows).T.infer_objects().round(4))
+    out = table.T.astype(object)
+    out.attrs = table.attrs
+    return out
 
 
 def members_lower_bpd(studies: dict[str, LikelihoodStudy]) -> int:
