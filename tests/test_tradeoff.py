@@ -50,8 +50,8 @@ def smoke_study(tmp_path_factory):
 def test_every_arm_and_seed_is_trained_attacked_and_scored(smoke_study):
     s, study = smoke_study
     p = s.privacy_study
-    table = study.table()
-    assert len(table) == len(p.families()) * (2 + len(p.epsilons()))
+    table = study.table()  # one row per family, arm and attack
+    assert len(table) == len(p.families()) * (2 + len(p.epsilons())) * len(p.attacks())
     for arm in study.arms:
         assert len(arm.runs) == s.comparison.n_seeds == len(arm.fd)
         for run in arm.runs:
@@ -64,7 +64,9 @@ def test_every_arm_and_seed_is_trained_attacked_and_scored(smoke_study):
         assert all(math.isfinite(v) and v >= 0 for v in arm.fd)
         assert arm.attacks["likelihood"][0].member_indices.shape[0] == min(p.dp_lik_max_images, p.dp_n_members)
         assert list(arm.attacks) == p.attacks() and all(len(v) == s.comparison.n_seeds for v in arm.attacks.values())
-    assert {f"{label} AUC [95%]" for label in ("loss", "likelihood", "SimA")} <= set(table.columns)
+    assert list(table.columns) == ["AUC [95%]", "AUC per seed", "TPR@1%FPR [95%]"]
+    assert set(table.index.get_level_values("attack")) == {"loss", "likelihood", "SimA"}
+    assert "Inception FID" not in study.utility_table().columns  # off on smoke: no column of blanks
     assert math.isfinite(study.fd_floor) and 0 <= study.classifier_accuracy <= 1
     assert len(study.sample_grids()) == len(study.arms)
     assert [v.claim for v in study.verdicts()] == [f"C5 {half} ({name})" for name in p.families()

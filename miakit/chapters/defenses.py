@@ -127,14 +127,15 @@ class DefenseStudy:
         return out.assign(**{"chosen without membership labels": chosen})
 
     def table(self):
-        """Every arm: the attacks' AUC and TPR at 1% FPR with intervals, and sample quality."""
-        names = self.study.attack_names()
-        columns = []
-        for name in names:
-            label = attacks.get(name).label
-            columns += [f"{label} AUC [95%]", f"{label} TPR@1%FPR [95%]"]
-        return compact(self.frame())[columns + ["feature FD", "feature FD per seed", "training seconds",
-                                                "chosen without membership labels"]]
+        """Every attack on every arm, one row each (family, arm, attack): AUC with its interval
+        and per seed, TPR at 1% FPR with its interval."""
+        return dp.attacks_by_arm(self.frame(), self.study.attack_names())
+
+    def quality_table(self):
+        """Every arm's sample quality (feature FD, mean and per seed), training time and how its
+        hyperparameters were chosen."""
+        return compact(self.frame())[["feature FD", "feature FD per seed", "training seconds",
+                                      "chosen without membership labels"]]
 
     def stops_table(self):
         """Where early stopping stopped, per family and seed."""
@@ -222,6 +223,9 @@ class Defenses(ChapterResult):
 
     def table(self):
         return self.defense_study.table()
+
+    def quality_table(self):
+        return self.defense_study.quality_table()
 
     def figure(self):
         return self.defense_study.figure()

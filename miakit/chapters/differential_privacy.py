@@ -142,19 +142,18 @@ class TradeoffStudy:
         """The registered attacks run on every arm, in ``dp_attacks`` order."""
         return list(self.arms[0].attacks)
 
-    UTILITY_COLUMNS = ("feature FD", "feature FD per seed", "Inception FID", "training seconds")
+    UTILITY_COLUMNS = ("epsilon spent (accountant)", "noise multiplier", "feature FD", "feature FD per seed",
+                       "Inception FID", "training seconds")
 
     def table(self):
-        """The attacks on every arm (a narrow table for the book)."""
-        columns = ["epsilon spent (accountant)", "noise multiplier"]
-        for name in self.attack_names():
-            label = attacks.get(name).label
-            columns += [f"{label} AUC [95%]", f"{label} AUC per seed", f"{label} TPR@1%FPR [95%]"]
-        return compact(self.frame())[columns]
+        """Every attack on every arm, one row each (family, arm, attack: a narrow table for the
+        book): AUC with its interval and per seed, TPR at 1% FPR with its interval."""
+        return attacks_by_arm(self.frame(), self.attack_names())
 
     def utility_table(self):
-        """Sample quality and training cost of every arm."""
-        return compact(self.frame())[list(self.UTILITY_COLUMNS)]
+        """Every arm's privacy accounting, sample quality and training cost (a column no arm can
+        fill, such as the Inception FID where it is off, left out)."""
+        return metrics.measurable(compact(self.frame())[list(self.UTILITY_COLUMNS)])
 
     def families(self) -> list[str]:
         return list(dict.fromkeys(a.family for a in self.arms))
@@ -236,6 +235,23 @@ class TradeoffStudy:
             out.update({"fd_clip_minus_open": clip.value, "fd_clip_minus_open_low": clip.low,
                         "fd_clip_minus_open_high": clip.high})
         return out
+
+
+def attacks_by_arm(frame, names: list[str]):
+    """``frame`` (one row per family and arm, a column group per attack) in long form: one row
+    per family, arm and attack, with the attack's AUC [95%], AUC per seed and TPR@1%FPR [95%]."""
+    import pandas as pd
+
+    wide, rows = compact(frame), []
+    for (family, arm), row in wide.iterrows():
+        for name in names:
+            label = attacks.get(name).label
+            rows.append({"family": family, "arm": arm, "attack": label,
+                         **{column: row[f"{label} {column}"] for column in ARM_ATTACK_COLUMNS}})
+    return pd.DataFrame(rows).set_index(["family", "arm", "attack"])
+
+
+ARM_ATTACK_COLUMNS = ("AUC [95%]", "AUC per seed", "TPR@1%FPR [95%]")
 
 
 def fd_difference(a: list[np.ndarray], b: list[np.ndarray], reference: np.ndarray, n_boot: int = N_BOOT_FD,
