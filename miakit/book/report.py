@@ -115,6 +115,6 @@ def target_summary(run: Run):
         "final training loss (mean of last 100)": (f"{sum(h['loss'][-100:]) / len(h['loss'][-100:]):.4f}"
                                                    if h["loss"] else "not trained"),
         "training time (s, last session)": f"{h['train_seconds_this_session']:.0f} on {h['device']}",
-        "run folder": str(run.dir),
+        "run folder (in runs_dir)": run.dir.name,
     }
     return pd.DataFrame({"value": rows})
