@@ -29,12 +29,12 @@ import importlib.util
 import subprocess
 import sys
 
-MIAKIT_URL = "https://github.com/miakit/miakit"  # a fork: set repository.url in _config.yml and run `make notebooks`
+_MIAKIT_URL = "https://github.com/miakit/miakit"  # a fork: set repository.url in _config.yml and run `make notebooks`
 if "google.colab" in sys.modules and importlib.util.find_spec("miakit") is None:
-    pip = [sys.executable, "-m", "pip", "install", "-q", f"miakit[hub] @ git+{MIAKIT_URL}"]
-    if subprocess.run(pip).returncode:
-        raise RuntimeError(f"pip could not install miakit from {MIAKIT_URL} (its output is above). If that "
-                           "repository is private, moved or not yet pushed, set MIAKIT_URL in this cell to "
+    _pip = [sys.executable, "-m", "pip", "install", "-q", f"miakit[hub] @ git+{_MIAKIT_URL}"]
+    if subprocess.run(_pip).returncode:
+        raise RuntimeError(f"pip could not install miakit from {_MIAKIT_URL} (its output is above). If that "
+                           "repository is private, moved or not yet pushed, set _MIAKIT_URL in this cell to "
                            "your fork (https://github.com/<you>/<fork>) and run the cell again.")
     importlib.invalidate_caches()
 

@@ -61,7 +61,7 @@ def test_stamping_replaces_a_stale_colab_cell_and_refuses_a_source_without_one(t
     stale = (ROOT / "notebooks/01_targets.py").read_text()
     copy = tmp_path / "01_targets.py"
     copy.write_text(stale)
-    assert colab_cell.stamp(copy, url) and 'MIAKIT_URL = "https://example.org/someone/miakit"' in copy.read_text()
+    assert colab_cell.stamp(copy, url) and '_MIAKIT_URL = "https://example.org/someone/miakit"' in copy.read_text()
     assert not colab_cell.stamp(copy, url)  # stamping twice changes nothing
     bare = tmp_path / "02_bare.py"
     bare.write_text("# %% tags=[\"parameters\"]\nprofile = \"cpu\"\n")
@@ -84,14 +84,18 @@ def test_the_colab_cell_names_the_url_it_tried_when_pip_cannot_install(monkeypat
     cell = colab_cell.colab_cell("https://example.org/someone/private-miakit")
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or types.SimpleNamespace(returncode=0))
-    exec(cell, {})  # not on Colab: nothing installed
+    namespace = {}
+    exec(cell, namespace)  # not on Colab: nothing installed, and no name a notebook would take for a parameter
     assert calls == []
+    from miakit.core import config
+    config.from_namespace({k: v for k, v in namespace.items() if k != "__builtins__"})
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or types.SimpleNamespace(returncode=1))
     with pytest.raises(RuntimeError, match=r"could not install miakit from https://example.org/someone/private-miakit "
-                                           r".* set MIAKIT_URL in this cell to your fork"):
-        exec(cell, {})
+                                           r".* set _MIAKIT_URL in this cell to your fork"):
+        exec(cell, namespace := {})
+    assert not [k for k in namespace if not k.startswith("_") and not isinstance(namespace[k], types.ModuleType)]
     assert calls[-1][-1] == "miakit[hub] @ git+https://example.org/someone/private-miakit"
 
 

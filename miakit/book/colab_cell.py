@@ -43,12 +43,12 @@ def colab_cell(url: str) -> str:
             "import subprocess\n"
             "import sys\n"
             "\n"
-            f"MIAKIT_URL = \"{url}\"  # a fork: set repository.url in _config.yml and run `make notebooks`\n"
+            f"_MIAKIT_URL = \"{url}\"  # a fork: set repository.url in _config.yml and run `make notebooks`\n"
             "if \"google.colab\" in sys.modules and importlib.util.find_spec(\"miakit\") is None:\n"
-            "    pip = [sys.executable, \"-m\", \"pip\", \"install\", \"-q\", f\"miakit[hub] @ git+{MIAKIT_URL}\"]\n"
-            "    if subprocess.run(pip).returncode:\n"
-            "        raise RuntimeError(f\"pip could not install miakit from {MIAKIT_URL} (its output is above). If that \"\n"
-            "                           \"repository is private, moved or not yet pushed, set MIAKIT_URL in this cell to \"\n"
+            "    _pip = [sys.executable, \"-m\", \"pip\", \"install\", \"-q\", f\"miakit[hub] @ git+{_MIAKIT_URL}\"]\n"
+            "    if subprocess.run(_pip).returncode:\n"
+            "        raise RuntimeError(f\"pip could not install miakit from {_MIAKIT_URL} (its output is above). If that \"\n"
+            "                           \"repository is private, moved or not yet pushed, set _MIAKIT_URL in this cell to \"\n"
             "                           \"your fork (https://github.com/<you>/<fork>) and run the cell again.\")\n"
             "    importlib.invalidate_caches()\n")
 
