@@ -189,3 +189,13 @@ def test_a_table_leaves_out_the_columns_no_row_can_measure():
     mixed = metrics.measurable(pd.DataFrame({"small": small.row(), "large": large.row()}).T)
     assert mixed.loc["small", "TPR@1%FPR"] == metrics.UNRESOLVABLE and 0 <= mixed.loc["large", "TPR@1%FPR"] <= 1
     assert "TPR@0.01%FPR" not in mixed.columns
+
+
+def test_a_per_family_table_turns_its_families_into_columns():
+    from miakit.chapters import loss_and_likelihood
+
+    rows = {"ddpm": {"AUC": 0.912345, "TPR@0.01%FPR": float("nan"), "step": "t = 75"},
+            "smld": {"AUC": 0.5, "TPR@0.01%FPR": float("nan"), "step": "t = 275"}}
+    table = loss_and_likelihood.families_as_columns(rows)
+    assert list(table.columns) == ["ddpm", "smld"] and list(table.index) == ["AUC", "step"]
+    assert table.loc["AUC", "ddpm"] == 0.9123 and table.attrs["unmeasurable"] == ["TPR@0.01%FPR"]

@@ -1,5 +1,6 @@
 """Papermill smoke runs of every notebook and the strict, offline Jupyter Book build."""
 import json
+import re
 import math
 from pathlib import Path
 
@@ -99,6 +100,9 @@ def test_every_notebook_runs_and_glues_numbers_in_range(built_book):
         nb = nbformat.read(executed, as_version=4)
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, f"{name} raised: {errors[:1]}"
+        streams = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
+        noise = [w for w in ("IProgress not found", "Optimal order is the") if w in streams]
+        assert not noise, f"{name}: expected library warnings left in the executed notebook: {noise}"
         glued = report.read_glued(executed)
         for key, (low, high) in ranges.items():
             assert key in glued, f"{name} did not glue {key}"
@@ -132,11 +136,14 @@ def test_book_html_has_every_chapter_with_figures(built_book):
     intro = (html / "book/intro.html").read_text()
     assert "AUC of" in intro and "colab.research.google.com" in loss_page
     assert "smoke" in intro and "test the code, not the" in intro  # the profile says what its numbers mean
-    # the claims table is glued into the introduction, with its verdicts and figure links
-    assert "C5 attacks (ddpm)" in intro and 'href="../notebooks/04_factors.html#c3"' in intro
+    # the landing page: the counts, three findings, the claim labels, a link to the claims table, the build's time
+    assert "C1 (the paper's loss and likelihood attacks detect members better than chance): of 8 verdicts" in intro
+    assert "The claim labels" in intro and 'href="../notebooks/90_claims.html"' in intro
     assert any(v in intro for v in ("REPRODUCED", "CONTRADICTED", "UNDECIDED"))
+    assert "not recorded" not in intro and "not recorded" not in manifest_page
+    assert re.search(r'miakit-build-minutes">\d+<', intro) and re.search(r'miakit-build-parts">\d+ minutes \(pretraining', manifest_page)
     timings = json.loads((built_book / "timings.json").read_text())
-    assert set(timings["seconds"]) == set(EXPECTED)
+    assert set(timings["seconds"]) == set(EXPECTED) and set(timings["phases"]) == {"pretraining", "notebooks", "HTML"}
 
 
 @pytest.mark.slow

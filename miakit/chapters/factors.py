@@ -455,7 +455,10 @@ class LikelihoodSettingsStudy:
         return tidy(pd.DataFrame(self.rows).T)
 
     def table(self):
-        return compact(self.frame())
+        """The attack and its cost at each setting (the settings are the row names; the images
+        scored, the same in every row, are in the text)."""
+        return compact(self.frame()).drop(columns=["tolerance", "probes", "members scored", "nonmembers scored"],
+                                          errors="ignore")
 
 
 def likelihood_settings_study(run: train.Run, progress_bar: bool = True) -> LikelihoodSettingsStudy:

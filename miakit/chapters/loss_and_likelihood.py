@@ -192,11 +192,22 @@ def loss_attack_studies(runs: dict[str, Run], criterion: str = "auc", progress_b
     return {name: loss_attack_study(run, criterion, progress_bar) for name, run in runs.items()}
 
 
-def best_step_table(studies: dict[str, LossAttackStudy]):
-    """Per family: the validation-chosen step and its test metrics in both conventions (AUC and
-    TPR at 1% FPR with 95% intervals), with the optimistic best-on-test AUC beside it."""
+def families_as_columns(rows: dict[str, dict]):
+    """A per-family table with a column per family and its quantities as rows (a few families and
+    many quantities fit the text column that way), numbers rounded to 4 digits, quantities no
+    family can measure left out (``metrics.measurable``, named in ``attrs["unmeasurable"]``)."""
     import pandas as pd
 
+    table = metrics.measurable(pd.DataFrame(rows).T.infer_objects().round(4))
+    out = table.T.astype(object)
+    out.attrs = table.attrs
+    return out
+
+
+def best_step_table(studies: dict[str, LossAttackStudy]):
+    """Per family (a column each, the quantities as rows, so that they fit the text column): the
+    validation-chosen step and its test metrics in both conventions (AUC and TPR at 1% FPR with
+    95% intervals), with the optimistic best-on-test AUC beside it."""
     rows = {}
     for name, study in studies.items():
         s = study.summary()
@@ -204,7 +215,7 @@ def best_step_table(studies: dict[str, LossAttackStudy]):
                       "AUC 95% interval": study.chosen().interval(),
                       "TPR@1%FPR 95% interval": study.chosen(0.01).interval(),
                       "optimistic AUC (best on test)": s["result_test_chosen"].auc}
-    return metrics.measurable(pd.DataFrame(rows).T)
+    return families_as_columns(rows)
 
 
 @dataclass
@@ -255,7 +266,6 @@ def likelihood_studies(runs: dict[str, Run], progress_bar: bool = True) -> dict[
 def likelihood_table(studies: dict[str, LikelihoodStudy]):
     """Per family (a column each, so that the many quantities fit the text column as rows):
     metrics in both conventions, AUC and TPR@1%FPR intervals, bits/dim and cost."""
-    import pandas as pd
 
     rows = {}
     for name, st in studies.items():
@@ -266,10 +276,7 @@ def likelihood_table(studies: dict[str, LikelihoodStudy]):
                       "bits/dim members": float(np.mean(st.bpd_members)),
                       "bits/dim nonmembers": float(np.mean(st.bpd_nonmembers)),
                       "ODE evaluations per image": st.nfe_per_image, "seconds per image": st.seconds_per_image}
-    table = metrics.measurable(pd.DataFrame(rows).T.infer_objects().round(4))
-    out = table.T.astype(object)
-    out.attrs = table.attrs
-    return out
+    return families_as_columns(rows)
 
 
 def members_lower_bpd(studies: dict[str, LikelihoodStudy]) -> int:
