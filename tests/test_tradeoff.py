@@ -66,7 +66,12 @@ def test_every_arm_and_seed_is_trained_attacked_and_scored(smoke_study):
         assert list(arm.attacks) == p.attacks() and all(len(v) == s.comparison.n_seeds for v in arm.attacks.values())
     assert list(table.columns) == ["AUC [95%]", "AUC per seed", "TPR@1%FPR [95%]"]
     assert set(table.index.get_level_values("attack")) == {"loss", "likelihood", "SimA"}
-    assert "Inception FID" not in study.utility_table().columns  # off on smoke: no column of blanks
+    utility = study.utility_table()
+    assert "Inception FID" not in utility.columns  # off on smoke: no column of blanks
+    for arm in study.arms:  # each arm's FD with its interval, the interval around the mean over seeds
+        fd = study.fd_estimate(arm)
+        assert fd.low <= fd.value <= fd.high and fd.value == pytest.approx(float(np.mean(arm.fd)), rel=1e-6)
+        assert utility.loc[(arm.family, arm.label), "feature FD [95%]"] == f"{fd.value:.3f} [{fd.low:.3f}, {fd.high:.3f}]"
     assert math.isfinite(study.fd_floor) and 0 <= study.classifier_accuracy <= 1
     assert len(study.sample_grids()) == len(study.arms)
     assert [v.claim for v in study.verdicts()] == [f"C5 {half} ({name})" for name in p.families()

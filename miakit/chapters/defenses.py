@@ -132,10 +132,10 @@ class DefenseStudy:
         return dp.attacks_by_arm(self.frame(), self.study.attack_names())
 
     def quality_table(self):
-        """Every arm's sample quality (feature FD, mean and per seed), training time and how its
-        hyperparameters were chosen."""
-        return compact(self.frame())[["feature FD", "feature FD per seed", "training seconds",
-                                      "chosen without membership labels"]]
+        """Every arm's sample quality (feature FD with its 95% interval, and per seed), training
+        time and how its hyperparameters were chosen (a column nothing could fill left out)."""
+        return metrics.measurable(compact(self.frame()).reindex(
+            columns=["feature FD [95%]", "feature FD per seed", "training seconds", "chosen without membership labels"]))
 
     def stops_table(self):
         """Where early stopping stopped, per family and seed."""

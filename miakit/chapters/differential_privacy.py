@@ -133,16 +133,32 @@ class TradeoffStudy:
     notes: list[str] = field(default_factory=list)  # what could not be measured, and why
 
     def frame(self):
-        """Every arm: accounting, every attack (mean over seeds, interval, per seed), quality."""
+        """Every arm: accounting, every attack (mean over seeds, interval, per seed), quality (the
+        feature FD with its bootstrap interval over reference images, seeds and samples)."""
         import pandas as pd
 
-        return tidy(pd.DataFrame([a.row() for a in self.arms]).set_index(["family", "arm"]))
+        rows = []
+        for a in self.arms:
+            row = a.row()
+            if self.reference_features is not None and a.features:
+                fd = self.fd_estimate(a)
+                row.update({"feature FD low": fd.low, "feature FD high": fd.high})
+            rows.append(row)
+        return tidy(pd.DataFrame(rows).set_index(["family", "arm"]))
+
+    def fd_estimate(self, arm: ArmResult) -> metrics.Estimate:
+        """The arm's feature FD (mean over seeds) with its 95% bootstrap interval; computed once."""
+        key = (arm.family, arm.label)
+        cache = self.__dict__.setdefault("_fd_estimates", {})
+        if key not in cache:
+            cache[key] = fd_difference(arm.features, None, self.reference_features)
+        return cache[key]
 
     def attack_names(self) -> list[str]:
         """The registered attacks run on every arm, in ``dp_attacks`` order."""
         return list(self.arms[0].attacks)
 
-    UTILITY_COLUMNS = ("epsilon spent (accountant)", "noise multiplier", "feature FD", "feature FD per seed",
+    UTILITY_COLUMNS = ("epsilon spent (accountant)", "noise multiplier", "feature FD [95%]", "feature FD per seed",
                        "Inception FID", "training seconds")
 
     def table(self):
@@ -153,7 +169,7 @@ class TradeoffStudy:
     def utility_table(self):
         """Every arm's privacy accounting, sample quality and training cost (a column no arm can
         fill, such as the Inception FID where it is off, left out)."""
-        return metrics.measurable(compact(self.frame())[list(self.UTILITY_COLUMNS)])
+        return metrics.measurable(compact(self.frame()).reindex(columns=list(self.UTILITY_COLUMNS)))
 
     def families(self) -> list[str]:
         return list(dict.fromkeys(a.family for a in self.arms))
@@ -254,16 +270,19 @@ def attacks_by_arm(frame, names: list[str]):
 ARM_ATTACK_COLUMNS = ("AUC [95%]", "AUC per seed", "TPR@1%FPR [95%]")
 
 
-def fd_difference(a: list[np.ndarray], b: list[np.ndarray], reference: np.ndarray, n_boot: int = N_BOOT_FD,
+def fd_difference(a: list[np.ndarray], b: list[np.ndarray] | None, reference: np.ndarray, n_boot: int = N_BOOT_FD,
                   seed: int = 0) -> metrics.Estimate:
     """Mean over seeds of FD(a_s, reference) - FD(b_s, reference), with a bootstrap interval
     that resamples the reference images, the seeds (the same for both arms: seed s of each
-    arm shares initial weights and batches) and each seed's generated images."""
-    if len(a) != len(b):
+    arm shares initial weights and batches) and each seed's generated images. ``b`` None: arm
+    ``a``'s own feature FD with that interval."""
+    if b is not None and len(a) != len(b):
         raise ValueError("both arms need the same training seeds")
     rng = np.random.default_rng(seed)
 
-    def mean_fd(feats: list[np.ndarray], ref: np.ndarray, which, resample: bool) -> float:
+    def mean_fd(feats: list[np.ndarray] | None, ref: np.ndarray, which, resample: bool) -> float:
+        if feats is None:
+            return 0.0
         return float(np.mean([sample_quality.frechet_distance(f[rng.integers(0, len(f), len(f))] if resample else f, ref)
                               for f in (feats[i] for i in which)]))
 
@@ -275,7 +294,7 @@ def fd_difference(a: list[np.ndarray], b: list[np.ndarray], reference: np.ndarra
         which = rng.integers(0, len(a), len(a)) if len(a) > 1 else [0]
         reps[i] = mean_fd(a, ref, which, True) - mean_fd(b, ref, which, True)
     lo, hi = np.quantile(reps, [(1 - metrics.LEVEL) / 2, 1 - (1 - metrics.LEVEL) / 2])
-    return metrics.Estimate(value, float(lo), float(hi), float(np.std(reps)), min(len(f) for f in a + b),
+    return metrics.Estimate(value, float(lo), float(hi), float(np.std(reps)), min(len(f) for f in a + (b or [])),
                             len(reference), len(a), sample_names=("generated images", "reference images"))
 
 
