@@ -141,7 +141,8 @@ SCROLLS = """() => {
 }"""
 # where the first table sits against the first code a reader sees (folded code is not seen)
 FIRST = """() => {
-  const seen = e => e.getClientRects().length > 0 && e.getBoundingClientRect().height > 0;
+  const seen = e => !e.closest('details:not([open])') && e.getClientRects().length > 0
+    && e.getBoundingClientRect().height > 0;
   const table = Array.from(document.querySelectorAll('article table')).find(seen);
   const code = Array.from(document.querySelectorAll('article div.cell_input')).find(seen);
   return {table: table ? table.getBoundingClientRect().top + scrollY : null,
@@ -260,6 +261,7 @@ def test_the_page_checks_catch_what_they_look_for(tmp_path):
         "<html><body><article style='width:400px'>"
         "<img src='missing.png'>"
         "<div class='cell_output'><div class='output traceback'>Traceback: boom</div></div>"
+        "<details><summary>folded</summary><div class='cell_input'>folded code</div></details>"
         "<div class='cell_input'>code</div>"
         "<table><tr><td style='white-space:nowrap'>" + "wide " * 200 + "</td></tr></table>"
         "<div style='overflow-x:auto'><table><tr><td style='white-space:nowrap'>" + "scrolls " * 100

@@ -89,7 +89,8 @@ def test_papermill_parses_every_parameter(source, caplog):
         inferred = papermill.inspect_notebook(str(nb))
     assert not [r.message for r in caplog.records if "Unable to parse" in r.getMessage()]
     tagged = next(c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", []))
-    assigned = [line.split("=")[0].strip() for line in tagged.source.splitlines() if "=" in line and not line.startswith("#")]
+    assigned = [line.split("=")[0].split(":")[0].strip() for line in tagged.source.splitlines()
+                if "=" in line and not line.startswith("#")]
     assert list(inferred) == assigned
 
 

@@ -106,16 +106,17 @@ class BlindStudy:
         return {"blind_auc_" + name.replace(" ", "_"): e.value for name, e in self.estimates().items()}
 
     def table(self):
+        """Per blind attack: AUC and TPR at 1% FPR with their 95% intervals (cross-fitted halves),
+        and the images scored; a TPR the split cannot measure is left out (``metrics.measurable``)."""
         import pandas as pd
 
         rows = {}
         tprs = self.estimates(0.01)
         for name, est in self.estimates().items():
             m, n = self.scores[name]
-            tpr = tprs[name]
-            rows[name] = {"AUC": est.value, "AUC 95% interval": est.interval(), "TPR@1%FPR": tpr.value,
-                          "TPR@1%FPR 95% interval": tpr.interval(), "members": len(m), "nonmembers": len(n)}
-        return pd.DataFrame(rows).T.infer_objects().round(4)
+            rows[name] = {**metrics.estimate_row(est, {0.01: tprs[name]}, counts=False),
+                          "members": len(m), "nonmembers": len(n)}
+        return metrics.measurable(pd.DataFrame(rows).T)
 
 
 def blind_study(images, split) -> BlindStudy:
