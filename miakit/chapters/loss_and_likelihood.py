@@ -211,9 +211,10 @@ def best_step_table(studies: dict[str, LossAttackStudy]):
     rows = {}
     for name, study in studies.items():
         s = study.summary()
-        rows[name] = {"step (chosen on validation)": study.label(s["best_step_val"]), **s["result_val_chosen"].row(),
-                      "AUC 95% interval": study.chosen().interval(),
-                      "TPR@1%FPR 95% interval": study.chosen(0.01).interval(),
+        row = s["result_val_chosen"].row()
+        rows[name] = {"step (chosen on validation)": study.label(s["best_step_val"]),
+                      **metrics.estimate_row(study.chosen(), {0.01: study.chosen(0.01)}, counts=False),
+                      **{k: v for k, v in row.items() if k not in ("AUC", "TPR@1%FPR")},
                       "optimistic AUC (best on test)": s["result_test_chosen"].auc}
     return families_as_columns(rows)
 
