@@ -34,13 +34,14 @@ def tidy(frame, digits: int = 4):
 def compact(frame, digits: int = 3):
     """A narrow table for the book: each "<x>" with "<x> low" and "<x> high" becomes one column
     "<x> [95%]" reading "value [low, high]", and "<x> seed <s>" columns become one "<x> per
-    seed" column; numbers are rounded. (Plots read the wide frame.)"""
+    seed" column; numbers are rounded; a column no row can fill is left out and a lone missing
+    value reads as not measurable (``metrics.measurable``). (Plots read the wide frame.)"""
     out = frame.infer_objects().copy()
     for col in list(frame.columns):
         lo, hi = f"{col} low", f"{col} high"
         if lo in out.columns and hi in out.columns:
-            text = [f"{v:.{digits}f} [{a:.{digits}f}, {b:.{digits}f}]" for v, a, b in
-                    zip(out[col].astype(float), out[lo].astype(float), out[hi].astype(float))]
+            text = [f"{v:.{digits}f} [{a:.{digits}f}, {b:.{digits}f}]" if np.isfinite(v) else np.nan
+                    for v, a, b in zip(out[col].astype(float), out[lo].astype(float), out[hi].astype(float))]
             position = out.columns.get_loc(col)
             out = out.drop(columns=[col, lo, hi])
             out.insert(position, f"{col} [95%]", text)
@@ -54,7 +55,7 @@ def compact(frame, digits: int = 3):
         text = [" ".join(f"{v:.{digits}f}" for v in row) for row in out[cols].astype(float).to_numpy()]
         out = out.drop(columns=cols)
         out.insert(position, f"{name} per seed", text)
-    return out.round(digits)
+    return metrics.measurable(out.round(digits))
 
 
 def seeds(settings: Settings) -> list[int]:
