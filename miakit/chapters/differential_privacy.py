@@ -262,9 +262,9 @@ def attacks_by_arm(frame, names: list[str]):
     for (family, arm), row in wide.iterrows():
         for name in names:
             label = attacks.get(name).label
-            rows.append({"family": family, "arm": arm, "attack": label,
-                         **{column: row[f"{label} {column}"] for column in ARM_ATTACK_COLUMNS}})
-    return pd.DataFrame(rows).set_index(["family", "arm", "attack"])
+            rows.append({"family": family, "arm": arm, "attack": label,  # a column compact left out: not measurable
+                         **{column: row.get(f"{label} {column}", np.nan) for column in ARM_ATTACK_COLUMNS}})
+    return metrics.measurable(pd.DataFrame(rows).set_index(["family", "arm", "attack"]))
 
 
 ARM_ATTACK_COLUMNS = ("AUC [95%]", "AUC per seed", "TPR@1%FPR [95%]")
