@@ -13,15 +13,9 @@
 # %% [markdown]
 # # Results at a glance
 #
-# Every claim of Hu & Pang (2023) that this book checks, and ours (marked "(ours)": the split
-# check, and L1, the paper's C1 asked of every later attack of chapter 06: on its benchmark targets,
-# where attacks do not saturate, and on the book's own targets for the reference-model attack,
-# which the benchmark regime does not run), with the verdict this
-# build computed, the numbers behind it and a link to the figure that supports it. The verdicts are recomputed
-# here from the run store (the chapters trained and attacked everything; this page adds no
-# training), by the rules of the claims layer (`miakit.evidence.claims`), written once:
-#
-# {glue:text}`rules:s`
+# Every claim of Hu & Pang (2023) that this book checks, and ours (marked "(ours)"), with the
+# verdict this build computed, the numbers behind it and a link to the figure that supports it.
+# How the verdicts are decided is below the table.
 
 # %% tags=["remove-cell"]
 # Colab only: install miakit once (re-running is safe; does nothing elsewhere).
@@ -70,6 +64,13 @@ report.glue_chapter(results, clock)
 # %% [markdown]
 # In this build ({glue:text}`profile_note:s`), {glue:text}`n_reproduced:d` verdicts came out
 # REPRODUCED, {glue:text}`n_contradicted:d` CONTRADICTED and {glue:text}`n_undecided:d` UNDECIDED.
+# "(ours)" marks the split check and L1, the paper's C1 asked of every later attack of chapter 06:
+# on its benchmark targets, where attacks do not saturate, and on the book's own targets for the
+# reference-model attack, which the benchmark regime does not run. The verdicts are recomputed
+# here from the run store (the chapters trained and attacked everything; this page adds no
+# training), by the rules of the claims layer (`miakit.evidence.claims`), written once:
+#
+# {glue:text}`rules:s`
 
 # %% [markdown]
 # (overview-roc)=
