@@ -131,6 +131,7 @@ class TradeoffStudy:
     classifier_accuracy: float
     reference_features: np.ndarray | None = field(repr=False)
     notes: list[str] = field(default_factory=list)  # what could not be measured, and why
+    _fd_estimates: dict = field(default_factory=dict, repr=False)  # (family, arm) -> fd_estimate, computed once
 
     def frame(self):
         """Every arm: accounting, every attack (mean over seeds, interval, per seed), quality (the
@@ -149,10 +150,9 @@ class TradeoffStudy:
     def fd_estimate(self, arm: ArmResult) -> metrics.Estimate:
         """The arm's feature FD (mean over seeds) with its 95% bootstrap interval; computed once."""
         key = (arm.family, arm.label)
-        cache = self.__dict__.setdefault("_fd_estimates", {})
-        if key not in cache:
-            cache[key] = fd_difference(arm.features, None, self.reference_features)
-        return cache[key]
+        if key not in self._fd_estimates:
+            self._fd_estimates[key] = fd_difference(arm.features, None, self.reference_features)
+        return self._fd_estimates[key]
 
     def attack_names(self) -> list[str]:
         """The registered attacks run on every arm, in ``dp_attacks`` order."""

@@ -161,6 +161,7 @@ class LaterAttacks:
     likelihood: dict[str, loss_and_likelihood.LikelihoodStudy]
     blind: blind.BlindStudy | None
     not_run: dict[tuple[str, str], str] = field(default_factory=dict)  # (family, attack) -> why not
+    _frame_kept: object = field(default=None, init=False, repr=False)  # _frame's table, its bootstraps run once
 
     def families(self) -> list[str]:
         return list(dict.fromkeys(f for f, _ in self.outcomes))
@@ -178,6 +179,11 @@ class LaterAttacks:
         return self._frame()[list(COST_COLUMNS)]
 
     def _frame(self):
+        if self._frame_kept is None:
+            self._frame_kept = self._build_frame()
+        return self._frame_kept
+
+    def _build_frame(self):
         import pandas as pd
 
         rows = []
