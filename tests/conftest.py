@@ -40,12 +40,22 @@ def band_runs_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory):
     """The smoke book, every notebook executed and the HTML built (strict, offline), once per
-    session: the notebook tests read its executed notebooks, the browser test its pages."""
+    session: the notebook tests read its executed notebooks, the browser test its pages.
+
+    ``MIAKIT_BUILT_BOOK`` names a book built already (its staging folder, e.g. ``_staging`` after
+    ``make book``): the browser test then checks that book's pages, say the cpu one, without
+    building the smoke book."""
     import json
+    import os
     from pathlib import Path
 
     from miakit.book import build
 
+    if os.environ.get("MIAKIT_BUILT_BOOK"):
+        given = Path(os.environ["MIAKIT_BUILT_BOOK"]).resolve()
+        if not (given / "_build" / "html").is_dir():
+            raise pytest.UsageError(f"MIAKIT_BUILT_BOOK={given}: no _build/html there; build the book first")
+        return given
     root = Path(__file__).resolve().parents[1]
     stage = tmp_path_factory.mktemp("stage")
     runs = tmp_path_factory.mktemp("runs")

@@ -189,6 +189,10 @@ def test_a_table_leaves_out_the_columns_no_row_can_measure():
     mixed = metrics.measurable(pd.DataFrame({"small": small.row(), "large": large.row()}).T)
     assert mixed.loc["small", "TPR@1%FPR"] == metrics.UNRESOLVABLE and 0 <= mixed.loc["large", "TPR@1%FPR"] <= 1
     assert "TPR@0.01%FPR" not in mixed.columns
+    # a blank cell says what it is: too few members under the paper's convention, or not a TPR at all
+    other = metrics.measurable(pd.DataFrame({"paper TPR@1%FPR": [0.2, np.nan], "noise multiplier": [1.1, np.nan]}))
+    assert other.loc[1, "paper TPR@1%FPR"] == "not measurable: too few test members"
+    assert other.loc[1, "noise multiplier"] == metrics.NOT_APPLICABLE
 
 
 def test_a_per_family_table_turns_its_families_into_columns():

@@ -44,16 +44,26 @@ class AttackResult:
 def measurable(frame):
     """``frame`` without the columns that no row can fill (a TPR at an FPR below one over the
     number of test negatives: NaN, or ``UNRESOLVABLE`` text, in every row), their names kept in ``frame.attrs["unmeasurable"]``
-    for the caption, and any NaN cell left in a measured column written ``UNRESOLVABLE``."""
+    for the caption, and any NaN cell left in a measured column written as what it is: a TPR
+    ``UNRESOLVABLE`` (too few test members for the paper convention's), any other cell ``NOT_APPLICABLE``."""
     empty = [c for c in frame.columns if (frame[c].isna() | frame[c].isin([UNRESOLVABLE, ""])).all()]
     out = frame.drop(columns=empty)
     partial = [c for c in out.columns if out[c].isna().any()]
     if partial:
         out = out.astype({c: object for c in partial})
         for c in partial:
-            out.loc[out[c].isna(), c] = UNRESOLVABLE
+            out.loc[out[c].isna(), c] = _blank(str(c))
     out.attrs["unmeasurable"] = empty
     return out
+
+
+NOT_APPLICABLE = "not applicable"
+
+
+def _blank(column: str) -> str:
+    if column.startswith("paper TPR"):  # the paper's convention: members are its negatives
+        return UNRESOLVABLE.replace("nonmembers", "members")
+    return UNRESOLVABLE if "TPR" in column else NOT_APPLICABLE
 
 
 def _pct(x: float) -> str:
