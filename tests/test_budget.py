@@ -170,3 +170,39 @@ def test_the_run_order_names_real_notebooks_and_starts_what_others_wait_for():
     assert order[0] == "02_loss_attack" and order[-1] == "90_claims"
     assert build.waits_for("90_claims", stems) == [s for s in stems if s.startswith("0")]
     assert build.waits_for("05_differential_privacy", stems) == []
+
+
+@pytest.mark.heavy
+def test_a_kernel_that_dies_at_startup_is_started_once_more_and_a_second_death_stops_the_build(tmp_path, monkeypatch):
+    """A kernel that exits before it replies (as chapter 05's once did in CI) is not the
+    notebook's fault: its run starts once more and the build goes on; a kernel that keeps dying
+    stops the build with its log. The kernel is a real ``python3`` kernelspec (found first on
+    ``JUPYTER_PATH``) that exits while a count file says it should."""
+    import json
+    import sys
+
+    from miakit.book import build
+
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    deaths = tmp_path / "deaths"
+    code = (f"import pathlib, sys; p = pathlib.Path({str(deaths)!r}); n = int(p.read_text())\n"
+            "if n > 0:\n    p.write_text(str(n - 1)); sys.exit(1)\n"
+            "import runpy; sys.argv = ['ipykernel_launcher', '-f', *sys.argv[1:]]\n"
+            "runpy.run_module('ipykernel_launcher', run_name='__main__')")
+    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-c", code, "{connection_file}"],
+                                                  "display_name": "Python 3 (dies first)", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    root, stage = tmp_path / "root", tmp_path / "stage"
+    (root / "notebooks").mkdir(parents=True)
+    _notebook(root / "notebooks" / "01_a.ipynb", "open('a.txt', 'w').write('a')")
+    _notebook(root / "notebooks" / "02_b.ipynb", "open('b.txt', 'w').write('b')")
+    deaths.write_text("1")
+    timings = build.execute(root, stage, "smoke", {}, workers=2)
+    assert list(timings) == ["01_a", "02_b"] and (root / "a.txt").exists() and (root / "b.txt").exists()
+    assert deaths.read_text() == "0"  # one kernel did die, and its notebook still ran
+    deaths.write_text("9")
+    with pytest.raises(SystemExit, match=r"failed \(exit") as err:
+        build.execute(root, stage, "smoke", {}, workers=2)
+    assert build.failed_at_startup(str(err.value))
+    assert not build.failed_at_startup("ValueError: broken chapter")

@@ -127,11 +127,29 @@ def execute(root: Path, stage: Path, profile: str, parameters: dict, only: list[
         out = stage / "notebooks" / nb.name
         print(f"[book] executing {nb.name} (profile {profile})", flush=True)
         began = time.perf_counter()
-        papermill.execute_notebook(str(nb), str(out), parameters={"profile": profile, **parameters},
-                                   cwd=str(root), kernel_name="python3", progress_bar=False)
+        for attempt in range(STARTUP_RETRIES + 1):
+            try:
+                papermill.execute_notebook(str(nb), str(out), parameters={"profile": profile, **parameters},
+                                           cwd=str(root), kernel_name="python3", progress_bar=False)
+                break
+            except RuntimeError as err:
+                if attempt == STARTUP_RETRIES or not failed_at_startup(str(err)):
+                    raise
+                print(f"[book] {nb.name}: its kernel failed to start; starting it once more", flush=True)
         timings[nb.stem] = round(time.perf_counter() - began, 1)
         print(f"[book] {nb.name} took {timings[nb.stem]} s", flush=True)
     return timings
+
+
+# jupyter_client's words when a kernel fails before it ran a cell: the notebook is not at fault, so its
+# run starts once more (CI saw chapter 05's kernel die at startup once in a few dozen builds)
+KERNEL_STARTUP_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
+STARTUP_RETRIES = 1
+
+
+def failed_at_startup(log: str) -> bool:
+    """Whether a papermill log ends in a kernel that failed to start (no cell of the notebook ran)."""
+    return any(words in log for words in KERNEL_STARTUP_FAILURES)
 
 
 def _execute_side_by_side(root: Path, stage: Path, profile: str, parameters: dict, chosen: list[Path],
@@ -144,6 +162,16 @@ def _execute_side_by_side(root: Path, stage: Path, profile: str, parameters: dic
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # torch takes one intra-op thread
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     timings: dict[str, float] = {}
+    retried: dict[str, int] = {}
+
+    def start(stem: str) -> subprocess.Popen:
+        nb = by_stem[stem]
+        cmd = [sys.executable, "-m", "papermill", str(nb), str(stage / "notebooks" / nb.name),
+               "-y", json.dumps({"profile": profile, **parameters}), "--cwd", str(root),
+               "-k", "python3", "--no-progress-bar"]
+        with open(logs / f"{stem}.log", "wb") as log:
+            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
     try:
         while pending or running:
             for stem in list(pending):
@@ -151,14 +179,8 @@ def _execute_side_by_side(root: Path, stage: Path, profile: str, parameters: dic
                     break
                 if all(other in timings for other in waits_for(stem, selected)):
                     pending.remove(stem)
-                    nb = by_stem[stem]
-                    print(f"[book] executing {nb.name} (profile {profile}, beside {len(running)} other)", flush=True)
-                    cmd = [sys.executable, "-m", "papermill", str(nb), str(stage / "notebooks" / nb.name),
-                           "-y", json.dumps({"profile": profile, **parameters}), "--cwd", str(root),
-                           "-k", "python3", "--no-progress-bar"]
-                    with open(logs / f"{stem}.log", "wb") as log:
-                        running[stem] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
-                                         time.perf_counter())
+                    print(f"[book] executing {stem}.ipynb (profile {profile}, beside {len(running)} other)", flush=True)
+                    running[stem] = (start(stem), time.perf_counter())
             if not running:
                 raise RuntimeError(f"notebooks {pending} wait for notebooks that are not run")  # cannot happen
             time.sleep(0.5)
@@ -168,6 +190,11 @@ def _execute_side_by_side(root: Path, stage: Path, profile: str, parameters: dic
                 del running[stem]
                 if proc.returncode:
                     tail = (logs / f"{stem}.log").read_text(errors="replace")[-3000:]
+                    if failed_at_startup(tail) and retried.get(stem, 0) < STARTUP_RETRIES:
+                        retried[stem] = retried.get(stem, 0) + 1
+                        print(f"[book] {stem}.ipynb: its kernel failed to start; starting it once more", flush=True)
+                        running[stem] = (start(stem), began)
+                        continue
                     raise SystemExit(f"{stem}.ipynb failed (exit {proc.returncode}); its log is "
                                      f"{logs / (stem + '.log')}, ending:\n{tail}")
                 timings[stem] = round(time.perf_counter() - began, 1)
