@@ -1,6 +1,7 @@
 """The run manifest of the book's appendix (miakit.book.manifest)."""
 import subprocess
 
+import pytest
 import torch
 
 from miakit.core import config
@@ -46,6 +47,16 @@ def test_the_build_time_is_written_into_the_pages_once_the_html_exists(tmp_path)
     assert page.read_text() == ('took <span class="miakit-build-minutes">60</span> minutes; <span class='
                                 '"miakit-build-parts">60 minutes (pretraining 10.0, notebooks 45.0, HTML 5.0 minutes)</span>.')
     assert other.read_text() == "<p>no placeholder</p>"
+    # as the book renders it: the placeholder's text holds `make book`, itself spans inside code; the
+    # whole of it goes (the cpu book once read "took 88 book ) minutes")
+    rendered = ('took <span class="miakit-build-minutes">(not recorded: not built by <code class="docutils literal">'
+                '<span class="pre">make</span> <span class="pre">book</span></code>)</span> minutes; <span>kept</span>')
+    page.write_text(rendered)
+    manifest.stamp_build_time(tmp_path, {"pretraining": 600.0, "notebooks": 2700.0, "HTML": 300.0})
+    assert page.read_text() == 'took <span class="miakit-build-minutes">60</span> minutes; <span>kept</span>'
+    page.write_text('took <span class="miakit-build-minutes">(not recorded')
+    with pytest.raises(ValueError, match="no closing"):
+        manifest.stamp_build_time(tmp_path, {"HTML": 60.0})
 
 
 def test_papermill_s_injected_parameters_are_folded_like_the_parameters_cell(tmp_path):

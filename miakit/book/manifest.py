@@ -80,7 +80,8 @@ def table(settings: Settings, root: Path | None = None):
 # The whole build's time is known only when its HTML is built, after every page is rendered: the
 # pages hold a placeholder (raw HTML in their Markdown) that the build fills in afterwards.
 BUILD_TOTAL, BUILD_PARTS = "miakit-build-minutes", "miakit-build-parts"
-_PLACEHOLDER = re.compile(r'(<span class="(' + BUILD_TOTAL + "|" + BUILD_PARTS + r')">)(.*?)(</span>)', re.DOTALL)
+_PLACEHOLDER = re.compile(r'<span class="(' + BUILD_TOTAL + "|" + BUILD_PARTS + r')">')
+_SPAN = re.compile(r"<span\b[^>]*>|</span>")
 
 
 def build_time_text(seconds: dict[str, float]) -> dict[str, str]:
@@ -91,6 +92,27 @@ def build_time_text(seconds: dict[str, float]) -> dict[str, str]:
     return {BUILD_TOTAL: f"{total / 60:.0f}", BUILD_PARTS: f"{total / 60:.0f} minutes ({parts} minutes)"}
 
 
+def _fill(html: str, text: dict[str, str]) -> str:
+    """Each placeholder's content replaced up to its own closing tag: the rendered placeholder
+    holds spans of its own (``make book`` in code is ``<code><span class="pre">make</span> ...``),
+    so the first ``</span>`` is not its end."""
+    out, at = [], 0
+    for opening in _PLACEHOLDER.finditer(html):
+        if opening.start() < at:
+            continue  # inside a placeholder already filled
+        depth, end = 1, None
+        for tag in _SPAN.finditer(html, opening.end()):
+            depth += -1 if tag.group(0) == "</span>" else 1
+            if depth == 0:
+                end = tag.start()
+                break
+        if end is None:
+            raise ValueError(f"the build-time placeholder at character {opening.start()} has no closing </span>")
+        out += [html[at:opening.end()], text[opening.group(1)]]
+        at = end
+    return "".join(out) + html[at:]
+
+
 def stamp_build_time(html_dir: Path, seconds: dict[str, float]) -> list[Path]:
     """Fill every build-time placeholder under ``html_dir`` with ``build_time_text``; returns the
     pages it changed."""
@@ -98,7 +120,7 @@ def stamp_build_time(html_dir: Path, seconds: dict[str, float]) -> list[Path]:
     changed = []
     for page in sorted(Path(html_dir).rglob("*.html")):
         html = page.read_text()
-        new = _PLACEHOLDER.sub(lambda m: m.group(1) + text[m.group(2)] + m.group(4), html)
+        new = _fill(html, text)
         if new != html:
             page.write_text(new)
             changed.append(page)
