@@ -43,7 +43,7 @@
 # says which form each row is in its "statistic" column.
 #
 # **Two regimes.** The book's own targets (chapters 01-05) memorise hard on purpose, to test the
-# paper's claims in minutes: on them most attacks read an AUC near 1 and nothing can rank them.
+# paper's claims on a CPU: on them most attacks read an AUC near 1 and nothing can rank them.
 # The chapter therefore starts with a {ref}`benchmark regime <benchmark>`: targets trained on
 # Fashion-MNIST to where the strongest attack's validation AUC lies between 0.75 and 0.95, as on
 # the targets the attack papers compare on, with thousands of test nonmembers so that TPR at 1%
