@@ -201,6 +201,10 @@ def test_a_kernel_that_dies_at_startup_is_started_once_more_and_a_second_death_s
     timings = build.execute(root, stage, "smoke", {}, workers=2)
     assert list(timings) == ["01_a", "02_b"] and (root / "a.txt").exists() and (root / "b.txt").exists()
     assert deaths.read_text() == "0"  # one kernel did die, and its notebook still ran
+    (root / "a.txt").unlink()
+    deaths.write_text("1")  # one notebook after another (in this process, through papermill's API): the same
+    assert list(build.execute(root, stage, "smoke", {}, workers=0)) == ["01_a", "02_b"]
+    assert deaths.read_text() == "0" and (root / "a.txt").exists()
     deaths.write_text("9")
     with pytest.raises(SystemExit, match=r"failed \(exit") as err:
         build.execute(root, stage, "smoke", {}, workers=2)

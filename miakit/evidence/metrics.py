@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 FPR_LEVELS = (0.1, 0.01, 0.001, 0.0001)
 UNRESOLVABLE = "not measurable: too few test nonmembers"  # Estimate.text of a TPR at an FPR below 1 / n
+NOT_APPLICABLE = "not applicable"  # a blank cell of a table outside its TPR columns
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,6 @@ def measurable(frame):
             out.loc[out[c].isna(), c] = _blank(str(c))
     out.attrs["unmeasurable"] = empty
     return out
-
-
-NOT_APPLICABLE = "not applicable"
 
 
 def _blank(column: str) -> str:
