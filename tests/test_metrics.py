@@ -57,6 +57,21 @@ def test_against_sklearn_and_brute_force():
     assert math.isnan(r.tpr_at_fpr[0.0001])  # ~2100 nonmembers cannot resolve 0.01%
 
 
+def test_both_conventions_match_scikit_learn_curves_with_many_ties():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(3)
+    is_member = rng.random(2500) < 0.4
+    scores = rng.integers(0, 12, 2500) + 2.0 * is_member  # few distinct values: ties everywhere
+    r = metrics.evaluate(scores, is_member)
+    assert r.auc == pytest.approx(roc_auc_score(is_member, scores), abs=1e-12)
+    pfpr, ptpr, _ = roc_curve(~is_member, -scores, drop_intermediate=False)  # the paper's convention, directly
+    for level in (0.1, 0.01):
+        assert r.paper_tpr_at_fpr[level] == pytest.approx(metrics.tpr_at_fpr(pfpr, ptpr, level, int(is_member.sum())))
+        assert r.paper_tpr_at_fpr[level] == pytest.approx(brute_tpr_at_fpr(-scores, ~is_member, level))
+        assert r.tpr_at_fpr[level] == pytest.approx(brute_tpr_at_fpr(scores, is_member, level))
+
+
 def test_conventions_differ_at_low_fpr_but_not_in_auc():
     rng = np.random.default_rng(1)
     # members: a few very high scores (a real leak); nonmembers: plain noise

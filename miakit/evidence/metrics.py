@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import auc as area_under, roc_curve
 
 FPR_LEVELS = (0.1, 0.01, 0.001, 0.0001)
 UNRESOLVABLE = "not measurable: too few test nonmembers"  # Estimate.text of a TPR at an FPR below 1 / n
@@ -92,7 +92,11 @@ def evaluate(scores, is_member, levels=FPR_LEVELS) -> AttackResult:
     scores, is_member = _check(scores, is_member)
     n_mem, n_non = int(is_member.sum()), int((~is_member).sum())
     fpr, tpr, _ = roc_curve(is_member, scores, drop_intermediate=False)
-    pfpr, ptpr, _ = roc_curve(~is_member, -scores, drop_intermediate=False)
+    # the paper's convention (nonmembers positive, the loss as score) thresholds the same distinct
+    # scores from the other end: its ROC points are this curve's, mirrored, (1 - tpr, 1 - fpr) in
+    # reverse order, exactly (a second roc_curve and roc_auc_score tripled the cost of every
+    # evaluation; the claims page makes thousands)
+    pfpr, ptpr = 1.0 - tpr[::-1], 1.0 - fpr[::-1]
     notes = []
     for x in levels:
         if n_non * x < 1:
@@ -100,7 +104,7 @@ def evaluate(scores, is_member, levels=FPR_LEVELS) -> AttackResult:
         if n_mem * x < 1:
             notes.append(f"paper TPR@{_pct(x)}FPR needs >= {int(np.ceil(1 / x))} members, have {n_mem}")
     return AttackResult(
-        auc=float(roc_auc_score(is_member, scores)),
+        auc=float(area_under(fpr, tpr)),  # what roc_auc_score computes: the trapezoids under this curve
         asr=float(np.max(0.5 * (tpr + 1.0 - fpr))),
         tpr_at_fpr={x: tpr_at_fpr(fpr, tpr, x, n_non) for x in levels},
         paper_tpr_at_fpr={x: tpr_at_fpr(pfpr, ptpr, x, n_mem) for x in levels},
