@@ -57,9 +57,13 @@ chromium:
 ## make book [PROFILE=cpu|smoke|paper]: execute every notebook and build the HTML book
 # WORKERS: processes that train the targets first, one thread each (benchmarks/threads.py: the fastest
 # on a CPU alone and beside other work); WORKERS=0 trains them inside the notebooks
+# SIDE: notebooks executed at a time, one thread each (two single-threaded kernels score ~1.3x the
+# images of one with two threads here, benchmarks/threads.py); SIDE=1 runs them one after another
+# (on a GPU they always do)
 WORKERS ?= 2
+SIDE ?= 2
 book: $(STAMP) fashion-mnist  # the cpu profile's benchmark regime (chapter 06) trains on Fashion-MNIST
-	$(PY) -m miakit.book --profile $(PROFILE) --workers $(WORKERS)
+	$(PY) -m miakit.book --profile $(PROFILE) --workers $(WORKERS) --side-by-side $(SIDE)
 
 ## make notebooks: stamp the repository URL (_config.yml) into the Colab cells, regenerate the outputs-free .ipynb twins
 notebooks: $(STAMP)

@@ -281,8 +281,9 @@ def main(argv: list[str] | None = None) -> None:
                              "side (miakit.chapters.budget.pretrain; fastest on a CPU, alone or beside other work); 0: the "
                              "notebooks train them one after another")
     parser.add_argument("--side-by-side", type=int, default=1, metavar="N",
-                        help="execute N notebooks at a time, each kernel single-threaded, each after the notebooks "
-                             "whose results it reads (default 1: one after another, with torch's default threads)")
+                        help="execute N notebooks at a time on a CPU, each kernel single-threaded, each after the notebooks "
+                             "whose results it reads (default 1: one after another, with torch's default threads; "
+                             "on a GPU always 1)")
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error(f"--workers {args.workers}: give 0 (train inside the notebooks) or a positive count")
@@ -314,8 +315,13 @@ def main(argv: list[str] | None = None) -> None:
             budget.pretrain(settings, pool)
         phases["pretraining"] = round(time.perf_counter() - began, 1)
         print(f"[book] pretraining took {phases['pretraining']:.0f} s", flush=True)
+    side_by_side = args.side_by_side
+    if side_by_side > 1 and not _on_cpu(settings):  # kernels beside each other would share one GPU's memory
+        print(f"[book] --side-by-side {side_by_side}: the runs use a GPU, so the notebooks run one after another",
+              flush=True)
+        side_by_side = 1
     began = time.perf_counter()
-    timings = execute(root, stage, args.profile, parameters, args.only, args.side_by_side)
+    timings = execute(root, stage, args.profile, parameters, args.only, side_by_side)
     phases["notebooks"] = round(time.perf_counter() - began, 1)
     if not args.no_html:
         began = time.perf_counter()
