@@ -19,7 +19,7 @@ def test_a_size_study_larger_than_the_dataset_fails_before_training_naming_the_p
 
 
 def test_reference_models_need_images_outside_the_split_only_when_asked_for():
-    s = config.resolve("cpu", n_members=400, n_nonmembers=1000, size_n_members="100", dp_n_members=100)
+    s = config.resolve("cpu", n_members=400, n_nonmembers=1000, size_n_members="100", dp_n_members=100, n_references=2)
     with pytest.raises(feasibility.Infeasible, match=r"n_references=2.*= 1800 images"):
         feasibility.check(s)
     feasibility.check(config.resolve("cpu", n_members=400, n_nonmembers=1000, size_n_members="100", dp_n_members=100,
