@@ -163,3 +163,44 @@ def test_the_rdp_accountant_s_expected_warning_is_silenced_at_its_source_only():
         assert dp_sgd._calibrated(1e4, 1e-5, 0.5, 50) > 0
         warnings.warn("Optimal order is the largest alpha: outside the calibration")
     assert [str(w.message) for w in ours] == ["Optimal order is the largest alpha: outside the calibration"]
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_an_unclipped_step_takes_the_sum_of_per_example_gradients(k):
+    """DP-SGD with C = inf and no noise hands Adam sum_i g_i / (expected batch size), g_i the
+    gradient of example i's loss (the mean over its k replicas). The unclipped step's single
+    backward pass must give what opacus' per-sample gradients give (an independent route), and
+    a clipping bound that binds must not (the check can fail)."""
+    def gradient_seen_by_adam(engine, max_grad_norm):
+        s = config.resolve("smoke", trainer="dp-sgd", dp_epsilon=float("inf"), dp_max_grad_norm=max_grad_norm,
+                           dp_multiplicity=k, batch_size=6, dp_physical_batch=4)
+        model, fam = unet("tiny", "ddpm", 8), diffusion.family("ddpm")
+        step = dp_sgd.DPSGDStep(s, fam, model, digits_like(12, 8), torch.Generator().manual_seed(3),
+                                torch.device("cpu"), engine=engine)
+        seen = []
+        original = step.base_optimizer.step
+
+        def record(*args, **kwargs):
+            seen.append(torch.cat([p.grad.flatten().clone() for p in model.parameters()]))
+            return original(*args, **kwargs)
+        step.base_optimizer.step = record
+        assert step.step() is not None
+        step.close()
+        return seen[-1], step
+
+    fast, step = gradient_seen_by_adam("book-keeping", float("inf"))
+    assert step.clipper is None  # the unclipped route was taken
+    per_sample, _ = gradient_seen_by_adam("opacus", float("inf"))
+    assert torch.allclose(fast, per_sample, rtol=1e-4, atol=1e-7)
+    clipped, _ = gradient_seen_by_adam("opacus", 1e-3)
+    assert not torch.allclose(fast, clipped, rtol=1e-2, atol=1e-6)
+
+
+def test_the_unclipped_route_has_its_own_run_key(monkeypatch):
+    """Runs trained by book-keeping's per-example sum before are not taken for the new route's."""
+    unclipped = config.resolve("cpu", trainer="dp-sgd", dp_max_grad_norm=float("inf"))
+    clipped, standard = config.resolve("cpu", trainer="dp-sgd"), config.resolve("cpu")
+    before = [s.target_hash() for s in (unclipped, clipped, standard)]
+    monkeypatch.setattr(config, "UNCLIPPED", "another route")
+    after = [s.target_hash() for s in (unclipped, clipped, standard)]
+    assert after[0] != before[0] and after[1:] == before[1:]
