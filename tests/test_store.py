@@ -40,11 +40,14 @@ def test_run_key_follows_the_member_images_not_the_folder_name(tmp_path):
     assert train.run_dir(s) != before
 
 
-@pytest.mark.parametrize("change", ["family", "preset", "format", "members", "nonmember", "dp-clipping"])
+@pytest.mark.parametrize("change", ["family", "preset", "format", "members", "nonmember", "dp-clipping",
+                                    "dp-unclipped"])
 def test_run_key_changes_with_everything_that_determines_the_weights(tmp_path, monkeypatch, change):
     s = smoke(tmp_path)
     if change == "dp-clipping":  # a private run: how its gradients are clipped
         s = config.resolve("smoke", runs_dir=str(tmp_path), trainer="dp-sgd", dp_epsilon=10)
+    if change == "dp-unclipped":  # the DP loop's unclipped arm: how its gradient is formed
+        s = config.resolve("smoke", runs_dir=str(tmp_path), trainer="dp-sgd", dp_max_grad_norm=float("inf"))
     ds = data.load("digits", 8)
     before = train.run_dir(s, ds)
     if change == "family":  # the family's own hyperparameters (not a setting)
@@ -55,6 +58,8 @@ def test_run_key_changes_with_everything_that_determines_the_weights(tmp_path, m
         monkeypatch.setattr(config, "RUN_FORMAT", config.RUN_FORMAT + 1)
     elif change == "dp-clipping":
         monkeypatch.setattr(train, "DP_CLIPPING", "opacus per-sample gradients")
+    elif change == "dp-unclipped":
+        monkeypatch.setattr(train, "DP_UNCLIPPED", "book-keeping")
     else:
         split = train._split_for(s, len(ds))
         which = split.members[0] if change == "members" else split.nonmembers[0]

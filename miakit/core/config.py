@@ -255,8 +255,6 @@ class Settings:
                 del target[k]
         if not target.get("distill_samples"):
             target.pop("distill_steps", None)  # no distillation: its sampler steps are moot
-        if self.target.dp_sgd and not math.isfinite(self.target.dp_max_grad_norm):
-            target["unclipped_step"] = UNCLIPPED  # the same sum of gradients, summed in another order
         payload = {"format": RUN_FORMAT,
             "data": dataclasses.asdict(self.data),
             "target": target,
@@ -284,9 +282,6 @@ UNHASHED = ("checkpoint_every", "snapshot_every")  # what a run saves along the 
 DP_KEYS = ("dp_epsilon", "dp_delta", "dp_max_grad_norm", "dp_multiplicity", "dp_physical_batch")
 # training knobs added after runs were stored (the defenses): hashed only away from these values, at
 # which they train exactly what the loop trained before they existed, so no stored run's key moves
-# how the DP-SGD loop's unclipped arms form their gradient (miakit.training.dp_sgd.DPSGDStep): one
-# ordinary backward pass since it replaced book-keeping's per-example sum (equal up to float rounding)
-UNCLIPPED = "batch-backward"
 ADDED_LATER = {"random_shift": 0, "weight_decay": 0.0, "distill_samples": 0}
 PARAMETERS: tuple[str, ...] = tuple(
     [f.name for cls in SECTIONS.values() for f in fields(cls)] + list(RUN_KEYS)

@@ -243,8 +243,8 @@ class DPSGDStep:
     same sampling, batch size, K and steps). Unclipped, every example's factor ``min(1, C /
     norm)`` is 1, so the clipped sum is the batch's ordinary gradient: the book-keeping engine
     then takes one plain backward pass of the summed example losses and forms no per-example
-    norm (1.8x faster at the cpu profile's step, ``benchmarks/dp_step.py``); the run key says
-    so (``UNCLIPPED``).
+    norm (1.3x faster than book-keeping at the cpu profile's step on one thread, timed side by
+    side in interleaved rounds); the run key says so (``miakit.training.train.DP_UNCLIPPED``).
 
     ``engine="opacus"`` clips with opacus' own per-sample gradients (``GradSampleModule`` and
     ``DPOptimizer``) instead: the same step at its former cost, for ``benchmarks/dp_step.py``.

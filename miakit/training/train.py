@@ -166,6 +166,9 @@ class Run:
 
 
 DP_CLIPPING = "book-keeping"  # miakit.training.clipping (before: opacus' per-sample gradients, no key entry)
+# the unclipped arms (dp_max_grad_norm = inf): one ordinary backward pass (miakit.training.dp_sgd.DPSGDStep),
+# the same sum of gradients as book-keeping's, summed in another order
+DP_UNCLIPPED = "batch-backward"
 
 
 def training_indices(settings: Settings, split: data_mod.Split, reference: int | None = None) -> np.ndarray:
@@ -189,7 +192,7 @@ def run_key(settings: Settings, dataset: data_mod.Dataset, split: data_mod.Split
         "members": dataset.fingerprint(training_indices(settings, split, reference)),
     }
     if t.dp_sgd:  # how per-example gradients are clipped changes the weights (at rounding level)
-        payload["dp_clipping"] = DP_CLIPPING
+        payload["dp_clipping"] = DP_CLIPPING if math.isfinite(t.dp_max_grad_norm) else DP_UNCLIPPED
         if t.random_flip or t.random_shift:  # the DP step augments since the defenses (it ignored random_flip)
             payload["dp_augment"] = True
     if t.distill_samples:  # a student never sees the members: it trains on its teacher's samples
