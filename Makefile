@@ -57,8 +57,8 @@ chromium:
 ## make book [PROFILE=cpu|smoke|paper]: execute every notebook and build the HTML book
 # WORKERS: processes that train the targets first, one thread each (benchmarks/threads.py: the fastest
 # on a CPU alone and beside other work); WORKERS=0 trains them inside the notebooks
-# SIDE: notebooks executed at a time, one thread each (two single-threaded kernels score ~1.3x the
-# images of one with two threads here, benchmarks/threads.py); SIDE=1 runs them one after another
+# SIDE: notebooks executed at a time, one thread each (two single-threaded kernels score ~1.24x the
+# images of one with two threads here, benchmarks/threads.py --work score); SIDE=1: one after another
 # (on a GPU they always do)
 WORKERS ?= 2
 SIDE ?= 2
