@@ -210,3 +210,21 @@ def test_a_kernel_that_dies_at_startup_is_started_once_more_and_a_second_death_s
         build.execute(root, stage, "smoke", {}, workers=2)
     assert build.failed_at_startup(str(err.value))
     assert not build.failed_at_startup("ValueError: broken chapter")
+
+
+@pytest.mark.parametrize("on_cpu,expected", [(True, 2), (False, 1)])
+def test_the_build_runs_notebooks_side_by_side_only_on_a_cpu(tmp_path, monkeypatch, on_cpu, expected):
+    """``--side-by-side 2`` (what ``make book`` passes) reaches the executor on a CPU; on a GPU the
+    kernels would share its memory, so the notebooks run one after another."""
+    from pathlib import Path
+
+    from miakit.book import build
+
+    seen = {}
+    monkeypatch.setattr(build, "_on_cpu", lambda settings: on_cpu)
+    monkeypatch.setattr(build, "execute", lambda root, stage, profile, parameters, only, workers:
+                        seen.setdefault("workers", workers) and {})
+    root = Path(__file__).resolve().parents[1]
+    build.main(["--profile", "smoke", "--root", str(root), "--stage", str(tmp_path / "stage"), "--no-html",
+                "--side-by-side", "2", "--only", "01_targets"])
+    assert seen["workers"] == expected
