@@ -309,3 +309,37 @@ def test_every_later_attack_gets_the_c1_rule_and_a_reversed_one_is_contradicted(
                                  ("ddpm", "secmi"): outcome("secmi", -2.0)}, {}, None)
     verdicts = {v.claim: v.outcome for v in later.verdicts()}
     assert verdicts == {"L1 PIA (ddpm)": claims.Outcome.REPRODUCED, "L1 SecMI (stat) (ddpm)": claims.Outcome.CONTRADICTED}
+
+
+def test_the_reference_attack_reads_the_target_s_losses_from_the_loss_attack(smoke_run, monkeypatch):
+    """Through ``score_split`` the target's losses are the loss attack's cached scores: with the
+    target itself as the only reference every score is exactly 0 (the same noise, steps and
+    images, bit for bit), and the only losses computed are the reference's, one call per part."""
+    from miakit.attacks import loss as loss_module
+    from miakit.attacks import scoring
+    from miakit.core.data import PARTS
+
+    scoring.score_split(smoke_run, "loss", progress_bar=False)  # the loss attack's cache, as chapter 02 leaves it
+    calls = []
+    real = loss_module.losses
+    monkeypatch.setattr(reference, "losses", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    scored = scoring.score_split(smoke_run, "reference", references=[smoke_run], progress_bar=False)
+    assert len(calls) == len(PARTS)  # the reference model's, once per part; none for the target
+    for part in PARTS:
+        assert np.array_equal(scored.scores[part], np.zeros_like(scored.scores[part]))
+
+
+def test_the_reference_attack_computes_the_target_s_losses_when_the_loss_attack_lacks_its_steps():
+    """A lookup that has nothing (another grid) leaves the target's losses to the scorer."""
+    fam, x, ids = diffusion.family("ddpm"), images(4), np.arange(4)
+
+    def halved(x, t):
+        return 0.15 * x
+    grid = [{"t": t, "references": 1, "n_noise": 2} for t in (0, 300)]
+    plain = attacks.score("reference", linear, fam, x, grid, attacks.Context(ids=ids, references=(halved,)))
+    missing = attacks.score("reference", linear, fam, x, grid, attacks.Context(
+        ids=ids, references=(halved,), target_log_losses=lambda steps, n_noise: None))
+    assert np.array_equal(plain, missing)
+    wrong = attacks.score("reference", linear, fam, x, grid, attacks.Context(
+        ids=ids, references=(halved,), target_log_losses=lambda steps, n_noise: np.zeros((4, len(steps)))))
+    assert not np.allclose(wrong, plain)  # what the lookup returns is what the score uses

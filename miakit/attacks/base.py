@@ -59,13 +59,17 @@ class Context:
     indices, fixing each image's random draws), a seed, evaluations per forward pass
     (``batch_size``, None = ``DEFAULT_BATCH`` of the model's device), whether to show a bar, and
     the reference models that an attack calibrating against them uses (``references``: models
-    of the target's family trained without any scored image)."""
+    of the target's family trained without any scored image). ``target_log_losses(steps,
+    n_noise)``, when given, returns the target's log mean loss on these images at those paper
+    steps (the loss attack's scores, already computed and cached for the run), or None where
+    they are not at hand; the reference attack then queries the target for nothing else."""
 
     ids: np.ndarray
     seed: int = 0
     batch_size: int | None = None
     progress_bar: bool = False
     references: tuple = ()
+    target_log_losses: Callable | None = None
 
     def batch_for(self, model, x: torch.Tensor) -> int:
         device = device_of(model, x.device)

@@ -14,7 +14,10 @@ Offline LiRA fits a Gaussian to the OUT models' (log) losses per image; with one
 references the per-image variance is unreliable and LiRA's global-variance form is used, whose
 likelihood ratio is monotone in this difference, so its ROC is the same. The step t and the
 number of references r are chosen on the validation part like every other hyperparameter.
-Cost: ``r`` more trainings of the target's size, and ``n_noise * (1 + r)`` queries per image.
+Cost: ``r`` more trainings of the target's size, and ``n_noise * (1 + r)`` queries per image, of
+which the target's ``n_noise`` are the loss attack's own: when the run's loss-attack scores at
+these steps are at hand (``Context.target_log_losses``, ``miakit.attacks.scoring``) they are
+read, not recomputed.
 """
 from __future__ import annotations
 
@@ -46,7 +49,9 @@ def _scorer(model, family, x, grid, context):
         return np.log(losses(net, family, x, family_steps, n_noise, context.seed, context.batch_size,
                              context.progress_bar, context.ids).mean(axis=2))
 
-    target = log_loss(model)
+    # the target's losses are the loss attack's (the same steps, draws and noise), usually cached
+    known = context.target_log_losses(steps, n_noise) if context.target_log_losses is not None else None
+    target = log_loss(model) if known is None else known
     refs = np.stack([log_loss(net) for net in context.references[:wanted]])  # [r, n_images, n_steps]
     out = np.empty((x.shape[0], len(grid)))
     for j, g in enumerate(grid):
