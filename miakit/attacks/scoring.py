@@ -101,11 +101,11 @@ def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, r
         model = run.model if final else run.model_at(iteration)
         context_models = tuple(r.model for r in references)
         out = {}
+        target_losses = _target_log_losses(run, settings, iteration, progress_bar) if attack.needs_references else None
         for part, idx in images.items():
-            lookup = _target_log_losses(run, settings, iteration, part, idx, progress_bar) \
-                if attack.needs_references else None
             context = attacks.Context(ids=idx, seed=a.attack_seed, batch_size=a.attack_batch,
-                                      progress_bar=progress_bar, references=context_models, target_log_losses=lookup)
+                                      progress_bar=progress_bar, references=context_models,
+                                      target_log_losses=target_losses(part, idx) if target_losses else None)
             out[part], side = attacks.score(name, model, run.family, run.images(idx), grid, context, extras=True)
             out.update({f"{part}.{key}": v for key, v in side.items()})
         out["seconds_per_image"] = np.array([(time.perf_counter() - began) / n_images])
@@ -128,19 +128,28 @@ def score_split(run: Run, name: str, settings=None, progress_bar: bool = True, r
     return Scored(name, grid, scores, float(stored["seconds_per_image"][0]), references, images, extras)
 
 
-def _target_log_losses(run: Run, settings, iteration: int | None, part: str, idx: np.ndarray, progress_bar: bool):
-    """For an attack that calibrates the target's loss (the reference attack): a function of
-    (paper steps, n_noise) that returns the target's log mean loss on the images ``idx`` of
-    ``part`` from the loss attack's scores of the run (read from the cache, or computed and
-    cached once for every chapter), or None where the loss attack's grid lacks a step or its
-    draws, or scored other images. The loss attack's score is minus that mean loss, with the
-    same seed, noise and images, so nothing changes but the queries saved."""
-    def lookup(steps, n_noise: int):
-        loss = score_split(run, "loss", settings, progress_bar, iteration=iteration)
-        column = {(g["t"], g["n_noise"]): j for j, g in enumerate(loss.grid)}
-        if part not in loss.scores or not np.array_equal(loss.indices[part], idx) \
-                or any((t, n_noise) not in column for t in steps):
-            return None
-        return np.log(-loss.scores[part][:, [column[(t, n_noise)] for t in steps]])
-    return lookup
+def _target_log_losses(run: Run, settings, iteration: int | None, progress_bar: bool):
+    """For an attack that calibrates the target's loss (the reference attack): ``for_part(part,
+    idx)`` gives a function of (paper steps, n_noise) that returns the target's log mean loss on
+    the images ``idx`` of ``part`` from the loss attack's scores of the run (read from the cache,
+    or computed and cached once for every chapter; loaded once for all parts), or None where the
+    loss attack's grid lacks a step or its draws, or scored other images. The loss attack's score
+    is minus that mean loss, with the same seed, noise and images, so nothing changes but the
+    queries saved."""
+    loaded = []
 
+    def loss_scores() -> Scored:
+        if not loaded:
+            loaded.append(score_split(run, "loss", settings, progress_bar, iteration=iteration))
+        return loaded[0]
+
+    def for_part(part: str, idx: np.ndarray):
+        def lookup(steps, n_noise: int):
+            loss = loss_scores()
+            column = {(g["t"], g["n_noise"]): j for j, g in enumerate(loss.grid)}
+            if part not in loss.scores or not np.array_equal(loss.indices[part], idx) \
+                    or any((t, n_noise) not in column for t in steps):
+                return None
+            return np.log(-loss.scores[part][:, [column[(t, n_noise)] for t in steps]])
+        return lookup
+    return for_part

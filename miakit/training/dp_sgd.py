@@ -270,9 +270,8 @@ class DPSGDStep:
         n = members.shape[0]
         self.sample_rate = min(1.0, t.batch_size / n)
         self.engine = engine
-        self.unclipped = not math.isfinite(t.dp_max_grad_norm)
         if engine == "book-keeping":  # unclipped: the plain batch gradient is the clipped sum (no hooks)
-            self.clipper = None if self.unclipped else BookKeeping(model, t.dp_multiplicity)
+            self.clipper = BookKeeping(model, t.dp_multiplicity) if math.isfinite(t.dp_max_grad_norm) else None
             optimizer = _summing_optimizer()
         else:  # opacus' per-sample gradients, for comparison (benchmarks/dp_step.py)
             self.handles = contiguous_conv_inputs(model)
