@@ -55,8 +55,9 @@ chromium:
 	fi
 
 ## make book [PROFILE=cpu|smoke|paper]: execute every notebook and build the HTML book
-# WORKERS: processes that train the targets first, one thread each (benchmarks/threads.py: the fastest
-# on a CPU alone and beside other work); WORKERS=0 trains them inside the notebooks
+# WORKERS: processes that train the targets while the notebooks run, one thread each (benchmarks/threads.py:
+# the fastest on a CPU alone and beside other work); at most max(WORKERS, SIDE) jobs at a time;
+# WORKERS=0 trains them inside the notebooks
 # SIDE: notebooks executed at a time, one thread each (two single-threaded kernels score ~1.24x the
 # images of one with two threads here, benchmarks/threads.py --work score); SIDE=1: one after another
 # (on a GPU they always do)

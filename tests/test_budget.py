@@ -228,3 +228,94 @@ def test_the_build_runs_notebooks_side_by_side_only_on_a_cpu(tmp_path, monkeypat
     build.main(["--profile", "smoke", "--root", str(root), "--stage", str(tmp_path / "stage"), "--no-html",
                 "--side-by-side", "2", "--only", "01_targets"])
     assert seen["workers"] == expected
+
+
+class _FakePool:
+    """A training pool whose trainings sleep and record when they ran (``train.submit`` calls
+    ``submit(ensure_in_worker, settings_json, reference)``); the one named ``fail`` raises."""
+
+    def __init__(self, log, seconds=1.5, fail=None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.threads, self.log, self.seconds, self.fail = ThreadPoolExecutor(4), log, seconds, fail
+
+    def submit(self, fn, flat_settings, reference):
+        import time
+
+        def job():
+            began = time.time()
+            time.sleep(self.seconds)
+            if reference == self.fail:
+                raise RuntimeError("out of memory")
+            self.log.append((reference, began, time.time()))
+        return self.threads.submit(job)
+
+
+def _timed_notebook(root, stem):
+    _notebook(root / "notebooks" / f"{stem}.ipynb", f"import time\nbegan = time.time()\ntime.sleep(1)\n"
+              f"open({stem + '.txt'!r}, 'w').write(f'{{began}} {{time.time()}}')")
+
+
+@pytest.mark.heavy
+def test_trainings_run_beside_the_notebooks_and_each_notebook_starts_once_its_chapters_are_trained(tmp_path):
+    """Trainings and notebooks share the slots (never more jobs at once than the larger of the two
+    counts); a chapter's notebook starts only after the trainings of the chapters it loads (its
+    own and ``Chapter.loads``) and the back matter after every training; each training's seconds
+    come back; chapter 05's notebook, which loads only chapter 05's targets, starts before chapter
+    06's trainings are done."""
+    from miakit.book import build
+    from miakit.chapters.contract import Training
+
+    root, stage = tmp_path / "root", tmp_path / "stage"
+    (root / "notebooks").mkdir(parents=True)
+    for stem in ("01_targets", "05_differential_privacy", "06_later_attacks", "90_claims"):
+        _timed_notebook(root, stem)
+    smoke = config.resolve("smoke")
+    plan = [Training("01", "a", smoke, 0), Training("01", "b", smoke, 1), Training("05", "c", smoke, 2),
+            Training("06", "d", smoke, 3), Training("06", "e", smoke, 4), Training("06", "f", smoke, 5)]
+    log, trained = [], {}
+    timings = build.execute(root, stage, "smoke", {}, workers=2, trainings=plan, pool=_FakePool(log), train_workers=2,
+                            trained=trained)
+    assert set(timings) == {"01_targets", "05_differential_privacy", "06_later_attacks", "90_claims"}
+    assert set(trained) == {f"{tr.chapter} {tr.what}" for tr in plan} and all(v > 0 for v in trained.values())
+    ended = {ref: end for ref, _, end in log}
+    ran = {stem: tuple(map(float, (root / f"{stem}.txt").read_text().split())) for stem in timings}
+    assert ran["01_targets"][0] > max(ended[0], ended[1])
+    assert ran["05_differential_privacy"][0] > ended[2]
+    assert ran["06_later_attacks"][0] > max(ended[r] for r in (0, 1, 3, 4, 5))
+    assert ran["90_claims"][0] > max(ended.values()) and ran["90_claims"][0] > max(e for _, e in ran.values() if e != ran["90_claims"][1])
+    assert ran["05_differential_privacy"][0] < max(ended[r] for r in (3, 4, 5))  # it did not wait for chapter 06's
+    intervals = [(b, e) for _, b, e in log] + list(ran.values())
+    assert max(sum(b <= at < e for b, e in intervals) for at, _ in intervals) <= 2
+
+
+@pytest.mark.heavy
+def test_a_failing_training_stops_the_build_and_names_itself(tmp_path):
+    from miakit.book import build
+    from miakit.chapters.contract import Training
+
+    root, stage = tmp_path / "root", tmp_path / "stage"
+    (root / "notebooks").mkdir(parents=True)
+    _timed_notebook(root, "90_claims")
+    smoke = config.resolve("smoke")
+    plan = [Training("01", "target ddpm", smoke, 0), Training("04", "size 50", smoke, 1)]
+    with pytest.raises(SystemExit, match=r"training size 50 \(chapter 04\) failed: RuntimeError: out of memory"):
+        build.execute(root, stage, "smoke", {}, workers=2, trainings=plan, pool=_FakePool([], fail=1), train_workers=2)
+    assert not (root / "90_claims.txt").exists()
+
+
+def test_the_trainings_start_chapter_by_chapter_dearest_first_and_notebooks_load_their_chapters():
+    from pathlib import Path
+
+    from miakit.book import build
+
+    settings = config.resolve("cpu")
+    order = budget.in_book_order(settings)
+    assert sorted(order, key=lambda tr: tr.chapter) == order and len(order) == len(budget.trainings(settings))
+    for chapter in {tr.chapter for tr in order}:
+        costs = [budget.cost(tr) for tr in order if tr.chapter == chapter]
+        assert costs == sorted(costs, reverse=True)
+    assert {tr.chapter for tr in budget.in_book_order(settings, {"05"})} == {"05"}
+    assert build.loads("07_defenses") == ("07", "05") and build.loads("90_claims") is None
+    stems = [nb.stem for nb in build.notebooks(Path(__file__).resolve().parents[1])]
+    assert build.chapters_loaded(stems) is None and build.chapters_loaded(["02_loss_attack", "07_defenses"]) == {"02", "01", "07", "05"}

@@ -89,6 +89,29 @@ def waits_for(stem: str, selected: list[str]) -> list[str]:
     return [other for other in after(stem) if other in selected]
 
 
+def loads(stem: str) -> tuple[str, ...] | None:
+    """The chapters (numbers) whose trainings notebook ``stem`` loads: its chapter's own and its
+    ``contract.Chapter.loads``; None for the back matter, which loads every chapter's; none for a
+    notebook that no chapter declares."""
+    from miakit.chapters import book_chapters
+
+    if not stem.startswith("0"):
+        return None
+    chapter = next((chapter for chapter in book_chapters() if chapter.notebook == stem), None)
+    return () if chapter is None else (chapter.number, *chapter.loads)
+
+
+def chapters_loaded(selected: list[str]) -> set[str] | None:
+    """The chapters whose trainings the notebooks ``selected`` load (``loads``); None: every chapter's."""
+    found = set()
+    for stem in selected:
+        chapters = loads(stem)
+        if chapters is None:
+            return None
+        found.update(chapters)
+    return found
+
+
 def run_order(selected: list[str]) -> list[str]:
     """The order in which side-by-side workers start the notebooks: one that others wait for first
     (transitively), then the later chapters (the longer ones), so the longest chain starts at once."""
@@ -109,19 +132,28 @@ def _ancestors(stem: str, selected: list[str]) -> set[str]:
 
 
 def execute(root: Path, stage: Path, profile: str, parameters: dict, only: list[str] | None = None,
-            workers: int = 0) -> dict:
+            workers: int = 0, trainings: list | None = None, pool=None, train_workers: int = 0,
+            trained: dict | None = None) -> dict:
     """Run every notebook into ``stage``; return seconds per notebook. With ``workers`` > 1 the
     notebooks run that many at a time, each kernel single-threaded (on a CPU two single-threaded
     processes scored about 1.24x the images of one process with two threads,
     ``benchmarks/threads.py --work score``), in ``run_order`` and each after the ones it ``waits_for``; a kernel's
-    log is kept in ``stage/logs``."""
+    log is kept in ``stage/logs``.
+
+    With ``trainings`` (``contract.Training``, in the order to start them: ``budget.in_book_order``)
+    and a ``pool`` of ``train_workers`` training processes, the targets train on the pool while the
+    notebooks run: no more jobs at a time than the larger of ``workers`` and ``train_workers``,
+    each notebook started, before the next training, once the trainings of the chapters it
+    ``loads`` are done, so no core idles while one phase waits for the other. ``trained`` (a dict)
+    receives each training's seconds."""
     import papermill
 
     check_parameters(profile, parameters)
     chosen = [nb for nb in notebooks(root) if only is None or nb.stem in only]
     (stage / "notebooks").mkdir(parents=True, exist_ok=True)
-    if workers > 1 and len(chosen) > 1:
-        return _execute_side_by_side(root, stage, profile, parameters, chosen, workers)
+    if trainings or (workers > 1 and len(chosen) > 1):
+        return _execute_side_by_side(root, stage, profile, parameters, chosen, max(workers, 1), trainings or [],
+                                     pool, train_workers, {} if trained is None else trained)
     timings = {}
     for nb in chosen:
         out = stage / "notebooks" / nb.name
@@ -153,7 +185,11 @@ def failed_at_startup(log: str) -> bool:
 
 
 def _execute_side_by_side(root: Path, stage: Path, profile: str, parameters: dict, chosen: list[Path],
-                          workers: int) -> dict:
+                          workers: int, trainings: list, pool, train_workers: int, trained: dict) -> dict:
+    from collections import Counter
+
+    from miakit.training import train
+
     by_stem = {nb.stem: nb for nb in chosen}
     selected = list(by_stem)
     pending = run_order(selected)
@@ -163,6 +199,14 @@ def _execute_side_by_side(root: Path, stage: Path, profile: str, parameters: dic
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     timings: dict[str, float] = {}
     retried: dict[str, int] = {}
+    queue = list(trainings)  # not started yet
+    training: dict = {}  # future -> (Training, when it started)
+    untrained = Counter(tr.chapter for tr in trainings)  # per chapter, the trainings not finished
+    slots = max(workers, train_workers if trainings else 0)
+
+    def trained_for(stem: str) -> bool:
+        chapters = loads(stem)
+        return all(not left for chapter, left in untrained.items() if chapters is None or chapter in chapters)
 
     def start(stem: str) -> subprocess.Popen:
         nb = by_stem[stem]
@@ -173,17 +217,31 @@ def _execute_side_by_side(root: Path, stage: Path, profile: str, parameters: dic
             return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     try:
-        while pending or running:
+        while pending or running or queue or training:
             for stem in list(pending):
-                if len(running) >= workers:
+                if len(running) >= workers or len(running) + len(training) >= slots:
                     break
-                if all(other in timings for other in waits_for(stem, selected)):
+                if all(other in timings for other in waits_for(stem, selected)) and trained_for(stem):
                     pending.remove(stem)
-                    print(f"[book] executing {stem}.ipynb (profile {profile}, beside {len(running)} other)", flush=True)
+                    print(f"[book] executing {stem}.ipynb (profile {profile}, beside {len(running) + len(training)} "
+                          "other jobs)", flush=True)
                     running[stem] = (start(stem), time.perf_counter())
-            if not running:
+            while queue and len(training) < train_workers and len(running) + len(training) < slots:
+                tr = queue.pop(0)
+                training[train.submit(pool, tr.settings, tr.reference)] = (tr, time.perf_counter())
+            if not running and not training:
                 raise RuntimeError(f"notebooks {pending} wait for notebooks that are not run")  # cannot happen
             time.sleep(0.5)
+            for future in [future for future in training if future.done()]:
+                tr, began = training.pop(future)
+                try:
+                    future.result()
+                except Exception as err:
+                    raise SystemExit(f"training {tr.what} (chapter {tr.chapter}) failed: {type(err).__name__}: {err}")
+                untrained[tr.chapter] -= 1
+                trained[f"{tr.chapter} {tr.what}"] = round(time.perf_counter() - began, 1)
+                print(f"[book] trained {tr.what} (chapter {tr.chapter}) in {trained[f'{tr.chapter} {tr.what}']} s; "
+                      f"{len(queue) + len(training)} trainings left", flush=True)
             for stem, (proc, began) in list(running.items()):
                 if proc.poll() is None:
                     continue
@@ -204,6 +262,8 @@ def _execute_side_by_side(root: Path, stage: Path, profile: str, parameters: dic
             proc.terminate()
         for proc, _ in running.values():
             proc.wait()
+        for future in training:  # trainings not begun are dropped; a running one finishes and is kept
+            future.cancel()
     return {stem: timings[stem] for stem in selected}
 
 
@@ -277,9 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="notebook stems to execute (default: all; none given: stage only)")
     parser.add_argument("--no-html", action="store_true", help="execute only, do not build HTML")
     parser.add_argument("--workers", type=int, default=0,
-                        help="first train every target of the book in this many single-threaded processes side by "
-                             "side (miakit.chapters.budget.pretrain; fastest on a CPU, alone or beside other work); 0: the "
-                             "notebooks train them one after another")
+                        help="on a CPU, train the targets the notebooks load in this many single-threaded processes "
+                             "while the notebooks run (each notebook starts once its chapters' targets are trained; "
+                             "fastest on a CPU, alone or beside other work); 0: the notebooks train them")
     parser.add_argument("--side-by-side", type=int, default=1, metavar="N",
                         help="execute N notebooks at a time on a CPU, each kernel single-threaded, each after the notebooks "
                              "whose results it reads (default 1: one after another, with torch's default threads; "
@@ -306,31 +366,35 @@ def main(argv: list[str] | None = None) -> None:
     stage_sources(root, stage)
     settings = resolve(args.profile, **parameters)
     phases = {}  # wall-clock seconds of each phase of the build, for the manifest page
-    if args.workers and _on_cpu(settings):
-        from miakit.chapters import budget
-
-        began = time.perf_counter()
-        print(f"[book] training every target in {args.workers} processes", flush=True)
-        with budget.process_pool(args.workers) as pool:
-            budget.pretrain(settings, pool)
-        phases["pretraining"] = round(time.perf_counter() - began, 1)
-        print(f"[book] pretraining took {phases['pretraining']:.0f} s", flush=True)
     side_by_side = args.side_by_side
     if side_by_side > 1 and not _on_cpu(settings):  # kernels beside each other would share one GPU's memory
         print(f"[book] --side-by-side {side_by_side}: the runs use a GPU, so the notebooks run one after another",
               flush=True)
         side_by_side = 1
     began = time.perf_counter()
-    timings = execute(root, stage, args.profile, parameters, args.only, side_by_side)
-    phases["notebooks"] = round(time.perf_counter() - began, 1)
+    trained: dict[str, float] = {}
+    if args.workers and _on_cpu(settings):
+        from miakit.chapters import budget
+
+        feasibility.check(settings)
+        selected = [nb.stem for nb in notebooks(root) if args.only is None or nb.stem in args.only]
+        todo = budget.in_book_order(settings, chapters_loaded(selected))
+        print(f"[book] {len(todo)} trainings in {args.workers} processes, beside the notebooks", flush=True)
+        with budget.process_pool(args.workers) as pool:
+            timings = execute(root, stage, args.profile, parameters, args.only, side_by_side, todo, pool,
+                              args.workers, trained)
+        phases["trainings and notebooks"] = round(time.perf_counter() - began, 1)
+    else:
+        timings = execute(root, stage, args.profile, parameters, args.only, side_by_side)
+        phases["notebooks"] = round(time.perf_counter() - began, 1)
     if not args.no_html:
         began = time.perf_counter()
         html = build_html(stage)
         phases["HTML"] = round(time.perf_counter() - began, 1)
         manifest.stamp_build_time(html, phases)
         print(f"[book] HTML: {html / 'index.html'}")
-    (stage / "timings.json").write_text(json.dumps({"profile": args.profile, "seconds": timings, "phases": phases},
-                                                   indent=1))
+    (stage / "timings.json").write_text(json.dumps({"profile": args.profile, "seconds": timings, "phases": phases,
+                                                    "trainings": trained}, indent=1))
     print(f"[book] seconds per notebook: {timings}; phases: {phases}")
 
 

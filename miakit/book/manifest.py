@@ -85,8 +85,9 @@ _SPAN = re.compile(r"<span\b[^>]*>|</span>")
 
 
 def build_time_text(seconds: dict[str, float]) -> dict[str, str]:
-    """The text of each placeholder for phase seconds ``pretraining``, ``notebooks`` and ``HTML``
-    (wall-clock, in the order they ran): the total in minutes, and the phases."""
+    """The text of each placeholder for the seconds of the build's phases (wall-clock, in the order
+    they ran: ``trainings and notebooks``, or ``notebooks``, then ``HTML``): the total in minutes,
+    and the phases."""
     total = sum(seconds.values())
     parts = ", ".join(f"{name} {value / 60:.1f}" for name, value in seconds.items())
     return {BUILD_TOTAL: f"{total / 60:.0f}", BUILD_PARTS: f"{total / 60:.0f} minutes ({parts} minutes)"}

@@ -55,6 +55,21 @@ def process_pool(workers: int, threads: int = 1):
                                initializer=torch.set_num_threads, initargs=(threads,))
 
 
+def cost(tr: Training) -> float:
+    """What ``tr`` costs, in ordinary image-steps of one pixel: its image-steps, a DP-SGD one
+    counted ``PRIVATE_FACTOR`` times, times the pixels of an image (to order the trainings)."""
+    return tr.image_steps * (PRIVATE_FACTOR if tr.private else 1) * tr.settings.data.resolution ** 2
+
+
+def in_book_order(settings: Settings, chapters=None) -> list[Training]:
+    """The trainings of ``chapters`` (default all), chapter by chapter in book order and the dearest
+    first within a chapter: the order the book's build starts them in, so the first chapters' notebooks
+    can start while the later chapters' targets train (``miakit.book.build``)."""
+    todo = [tr for tr in trainings(settings) if chapters is None or tr.chapter in chapters]
+    rank = {number: i for i, number in enumerate(dict.fromkeys(tr.chapter for tr in todo))}
+    return sorted(todo, key=lambda tr: (rank[tr.chapter], -cost(tr)))
+
+
 def pretrain(settings: Settings, executor=None, progress_bar: bool = True, chapters=None) -> list:
     """Train every target the book needs (of ``chapters``, default all) up front, in parallel on
     ``executor``'s workers when one is given (``train.ensure_many``); the chapters then load them.
@@ -62,7 +77,7 @@ def pretrain(settings: Settings, executor=None, progress_bar: bool = True, chapt
     feasibility.check(settings)
     todo = [tr for tr in trainings(settings) if chapters is None or tr.chapter in chapters]
     # the dearest first, so that no worker is left with a long training while the others idle
-    todo.sort(key=lambda tr: -tr.image_steps * (PRIVATE_FACTOR if tr.private else 1) * tr.settings.data.resolution ** 2)
+    todo.sort(key=lambda tr: -cost(tr))
     return train.ensure_many([(tr.settings, tr.reference) for tr in todo], progress_bar, executor)
 
 

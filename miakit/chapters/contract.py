@@ -6,7 +6,9 @@ A chapter module declares one ``Chapter`` (chapters 02 and 03 share a module and
 its number and notebook, ``trainings(settings)`` (every target it trains that no earlier chapter
 trained), ``images_needed(settings)`` (every draw it makes from a dataset), ``verdicts(settings,
 progress_bar)`` (the claims it decides, recomputed from the run store, for the claims page) and
-the notebooks whose cached scores it reads (``after``: the book runs it after them).
+the notebooks whose cached scores it reads (``after``: the book runs it after them) and the
+chapters whose trained targets it loads besides its own (``loads``: the book starts its notebook
+once their trainings and its own are done).
 ``miakit.chapters.book_chapters()`` lists them in book order.
 
 A chapter's notebook makes one call, ``run(settings)``, which returns a ``ChapterResult``: the
@@ -75,6 +77,7 @@ class Chapter:
     images_needed: Callable[[Settings], list[Need]] = _none
     verdicts: Callable[..., list] | None = None  # (settings, progress_bar) -> list[claims.Verdict]
     after: tuple[str, ...] = ()  # notebooks whose cached scores it reads
+    loads: tuple[str, ...] = ()  # the chapters (numbers) whose trained targets it loads besides its own
 
 
 class ChapterResult:

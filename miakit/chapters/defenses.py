@@ -272,4 +272,5 @@ def verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdi
     return study(settings, progress_bar).verdicts()
 
 
-CHAPTER = Chapter("07", "07_defenses", trainings, images_needed, verdicts, after=("05_differential_privacy",))
+CHAPTER = Chapter("07", "07_defenses", trainings, images_needed, verdicts, after=("05_differential_privacy",),
+                  loads=("05",))

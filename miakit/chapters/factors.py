@@ -619,4 +619,5 @@ def verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdi
     return out
 
 
-CHAPTER = Chapter("04", "04_factors", trainings, images_needed, verdicts, after=("02_loss_attack",))
+CHAPTER = Chapter("04", "04_factors", trainings, images_needed, verdicts, after=("02_loss_attack",),
+                  loads=("01",))

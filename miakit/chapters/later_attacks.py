@@ -410,4 +410,4 @@ def verdicts(settings: Settings, progress_bar: bool = True) -> list[claims.Verdi
 
 
 CHAPTER = Chapter("06", "06_later_attacks", trainings, images_needed, verdicts,
-                  after=("02_loss_attack", "03_likelihood_attack"))
+                  after=("02_loss_attack", "03_likelihood_attack"), loads=("01",))

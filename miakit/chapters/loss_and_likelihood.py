@@ -500,6 +500,6 @@ def likelihood_chapter_verdicts(settings, progress_bar: bool = True) -> list[cla
     return c1_verdicts(loss_attack_studies(runs, progress_bar=progress_bar), likelihood_studies(runs, progress_bar))
 
 
-LOSS_CHAPTER = Chapter("02", "02_loss_attack", verdicts=loss_chapter_verdicts)
+LOSS_CHAPTER = Chapter("02", "02_loss_attack", verdicts=loss_chapter_verdicts, loads=("01",))
 LIKELIHOOD_CHAPTER = Chapter("03", "03_likelihood_attack", verdicts=likelihood_chapter_verdicts,
-                             after=("02_loss_attack",))
+                             after=("02_loss_attack",), loads=("01",))

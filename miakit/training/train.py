@@ -324,11 +324,17 @@ def ensure_many(targets: list[tuple[Settings, int | None]], progress_bar: bool =
     if executor is not None and targets:
         from concurrent.futures import as_completed
 
-        futures = [executor.submit(ensure_in_worker, json.dumps(_portable(s).flat()), r) for s, r in targets]
+        futures = [submit(executor, s, r) for s, r in targets]
         for future in progress(as_completed(futures), total=len(futures), desc="trainings", unit="run",
                                enabled=progress_bar):
             future.result()  # a worker's error is raised here
     return [ensure(s, progress_bar, reference=r) for s, r in targets]
+
+
+def submit(executor, settings: Settings, reference: int | None = None):
+    """``ensure`` of ``settings`` (and ``reference``) started on ``executor``'s worker; returns its
+    future, whose result is the run folder (``ensure_in_worker``)."""
+    return executor.submit(ensure_in_worker, json.dumps(_portable(settings).flat()), reference)
 
 
 def ensure_in_worker(flat_settings: str, reference: int | None = None) -> str:
