@@ -423,10 +423,13 @@ def augment(x0: torch.Tensor, target, generator: torch.Generator) -> torch.Tenso
 
 
 def optimizer_for(model: torch.nn.Module, target) -> torch.optim.Optimizer:
-    """Adam at ``lr``, or AdamW's decoupled weight decay when ``weight_decay`` > 0 (the defense)."""
+    """Adam at ``lr``, or AdamW's decoupled weight decay when ``weight_decay`` > 0 (the defense).
+    Both take torch's multi-tensor (``foreach``) step on every device, the default on a GPU only: on
+    this CPU it costs two thirds of the per-tensor loop's time and gives the same weights bit for bit
+    (``test_train``)."""
     if target.weight_decay:
-        return torch.optim.AdamW(model.parameters(), lr=target.lr, weight_decay=target.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=target.lr)
+        return torch.optim.AdamW(model.parameters(), lr=target.lr, weight_decay=target.weight_decay, foreach=True)
+    return torch.optim.Adam(model.parameters(), lr=target.lr, foreach=True)
 
 
 class StandardStep:
