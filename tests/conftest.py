@@ -20,6 +20,17 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.heavy)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_dataset_memo():
+    """Every test starts without the packaged datasets ``miakit.core.data.load`` keeps per process,
+    so a test that replaces a loader (monkeypatch) reads through it."""
+    from miakit.core import data
+
+    data._MEMO.clear()
+    yield
+    data._MEMO.clear()
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One trained smoke-profile target, shared by the tests that need a real model."""

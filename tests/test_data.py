@@ -320,3 +320,23 @@ def test_a_folder_with_corrupt_images_is_refused_naming_each_unless_asked_to_ski
     with pytest.warns(UserWarning, match="skipped 2 unreadable"):
         assert data.load(f"folder-skip-unreadable:{tmp_path}", 8).images.shape[0] == 4
     config.resolve("smoke", dataset=f"folder-skip-unreadable:{tmp_path}")  # a valid dataset form
+
+
+def test_a_packaged_dataset_is_decoded_once_per_process_and_again_when_its_files_change(tmp_path):
+    import os
+
+    assert data.load("digits", 8) is data.load("digits", 8)
+    assert data.load("digits", 4) is not data.load("digits", 8)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((4, 28, 28)))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((2, 28, 28)))
+    first = data.load(f"fashion-mnist:{tmp_path}", 8)
+    assert data.load(f"fashion-mnist:{tmp_path}", 8) is first
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.full((3, 28, 28), 255))  # replaced: read again
+    os.utime(tmp_path / "t10k-images-idx3-ubyte.gz", ns=(1, 1))
+    second = data.load(f"fashion-mnist:{tmp_path}", 8)
+    assert second is not first and second.images.shape == (7, 1, 8, 8) and torch.allclose(second.images[-1], torch.ones(1, 8, 8))
+    (tmp_path / "img").mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "img" / "a.png")
+    assert data.load(f"folder:{tmp_path / 'img'}", 8) is not data.load(f"folder:{tmp_path / 'img'}", 8)  # read each time

@@ -85,8 +85,40 @@ class Dataset:
         return digest.hexdigest()[:16]
 
 
+_MEMO: dict[tuple, Dataset] = {}  # the packaged datasets, loaded once per process (``_memo_key``)
+
+
+def _memo_key(name: str, resolution: int) -> tuple | None:
+    """What a loaded packaged dataset depends on: scikit-learn's digits by ``resolution`` alone;
+    Fashion-MNIST also by the path, size and modification time of each of its IDX files (and
+    which are there), so a reinstalled or replaced file is read again; None for the others (an
+    image folder is read on every call: its files may change)."""
+    if name == "digits":
+        return (name, resolution)
+    if name == "fashion-mnist" or name.startswith("fashion-mnist:"):
+        folder = Path(name.split(":", 1)[1]) if ":" in name else FASHION_MNIST_DIR
+        found = [_find(folder, stem) for stem in FASHION_MNIST_FILES + FASHION_MNIST_LABELS]
+        stats = tuple(None if p is None else (str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in found)
+        return (name, resolution, stats)
+    return None
+
+
 def load(name: str, resolution: int) -> Dataset:
-    """Load dataset ``name`` at ``resolution`` x ``resolution`` pixels, scaled to [-1, 1]."""
+    """Load dataset ``name`` at ``resolution`` x ``resolution`` pixels, scaled to [-1, 1]. The
+    packaged datasets (digits, Fashion-MNIST) are decoded once per process and the same
+    ``Dataset`` is returned after (``_memo_key``; its tensors are shared, so callers never write
+    into them): a chapter loads its dataset once per target, and the claims page over a hundred
+    times."""
+    key = _memo_key(name, resolution)
+    if key is not None and key in _MEMO:
+        return _MEMO[key]
+    dataset = _load(name, resolution)
+    if key is not None and len(_MEMO) < 16:  # a handful of resolutions at most; never grows without end
+        _MEMO[key] = dataset
+    return dataset
+
+
+def _load(name: str, resolution: int) -> Dataset:
     if name == "digits":
         unit, labels = _digits()
     elif name == "fashion-mnist" or name.startswith("fashion-mnist:"):
