@@ -195,3 +195,38 @@ def test_an_unclipped_step_takes_the_sum_of_per_example_gradients(k):
     clipped, _ = gradient_seen_by_adam("opacus", 1e-3)
     assert not torch.allclose(fast, clipped, rtol=1e-2, atol=1e-6)
 
+
+
+def test_the_noise_multiplier_is_calibrated_once_per_run_store_and_read_back(tmp_path, monkeypatch):
+    """The PRV calibration takes tens of seconds: with a run store, the first call computes it (the
+    value the accountant gives) and keeps it; a later call, in any process, reads it back without
+    calling the accountant; another budget, delta or sample rate is calibrated anew; a stored file
+    whose budget is not the one asked is refused."""
+    import dataclasses
+    import json
+
+    import opacus.accountants.utils as opacus_utils
+
+    from miakit.core import store
+    from miakit.training import dp_sgd
+
+    target = dataclasses.replace(config.resolve("cpu").target, dp_epsilon=1e4, iterations=50)
+    direct = opacus_utils.get_noise_multiplier(target_epsilon=1e4, target_delta=target.dp_delta, sample_rate=0.5,
+                                               steps=50, accountant="rdp")
+    dp_sgd._calibrated.cache_clear()
+    assert dp_sgd.noise_multiplier(target, 0.5, tmp_path) == pytest.approx(direct, rel=1e-12)
+    (kept,) = (tmp_path / "accountant").glob("noise-multiplier-*.json")
+    dp_sgd._calibrated.cache_clear()
+
+    def refuse(**kw):
+        raise AssertionError("the accountant was called again")
+    monkeypatch.setattr(opacus_utils, "get_noise_multiplier", refuse)
+    assert dp_sgd.noise_multiplier(target, 0.5, tmp_path) == pytest.approx(direct, rel=1e-12)
+    with pytest.raises(AssertionError, match="called again"):
+        dp_sgd.noise_multiplier(target, 0.25, tmp_path)  # another sample rate: a new calibration
+    with pytest.raises(AssertionError, match="called again"):
+        dp_sgd.noise_multiplier(dataclasses.replace(target, dp_delta=1e-6), 0.5, tmp_path)
+    payload = {k: v for k, v in json.loads(kept.read_text()).items() if k != store.JSON_CHECKSUM}
+    store.write_json(kept, {**payload, "epsilon": 1.0})
+    with pytest.raises(store.CorruptRunError, match="remove it"):
+        dp_sgd.noise_multiplier(target, 0.5, tmp_path)

@@ -29,6 +29,7 @@ import functools
 import json
 import math
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -176,12 +177,37 @@ def per_sample_gradient_mismatches(model: torch.nn.Module, family, x0: torch.Ten
     return wrong
 
 
-def noise_multiplier(target, sample_rate: float) -> float:
+def noise_multiplier(target, sample_rate: float, store=None) -> float:
     """The noise multiplier that makes ``target.iterations`` Poisson-sampled steps at
-    ``sample_rate`` spend ``target.dp_epsilon`` at ``target.dp_delta`` (0 for epsilon = inf)."""
+    ``sample_rate`` spend ``target.dp_epsilon`` at ``target.dp_delta`` (0 for epsilon = inf).
+
+    The calibration takes the PRV accountant 10-40 s on this CPU, and every process that trains
+    a private arm needed it again (the build's training processes, the chapters' kernels). With
+    ``store`` (a run store's folder) it is kept there, one JSON per (epsilon, delta, sample rate,
+    steps, accountant, opacus version), written once under a lock: the first process computes it,
+    the others read it."""
     if not math.isfinite(target.dp_epsilon):
         return 0.0
-    return _calibrated(target.dp_epsilon, target.dp_delta, sample_rate, max(1, target.iterations))
+    args = (target.dp_epsilon, target.dp_delta, sample_rate, max(1, target.iterations))
+    if store is None:
+        return _calibrated(*args)
+    import opacus
+
+    from miakit.core import store as store_mod
+    from miakit.core.config import stable_hash
+
+    key = {"epsilon": args[0], "delta": args[1], "sample_rate": args[2], "steps": args[3],
+           "accountant": accountant(args[0]), "opacus": opacus.__version__}
+    folder = Path(store) / "accountant"
+    path = folder / f"noise-multiplier-{stable_hash(key, 16)}.json"
+    if not path.exists():
+        with store_mod.lock(folder):
+            if not path.exists():
+                store_mod.write_json(path, {**key, "noise_multiplier": _calibrated(*args)})
+    stored = store_mod.read_json(path)
+    if {k: stored[k] for k in key} != key:
+        raise store_mod.CorruptRunError(f"{path} holds the noise multiplier of {stored}, not of {key}: remove it")
+    return float(stored["noise_multiplier"])
 
 
 @functools.lru_cache(maxsize=64)
@@ -278,7 +304,7 @@ class DPSGDStep:
             self.gsm, optimizer = GradSampleModule(model, loss_reduction="mean"), DPOptimizer
         self.noise_gen = torch.Generator(device=device).manual_seed(t.train_seed + 1)  # DP-SGD's Gaussian noise
         self.clip = t.dp_max_grad_norm if math.isfinite(t.dp_max_grad_norm) else NO_CLIPPING
-        self.sigma = noise_multiplier(t, self.sample_rate)
+        self.sigma = noise_multiplier(t, self.sample_rate, settings.runs_dir)
         self.base_optimizer = optimizer_for(model, t)
         # book-keeping: opacus' optimizer for gradients clipped before it sees them (it sums the
         # physical batches' clipped gradients, adds the noise, divides by the expected batch size)
