@@ -66,9 +66,10 @@ report.glue_chapter(results, clock)
 # REPRODUCED, {glue:text}`n_contradicted:d` CONTRADICTED and {glue:text}`n_undecided:d` UNDECIDED.
 # "(ours)" marks the split check and L1, the paper's C1 asked of every later attack of chapter 06:
 # on its benchmark targets, where attacks do not saturate, and on the book's own targets for the
-# reference-model attack, which the benchmark regime does not run. The verdicts are recomputed
-# here from the run store (the chapters trained and attacked everything; this page adds no
-# training), by the rules of the claims layer (`miakit.evidence.claims`), written once:
+# reference-model attack, which the benchmark regime does not run. Here
+# {glue:text}`verdicts_source:s` (kept under a key of the settings, the datasets' pixels and
+# miakit's code, so a change to any of them recomputes them; this page adds no training). Every
+# verdict is decided by the rules of the claims layer (`miakit.evidence.claims`), written once:
 #
 # {glue:text}`rules:s`
 

@@ -318,3 +318,42 @@ def test_a_finding_counts_its_group_s_verdicts_and_says_when_there_are_none():
         "C1 (attacks beat chance): of 2 verdicts, 1 REPRODUCED, 1 CONTRADICTED."
     assert claims.finding(verdicts, "D", "defenses help") == "D (defenses help): not judged in this build."
     assert claims.group("IID split") == "IID" and claims.group("C2 t -> 0 (ddpm)") == "C2"
+
+
+def _kept_verdicts():
+    e = metrics.Estimate
+    return [claims.Verdict("C2 (t -> 0, ddpm)", "the loss attack is near chance", (
+                claims.within("AUC", e(0.52, 0.47, 0.57, 0.025, 50, 500, 3, (0.5, 0.52, 0.54))),
+                claims.beats_chance("AUC", e(0.9, 0.85, 0.95, 0.02, 50, 500)),
+                claims.greater("AUC(50) - AUC(200)", e(0.0, 0.0, 0.0, 0.0, 50, 500, 1, (),
+                                                       ("generated images", "reference images")), grows=("nonmembers",)),
+                claims.greater("TPR", e(math.nan, math.nan, math.nan, math.inf, 50, 500))),
+            "notebooks/04_factors.html#c2", note="two of four measured"),
+            claims.Verdict("C5 utility", "worse samples", (), note="not measured: no labels")]
+
+
+def test_verdicts_come_back_from_json_as_they_were():
+    """The claims page reads back the verdicts the chapters kept (``overview.remember``): every
+    field, outcome, margin and interval of a verdict survives JSON text, NaN and infinity included."""
+    import json
+
+    kept = _kept_verdicts()
+    back = claims.from_json(json.loads(json.dumps(claims.to_json(kept))))
+    assert repr(back) == repr(kept)
+    assert [v.outcome for v in back] == [v.outcome for v in kept] and back[0].evidence() == kept[0].evidence()
+    assert back[0].checks[0].outcome_at(0.05) is kept[0].checks[0].outcome_at(0.05)
+    assert back[0].deciding() == kept[0].deciding() and back[0].factor() == kept[0].factor()
+
+
+def test_a_chapter_s_kept_verdicts_are_read_only_under_the_same_settings_data_and_code(tmp_path, monkeypatch):
+    from miakit.chapters import overview
+    from miakit.core import config
+
+    settings = config.resolve("smoke", runs_dir=str(tmp_path))
+    assert overview.remembered(settings, "04") is None
+    overview.remember(settings, "04", _kept_verdicts())
+    assert repr(overview.remembered(settings, "04")) == repr(_kept_verdicts())
+    assert overview.remembered(settings, "05") is None  # another chapter
+    assert overview.remembered(config.resolve("smoke", runs_dir=str(tmp_path), n_seeds=3), "04") is None
+    monkeypatch.setattr(overview, "code_digest", lambda: "another version")
+    assert overview.remembered(settings, "04") is None

@@ -208,3 +208,23 @@ def test_a_notebook_runs_twice_in_one_kernel(tmp_path):
     nbclient.NotebookClient(twice, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     errors = [o for c in twice.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, errors[:1]
+
+
+@pytest.mark.slow
+def test_the_claims_page_shows_the_verdicts_the_chapters_computed_and_recomputing_gives_the_same(built_book):
+    """The claims page read every chapter's verdicts as its notebook kept them (none recomputed),
+    and recomputing each chapter's verdicts from the run store (``Chapter.verdicts``, what the page
+    did before) gives the same verdicts, evidence and all."""
+    from miakit.chapters import book_chapters, overview
+    from miakit.core import config
+
+    claims_nb = nbformat.read(built_book / "notebooks" / "90_claims.ipynb", as_version=4)
+    glued = report.read_glued(built_book / "notebooks" / "90_claims.ipynb")
+    assert glued["verdicts_source"].strip("'\"").startswith("every chapter's verdicts are the ones its notebook computed")
+    parameters = dict(claims_nb.metadata["papermill"]["parameters"])
+    settings = config.from_namespace(parameters)
+    for chapter in book_chapters():
+        if chapter.verdicts:
+            kept = overview.remembered(settings, chapter.number)
+            assert kept is not None, chapter.number
+            assert repr(kept) == repr(chapter.verdicts(settings, progress_bar=False)), chapter.number

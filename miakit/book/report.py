@@ -33,11 +33,16 @@ def glue_estimate(name: str, estimate) -> None:
 
 def glue_chapter(result, clock: "Stopwatch | None" = None) -> None:
     """A notebook's one glue call: its chapter result's values (``glue_values``), the outcome of
-    each of its verdicts (``verdict_<claim>``) and, with ``clock``, the notebook's seconds."""
+    each of its verdicts (``verdict_<claim>``) and, with ``clock``, the notebook's seconds. A
+    chapter's verdicts are also kept for the claims page (``overview.remember``)."""
+    from miakit.chapters import overview
     from miakit.evidence import claims
 
+    verdicts = result.verdicts()
+    if result.number:
+        overview.remember(result.settings, result.number, verdicts)
     glue_many(result.glue_values())
-    glue_many(claims.glue_values(result.verdicts()))
+    glue_many(claims.glue_values(verdicts))
     if clock is not None:
         glue("seconds", clock.elapsed())
 

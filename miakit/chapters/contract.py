@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 from miakit.core.config import Settings
 
@@ -82,7 +82,11 @@ class Chapter:
 
 class ChapterResult:
     """What a chapter's ``run(settings)`` returns: its displays are methods; ``verdicts`` are the
-    claims it decides and ``glue_values`` what its prose quotes (``report.glue_chapter``)."""
+    claims it decides and ``glue_values`` what its prose quotes (``report.glue_chapter``);
+    ``number`` is its ``Chapter.number`` when it decides claims (the claims page reads the verdicts
+    it kept: ``overview.remember``)."""
+
+    number: ClassVar[str] = ""
 
     def verdicts(self) -> list:
         return []

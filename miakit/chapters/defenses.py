@@ -218,6 +218,8 @@ def study(settings: Settings, progress_bar: bool = True) -> DefenseStudy:
 class Defenses(ChapterResult):
     """Chapter 07's result."""
 
+    number = "07"
+
     settings: Settings
     defense_study: DefenseStudy
 

@@ -391,6 +391,8 @@ def dp_step_timing(settings: Settings, progress_bar: bool = True):
 class DifferentialPrivacy(ChapterResult):
     """Chapter 05: the matched privacy arms (``TradeoffStudy``) and the DP-SGD step's speed (P3)."""
 
+    number = "05"
+
     settings: Settings
     study: TradeoffStudy
     dp_speed: object  # speed.DPStepSpeed

@@ -514,6 +514,8 @@ class Factors(ChapterResult):
     """Chapter 04: what makes the leakage larger, on the lead family (every study and the seconds
     each took)."""
 
+    number = "04"
+
     settings: Settings
     runs: dict[str, train.Run]
     loss: dict[str, loss_and_likelihood.LossAttackStudy]

@@ -342,6 +342,8 @@ class LaterAttacksChapter(ChapterResult):
     """Chapter 06: the benchmark regime (``benchmark.study``: targets where attacks separate) and
     every attack on the book's own targets."""
 
+    number = "06"
+
     settings: Settings
     bench: "benchmark.Benchmark | benchmark.Off"
     later: LaterAttacks

@@ -375,6 +375,8 @@ def iid_verdict(study: blind.BlindStudy, figure: str = "notebooks/02_loss_attack
 class LossChapter(ChapterResult):
     """Chapter 02: the loss attack on every family's target, and the blind baselines beside it."""
 
+    number = "02"
+
     settings: object
     runs: dict[str, Run]
     loss: dict[str, LossAttackStudy]
@@ -436,6 +438,8 @@ def run_loss_chapter(settings, progress_bar: bool = True) -> LossChapter:
 class LikelihoodChapter(ChapterResult):
     """Chapter 03: the likelihood attack on every family's target, the loss attack beside it, and
     the likelihood's speed against the paper-style loop (P2)."""
+
+    number = "03"
 
     settings: object
     runs: dict[str, Run]

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import re
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from statistics import NormalDist
@@ -373,3 +374,18 @@ def rules_text() -> str:
             f"or floor (AUC 1.000 against 1.000), and never by adding members where every member of the compared "
             f"targets is already scored (a target is defined by its members: the whole split, or C3's arms of "
             f"different member counts); there only more nonmembers or training seeds can be added.")
+
+
+def to_json(verdicts: list[Verdict]) -> list[dict]:
+    """``verdicts`` as plain JSON values (``from_json`` reads them back)."""
+    return [dataclasses.asdict(v) for v in verdicts]
+
+
+def from_json(rows: list[dict]) -> list[Verdict]:
+    """The verdicts ``to_json`` wrote, with their checks, estimates and outcomes."""
+    def check(c: dict) -> Check:
+        e = c["estimate"]
+        estimate = Estimate(**{**e, "per_seed": tuple(e["per_seed"]), "sample_names": tuple(e["sample_names"])})
+        return Check(**{**c, "estimate": estimate, "outcome": Outcome(c["outcome"]), "grows": tuple(c["grows"]),
+                        "at_margins": tuple((float(m), Outcome(o)) for m, o in c["at_margins"])})
+    return [Verdict(**{**row, "checks": tuple(check(c) for c in row["checks"])}) for row in rows]
