@@ -214,7 +214,7 @@ def test_a_notebook_runs_twice_in_one_kernel(tmp_path):
 def test_the_claims_page_shows_the_verdicts_the_chapters_computed_and_recomputing_gives_the_same(built_book):
     """The claims page read every chapter's verdicts as its notebook kept them (none recomputed),
     and recomputing each chapter's verdicts from the run store (``Chapter.verdicts``, what the page
-    did before) gives the same verdicts, evidence and all."""
+    did before) gives the same verdicts, outcomes and evidence as the book prints them."""
     from miakit.chapters import book_chapters, overview
     from miakit.core import config
 
@@ -227,4 +227,8 @@ def test_the_claims_page_shows_the_verdicts_the_chapters_computed_and_recomputin
         if chapter.verdicts:
             kept = overview.remembered(settings, chapter.number)
             assert kept is not None, chapter.number
-            assert repr(kept) == repr(chapter.verdicts(settings, progress_bar=False)), chapter.number
+            again = chapter.verdicts(settings, progress_bar=False)
+            # as the book shows them: the kernel ran one torch thread and this process another count,
+            # which changes the last bits of float sums (chapter 05's feature distances, at 1e-13)
+            assert ([(v.claim, v.outcome, v.evidence(), v.deciding()) for v in kept]
+                    == [(v.claim, v.outcome, v.evidence(), v.deciding()) for v in again]), chapter.number
