@@ -101,6 +101,10 @@ results.roc_figure()
 # \left[\hat\theta^{*}_{(2.5\%)},\ \hat\theta^{*}_{(97.5\%)}\right] .
 # $$
 #
+# A TPR's interval is widened, where it is narrower, to the exact (Clopper-Pearson) interval of
+# $k$ members above the measured threshold out of $n$: a bootstrap cannot move a count of $0$ or
+# of $n$, and alone it would print $[0, 0]$ for a TPR measured at $0$. No verdict reads a TPR.
+#
 # **Verdicts.** With that interval $[L, U]$, a claim "$\theta > c$" (A > B: $\theta$ is a
 # difference and $c = 0$; "an attack beats chance": $\theta$ is its AUC and $c = 0.5 + \delta$,
 # the top of the chance band) and a claim "$\theta$ is at chance" are decided as follows:

@@ -218,3 +218,49 @@ def test_a_per_family_table_turns_its_families_into_columns():
     table = loss_and_likelihood.families_as_columns(rows)
     assert list(table.columns) == ["ddpm", "smld"] and list(table.index) == ["AUC", "step"]
     assert table.loc["AUC", "ddpm"] == 0.9123 and table.attrs["unmeasurable"] == ["TPR@0.01%FPR"]
+
+
+def test_clopper_pearson_bounds_solve_the_binomial_tail_equations():
+    """Exact interval by its definition: at the upper bound P(X <= k) = alpha/2, at the lower
+    bound P(X >= k) = alpha/2 (X ~ Binomial(n, p)); at k = 0 the upper bound is 1 - (alpha/2)^(1/n)
+    and at k = n the lower bound is (alpha/2)^(1/n)."""
+    from scipy.stats import binom
+
+    n = 175
+    assert metrics.clopper_pearson(0, n) == (0.0, pytest.approx(1 - 0.025 ** (1 / n)))
+    assert metrics.clopper_pearson(n, n) == (pytest.approx(0.025 ** (1 / n)), 1.0)
+    for k in (1, 7, 90, 174):
+        low, high = metrics.clopper_pearson(k, n)
+        assert binom.cdf(k, n, high) == pytest.approx(0.025, abs=1e-9)
+        assert binom.sf(k - 1, n, low) == pytest.approx(0.025, abs=1e-9)
+        assert low < k / n < high
+
+
+def test_a_tpr_of_zero_or_of_every_member_keeps_the_exact_binomial_width():
+    """Members far below every nonmember: each bootstrap replicate also reads TPR 0, so the
+    percentile interval alone is [0, 0], as if 175 members could not hold a single one above the
+    threshold; the interval must reach the exact upper bound for 0 of 175. Mirrored: TPR 1."""
+    rng = np.random.default_rng(3)
+    members, nonmembers = rng.normal(-50, 1, 175), rng.normal(0, 1, 5600)
+    e = metrics.estimate_split(members, nonmembers, statistic=0.001, n_boot=200)
+    assert e.value == 0 and e.low == 0
+    assert e.high == pytest.approx(1 - 0.025 ** (1 / 175))  # 0.0209
+    up = metrics.estimate_split(-members, nonmembers, statistic=0.01, n_boot=200)
+    assert up.value == 1 and up.high == 1 and up.low == pytest.approx(0.025 ** (1 / 175))
+    auc = metrics.estimate_split(-members, nonmembers, n_boot=200)  # an AUC is left to the bootstrap
+    assert (auc.value, auc.low, auc.high) == (1.0, 1.0, 1.0)
+
+
+def test_a_tpr_interval_covers_the_members_count_above_the_threshold_on_every_seed():
+    """k behind a TPR over seeds that score the same images: the mean over seeds of the members
+    above each seed's threshold (counted here by the brute-force ROC rule), and the interval
+    contains the exact interval of that count."""
+    rng = np.random.default_rng(8)
+    members, nonmembers = rng.normal(1, 1, (2, 120)), rng.normal(0, 1, (2, 1000))
+    arm = metrics.Arm(members, nonmembers)
+    labels = np.r_[np.ones(120, bool), np.zeros(1000, bool)]
+    counts = [120 * brute_tpr_at_fpr(np.r_[m, n], labels, 0.01) for m, n in zip(members, nonmembers)]
+    assert metrics.members_above(arm, 0.01) == (pytest.approx(np.mean(counts)), 120)
+    e = metrics.estimate(arm, 0.01, n_boot=200)
+    low, high = metrics.clopper_pearson(np.mean(counts), 120)
+    assert e.low <= low and e.high >= high and e.low <= e.value <= e.high

@@ -12,6 +12,7 @@ otherwise it is NaN and ``notes`` says why.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -140,13 +141,10 @@ def tpr_of(member_scores, nonmember_scores, fpr: float) -> float:
     threshold sits just above the (k+1)-th highest nonmember score, and TPR is the share of
     members strictly above that score."""
     m = np.asarray(member_scores, dtype=np.float64).ravel()
-    n = np.sort(np.asarray(nonmember_scores, dtype=np.float64).ravel())
+    n = np.asarray(nonmember_scores, dtype=np.float64).ravel()
     if len(n) * fpr < 1:
         return float("nan")
-    k = int(np.floor(fpr * len(n) + 1e-9))
-    if k >= len(n):
-        return 1.0
-    return float(np.mean(m > n[len(n) - k - 1]))
+    return float(np.mean(m > _threshold(n, fpr)))
 
 
 def statistic_fn(statistic):
@@ -311,12 +309,48 @@ def _estimate(value: float, reps: np.ndarray, arms: list[Arm], per_seed=()) -> E
                     min(a.n_seeds for a in arms), tuple(float(v) for v in per_seed))
 
 
+def members_above(arm: Arm, fpr: float) -> tuple[float, int]:
+    """(k, n) behind a TPR at ``fpr``: k members above the threshold of ``tpr_of`` (summed over
+    strata, averaged over seeds: the seeds score the same images) out of n member images."""
+    k = np.mean([sum(float(np.sum(m[im] > _threshold(n[inn], fpr))) for im, inn in arm.strata())
+                 for m, n in zip(arm.members, arm.nonmembers)])
+    return float(k), arm.members.shape[1]
+
+
+def _threshold(nonmembers: np.ndarray, fpr: float) -> float:
+    """The score a member must exceed for a TPR at ``fpr`` (the rule of ``tpr_of``)."""
+    n = np.sort(nonmembers)
+    k = int(np.floor(fpr * len(n) + 1e-9))
+    return -np.inf if k >= len(n) else float(n[len(n) - k - 1])
+
+
+def clopper_pearson(k: float, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a binomial proportion, k successes of n: the
+    alpha/2 quantile of Beta(k, n - k + 1) and the 1 - alpha/2 quantile of Beta(k + 1, n - k),
+    0 at k = 0 and 1 at k = n."""
+    from scipy.stats import beta
+
+    alpha = (1 - level) / 2
+    low = 0.0 if k <= 0 else float(beta.ppf(alpha, k, n - k + 1))
+    high = 1.0 if k >= n else float(beta.ppf(1 - alpha, k + 1, n - k))
+    return low, high
+
+
 def estimate(arm: Arm, statistic="auc", n_boot: int = N_BOOT, seed: int = 0) -> Estimate:
     """The arm's statistic (AUC by default; a float = TPR at that FPR), averaged over its seeds,
-    with a 95% bootstrap interval over images and seeds."""
+    with a 95% bootstrap interval over images and seeds.
+
+    A TPR's interval is never narrower than the exact (Clopper-Pearson) interval of its members'
+    count above the measured threshold (``members_above``): a bootstrap cannot move a count of 0
+    or of every member, and alone it printed ``0.000 [0.000, 0.000]`` for a TPR at 0.1% FPR
+    measured on 175 members, as if no member could ever lie above that threshold."""
     per_seed = arm.per_seed(statistic)
     reps = _bootstrap([arm], statistic, False, n_boot, seed)[:, 0]
-    return _estimate(per_seed.mean(), reps, [arm], per_seed)
+    out = _estimate(per_seed.mean(), reps, [arm], per_seed)
+    if isinstance(statistic, float) and np.isfinite(out.value):
+        low, high = clopper_pearson(*members_above(arm, statistic))
+        out = dataclasses.replace(out, low=min(out.low, low), high=max(out.high, high))
+    return out
 
 
 def estimate_difference(a: Arm, b: Arm, paired: bool, statistic="auc", n_boot: int = N_BOOT,
