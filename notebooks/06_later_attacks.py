@@ -121,7 +121,7 @@ chapter.regime_check()
 # Targets in the band: {glue:text}`bench_in_band:s`. Outside it (validation AUC of the strongest
 # attack): {glue:text}`bench_out_of_band:s`.
 #
-# Test AUC and TPR at 1% and 0.1% FPR with 95% bootstrap intervals (a TPR's never narrower than
+# Test AUC and TPR at 1% and 0.1% FPR with 95% bootstrap intervals (a TPR's interval is never narrower than
 # the exact binomial interval of its members' count, so a TPR of 0 is not printed as certain) at
 # the setting chosen on validation ({glue:text}`bench_members_test:d` members, {glue:text}`bench_nonmembers_test:d`
 # nonmembers in every row), the chosen setting and its validation AUC; the blind baselines (which

@@ -41,9 +41,9 @@ interval does not separate what more seeds and more nonmembers would buy, and no
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from statistics import NormalDist
